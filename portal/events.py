@@ -1,0 +1,113 @@
+"""Publishing domain events: an outbox row in the caller's transaction, dispatch after commit.
+
+Two kinds of subscriber:
+
+* ``in_transaction`` subscribers run inside the publishing transaction, so their
+  writes (an exception case, a rules-engine firing) commit or roll back with the
+  change that caused them.
+* ``after_commit`` subscribers run in a Celery worker once the change committed.
+  Each (event, subscriber) pair is recorded in ``EventDelivery`` in the same
+  transaction as the subscriber's own writes, so a redelivered event is a no-op.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from portal.actors import Actor
+from portal.models import DomainEvent, EventDelivery
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    pattern: str
+    handler: Callable[[DomainEvent], None]
+    key: str
+    in_transaction: bool
+
+
+_subscribers: list[Subscriber] = []
+
+
+def subscribe(pattern: str, *, in_transaction: bool = False, key: str | None = None):
+    """Register a subscriber for event names matching `pattern` (fnmatch: "order.*")."""
+
+    def register(handler: Callable[[DomainEvent], None]):
+        subscriber_key = key or f"{handler.__module__}.{handler.__qualname__}"
+        if not any(s.key == subscriber_key and s.pattern == pattern for s in _subscribers):
+            _subscribers.append(Subscriber(pattern, handler, subscriber_key, in_transaction))
+        return handler
+
+    return register
+
+
+def subscribers_for(name: str, *, in_transaction: bool) -> list[Subscriber]:
+    return [s for s in _subscribers if s.in_transaction == in_transaction and fnmatch.fnmatchcase(name, s.pattern)]
+
+
+def subject_ref(subject) -> tuple[str, str]:
+    if subject is None:
+        return "", ""
+    return subject._meta.label_lower, str(subject.pk)
+
+
+def emit(name: str, *, subject=None, payload: dict | None = None, actor: Actor, reason: str = "") -> DomainEvent:
+    """Record event `name` in the current transaction and schedule its dispatch on commit."""
+    subject_type, subject_id = subject_ref(subject)
+    with transaction.atomic():
+        event = DomainEvent.objects.create(
+            name=name,
+            subject_type=subject_type,
+            subject_id=subject_id,
+            payload=payload or {},
+            actor=actor.label,
+            reason=reason,
+        )
+        for subscriber in subscribers_for(name, in_transaction=True):
+            subscriber.handler(event)
+    transaction.on_commit(lambda: enqueue_dispatch(event.pk))
+    return event
+
+
+def enqueue_dispatch(event_id: int) -> None:
+    """Hand the event to a worker; on a broker outage the sweep picks it up later."""
+    from portal.tasks import dispatch_event
+
+    try:
+        dispatch_event.delay(event_id)
+    except Exception:
+        logger.warning("event dispatch not queued; the sweep will retry", extra={"event_id": event_id})
+
+
+def dispatch(event_id: int) -> int:
+    """Run every after-commit subscriber of one event once; returns how many ran now."""
+    try:
+        event = DomainEvent.objects.get(pk=event_id)
+    except DomainEvent.DoesNotExist:
+        return 0
+    ran = 0
+    failed = False
+    for subscriber in subscribers_for(event.name, in_transaction=False):
+        try:
+            with transaction.atomic():
+                try:
+                    with transaction.atomic():
+                        EventDelivery.objects.create(event=event, handler=subscriber.key)
+                except IntegrityError:
+                    continue  # already processed by an earlier delivery
+                subscriber.handler(event)
+            ran += 1
+        except Exception:
+            failed = True  # rolled back with its delivery row; the sweep retries it
+            logger.exception("event subscriber failed", extra={"event_id": event_id, "subscriber": subscriber.key})
+    if not failed:
+        DomainEvent.objects.filter(pk=event.pk, dispatched_at__isnull=True).update(dispatched_at=timezone.now())
+    return ran
