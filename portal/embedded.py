@@ -73,14 +73,17 @@ def _run_as_pg_user() -> dict:
     import pwd
 
     try:
-        pwd.getpwnam(PG_SYSTEM_USER)
+        entry = pwd.getpwnam(PG_SYSTEM_USER)
     except KeyError:
         subprocess.run(
             ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", PG_SYSTEM_USER],
             check=True,
             capture_output=True,
         )
-    return {"user": PG_SYSTEM_USER}
+        entry = pwd.getpwnam(PG_SYSTEM_USER)
+    # Drop root's groups too: with gid 0 the group bits of a root-owned parent (0705 after
+    # _make_traversable) apply instead of the "other" bits, and initdb is refused access.
+    return {"user": PG_SYSTEM_USER, "group": entry.pw_gid, "extra_groups": []}
 
 
 def _make_traversable(path: Path) -> None:

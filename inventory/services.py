@@ -1,0 +1,585 @@
+"""Every change to stock, reservations, receipts and counts.
+
+Concurrency rules (the only ones; every write here follows them):
+
+* Locks are taken in one order — order rows, then reservation rows, then stock rows —
+  and within a kind by primary key, so two transactions never wait on each other in a cycle.
+* Stock rows are locked with ``FOR NO KEY UPDATE`` (never SKIP LOCKED): inserts of
+  reservations and movements that reference them are not blocked.
+* Quantities change by conditional UPDATE (``reserved = reserved + n WHERE available >= n``);
+  the CHECK constraints on ``StockLevel`` are the last line of defence, and a violation
+  becomes a ``DomainError``, never a 500.
+* ``QuerySet.update`` skips django-simple-history: the movement ledger is the audit trail
+  for quantities; reservations and documents keep their own history.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
+from simple_history.utils import bulk_create_with_history
+
+from inventory import events
+from inventory.models import (
+    CycleCount,
+    Item,
+    Location,
+    Lot,
+    Receipt,
+    ReceiptLine,
+    Reservation,
+    StockLevel,
+    StockMovement,
+    VariancePolicy,
+    Warehouse,
+)
+from portal.actors import Actor, stamp_history
+from portal.domain import DomainError, InvalidInput, PermissionRefused, transition
+from portal.events import emit
+
+
+class InsufficientStock(DomainError):
+    code = "insufficient_stock"
+
+
+@dataclass(frozen=True)
+class LineDemand:
+    """What one order line asks of a warehouse."""
+
+    order_line_id: int
+    order_number: str
+    item_id: int
+    quantity: int
+
+
+@dataclass
+class LineAllocation:
+    """What a line got: possibly split over several stock rows, possibly short."""
+
+    order_line_id: int
+    requested: int
+    reservations: list[Reservation] = field(default_factory=list)
+
+    @property
+    def reserved(self) -> int:
+        return sum(r.quantity for r in self.reservations)
+
+    @property
+    def shortfall(self) -> int:
+        return self.requested - self.reserved
+
+
+@dataclass(frozen=True)
+class PickResult:
+    picked: int
+    shortfall: int
+    quarantined: int
+    count: CycleCount | None
+
+
+# --- helpers -------------------------------------------------------------------------
+
+
+def _allocation_key(row: StockLevel) -> tuple:
+    """FEFO for lots (earliest expiry first), then the walk order, then the row id."""
+    expiry = row.lot.expires_on if row.lot_id and row.lot.expires_on else dt.date.max
+    return (expiry, row.location.pick_sequence, row.location.code, row.pk)
+
+
+def _apply_deltas(column: str, deltas: dict[int, int], *, guard: str) -> None:
+    """Add deltas[row_id] to `column` of each stock row in one statement; every row must pass `guard`."""
+    if not deltas:
+        return
+    ids = sorted(deltas)
+    values = ", ".join(["(%s, %s)"] * len(ids))
+    params: list[int] = []
+    for row_id in ids:
+        params.extend([row_id, deltas[row_id]])
+    sql = (
+        f"UPDATE inventory_stocklevel AS s SET {column} = s.{column} + v.delta, updated_at = now() "
+        f"FROM (VALUES {values}) AS v(id, delta) WHERE s.id = v.id AND {guard}"
+    )
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            updated = cursor.rowcount
+    except IntegrityError as error:
+        raise InsufficientStock("The stock changed while this was being done; nothing was changed. Try again.") from error
+    if updated != len(ids):
+        raise InsufficientStock("Not enough stock is available any more; nothing was changed. Refresh and try again.")
+
+
+def _movement(level: StockLevel, kind: str, *, on_hand: int = 0, quarantined: int = 0, actor: Actor, reason: str,
+              source_type: str = "", source_ref: str = "") -> StockMovement:
+    return StockMovement(
+        stock_level=level, kind=kind, on_hand_delta=on_hand, quarantined_delta=quarantined,
+        actor=actor.label, user=actor.user if actor.kind == "user" else None, reason=reason,
+        source_type=source_type, source_ref=source_ref,
+    )
+
+
+def _lock_stock(ids) -> dict[int, StockLevel]:
+    rows = StockLevel.objects.filter(pk__in=ids).order_by("pk").select_for_update(no_key=True)
+    return {row.pk: row for row in rows}
+
+
+def _require_reason(reason: str) -> None:
+    if not reason or not reason.strip():
+        raise InvalidInput("A reason is required.", fields={"reason": ["Say why, for the record."]})
+
+
+# --- reservations --------------------------------------------------------------------
+
+
+def reservation_reserve_lines(
+    *, warehouse: Warehouse, demands: list[LineDemand], actor: Actor, reason: str
+) -> list[LineAllocation]:
+    """Reserve stock for order lines at one warehouse; partial results are reported, never oversold.
+
+    One short transaction: lock every candidate stock row of the requested items in
+    primary-key order, plan the split in memory (FEFO, pick sequence), then raise
+    ``reserved`` with one guarded UPDATE and insert the reservations in bulk — a
+    constant number of queries whatever the number of lines.
+    """
+    for demand in demands:
+        if demand.quantity <= 0:
+            raise InvalidInput("Quantities must be positive.", fields={"quantity": ["Must be at least 1."]})
+    allocations = [LineAllocation(order_line_id=d.order_line_id, requested=d.quantity) for d in demands]
+    if not demands:
+        return allocations
+    with transaction.atomic():
+        rows = list(
+            StockLevel.objects.allocatable()
+            .filter(item_id__in={d.item_id for d in demands}, location__warehouse=warehouse)
+            .select_related("location", "lot")
+            .order_by("pk")
+            .select_for_update(of=("self",), no_key=True)
+        )
+        candidates: dict[int, list[StockLevel]] = defaultdict(list)
+        for row in sorted(rows, key=_allocation_key):
+            candidates[row.item_id].append(row)
+        available = {row.pk: row.available for row in rows}
+        increments: dict[int, int] = defaultdict(int)
+        new_reservations: list[Reservation] = []
+        for demand, allocation in zip(demands, allocations, strict=True):
+            needed = demand.quantity
+            for row in candidates.get(demand.item_id, []):
+                if needed == 0:
+                    break
+                take = min(needed, available[row.pk])
+                if take <= 0:
+                    continue
+                available[row.pk] -= take
+                increments[row.pk] += take
+                needed -= take
+                reservation = Reservation(
+                    stock_level=row, item_id=demand.item_id, warehouse=warehouse,
+                    order_line_id=demand.order_line_id, order_number=demand.order_number, quantity=take,
+                )
+                reservation.confirm()
+                new_reservations.append(reservation)
+                allocation.reservations.append(reservation)
+        _apply_deltas("reserved", increments, guard="s.on_hand - s.reserved - s.quarantined >= v.delta")
+        if new_reservations:
+            bulk_create_with_history(
+                new_reservations, Reservation, default_user=actor.user, default_change_reason=reason[:100],
+                custom_historical_attrs={"history_actor": actor.label, "history_reason": reason},
+            )
+    return allocations
+
+
+def reservation_release(*, reservations: list[Reservation] | list[int], actor: Actor, reason: str) -> int:
+    """Give reserved stock back; returns the quantity released. Already-closed reservations are skipped."""
+    _require_reason(reason)
+    ids = sorted(r.pk if isinstance(r, Reservation) else int(r) for r in reservations)
+    with transaction.atomic():
+        locked = list(
+            Reservation.objects.filter(pk__in=ids, status=Reservation.Status.RESERVED)
+            .order_by("pk").select_for_update()
+        )
+        decrements: dict[int, int] = defaultdict(int)
+        for reservation in locked:
+            decrements[reservation.stock_level_id] -= reservation.quantity
+        _lock_stock(decrements.keys())
+        _apply_deltas("reserved", decrements, guard="s.reserved + v.delta >= 0")
+        for reservation in locked:
+            transition(reservation, "release", actor=actor, reason=reason, update_fields=["closed_at"])
+    return -sum(decrements.values())
+
+
+def reservation_expire_due(*, now, actor: Actor) -> int:
+    """Expire reservations past their expiry time (a beat job); returns how many."""
+    ids = list(
+        Reservation.objects.filter(status=Reservation.Status.RESERVED, expires_at__lte=now)
+        .order_by("pk").values_list("pk", flat=True)[:500]
+    )
+    count = 0
+    for reservation_id in ids:
+        with transaction.atomic():
+            reservation = Reservation.objects.select_for_update().filter(
+                pk=reservation_id, status=Reservation.Status.RESERVED
+            ).first()
+            if reservation is None:
+                continue
+            _lock_stock([reservation.stock_level_id])
+            _apply_deltas("reserved", {reservation.stock_level_id: -reservation.quantity}, guard="s.reserved + v.delta >= 0")
+            transition(reservation, "expire", actor=actor, reason="Reservation expired", update_fields=["closed_at"])
+            count += 1
+    return count
+
+
+def reservation_pick(
+    *, reservation: Reservation, picked_quantity: int, actor: Actor, reason: str, source_ref: str = ""
+) -> PickResult:
+    """Consume a reservation: on hand falls by what was picked; a shortfall is quarantined and counted.
+
+    What the picker did not find is released from the reservation and, as far as the
+    row still shows it, put in quarantine so no other order is promised it until a
+    cycle count (opened here) settles the truth.
+    """
+    if picked_quantity < 0:
+        raise InvalidInput("Picked quantity cannot be negative.", fields={"picked_quantity": ["Must be 0 or more."]})
+    with transaction.atomic():
+        locked = Reservation.objects.select_for_update().get(pk=reservation.pk)
+        if locked.status != Reservation.Status.RESERVED:
+            raise DomainError(f"Reservation {locked.pk} is {locked.status}; only reserved stock can be picked.")
+        if picked_quantity > locked.quantity:
+            raise InvalidInput(
+                f"Picked {picked_quantity} but only {locked.quantity} were reserved.",
+                fields={"picked_quantity": [f"At most {locked.quantity}."]},
+            )
+        level = _lock_stock([locked.stock_level_id])[locked.stock_level_id]
+        shortfall = locked.quantity - picked_quantity
+        StockLevel.objects.filter(pk=level.pk).update(
+            on_hand=F("on_hand") - picked_quantity, reserved=F("reserved") - locked.quantity
+        )
+        movements = []
+        if picked_quantity:
+            movements.append(_movement(level, StockMovement.Kind.PICK, on_hand=-picked_quantity, actor=actor,
+                                       reason=reason, source_type="reservation", source_ref=source_ref or str(locked.pk)))
+        quarantined = 0
+        count = None
+        if shortfall:
+            level.refresh_from_db(fields=["on_hand", "reserved", "quarantined"])
+            quarantined = max(0, min(shortfall, level.available))
+            if quarantined:
+                StockLevel.objects.filter(pk=level.pk).update(quarantined=F("quarantined") + quarantined)
+                movements.append(_movement(
+                    level, StockMovement.Kind.QUARANTINE, quarantined=quarantined, actor=actor,
+                    reason=f"Short pick: {shortfall} not found; held until counted", source_type="reservation",
+                    source_ref=str(locked.pk),
+                ))
+            count = count_request(stock_level=level, actor=actor, reason=f"Short pick of {shortfall} on reservation {locked.pk}")
+        StockMovement.objects.bulk_create(movements)
+        transition(locked, "pick", actor=actor, reason=reason, update_fields=["picked_quantity", "closed_at"],
+                   picked=picked_quantity)
+    return PickResult(picked=picked_quantity, shortfall=shortfall, quarantined=quarantined, count=count)
+
+
+# --- stock on hand -------------------------------------------------------------------
+
+
+def stock_level_for(*, item: Item, location: Location, lot: Lot | None = None) -> StockLevel:
+    """The stock row for item × location × lot, created empty if missing (safe under races)."""
+    if item.lot_tracked and lot is None:
+        raise InvalidInput(f"{item.sku} is lot-tracked: give the lot.", fields={"lot": ["Required for this item."]})
+    StockLevel.objects.bulk_create([StockLevel(item=item, location=location, lot=lot)], ignore_conflicts=True)
+    return StockLevel.objects.get(item=item, location=location, lot=lot)
+
+
+def stock_receive(
+    *, item: Item, location: Location, quantity: int, actor: Actor, reason: str, lot: Lot | None = None,
+    source_type: str = "", source_ref: str = "",
+) -> StockMovement:
+    """Add received units to a location through the ledger."""
+    _require_reason(reason)
+    if quantity <= 0:
+        raise InvalidInput("Received quantity must be positive.", fields={"quantity": ["Must be at least 1."]})
+    with transaction.atomic():
+        level = stock_level_for(item=item, location=location, lot=lot)
+        _lock_stock([level.pk])
+        StockLevel.objects.filter(pk=level.pk).update(on_hand=F("on_hand") + quantity)
+        movement = _movement(level, StockMovement.Kind.RECEIPT, on_hand=quantity, actor=actor, reason=reason,
+                             source_type=source_type, source_ref=source_ref)
+        movement.save()
+        emit(events.STOCK_RECEIVED, subject=level, actor=actor, reason=reason, payload={
+            "sku": item.sku, "item_id": item.pk, "warehouse": location.warehouse.code,
+            "warehouse_id": location.warehouse_id, "location": location.code, "quantity": quantity,
+        })
+    return movement
+
+
+def stock_adjust(
+    *, stock_level: StockLevel, delta: int, actor: Actor, reason: str,
+    kind: str = StockMovement.Kind.ADJUSTMENT, source_type: str = "", source_ref: str = "",
+) -> StockMovement:
+    """Correct on hand by `delta`; refused if it would leave less than is reserved and quarantined."""
+    _require_reason(reason)
+    if delta == 0:
+        raise InvalidInput("An adjustment must change the quantity.", fields={"delta": ["Must not be 0."]})
+    with transaction.atomic():
+        level = _lock_stock([stock_level.pk])[stock_level.pk]
+        if level.on_hand + delta < level.reserved + level.quarantined:
+            raise InsufficientStock(
+                f"On hand would fall to {level.on_hand + delta} while {level.reserved} are reserved and "
+                f"{level.quarantined} quarantined. Release reservations or quarantine first."
+            )
+        _apply_deltas("on_hand", {level.pk: delta}, guard="s.on_hand + v.delta >= s.reserved + s.quarantined")
+        movement = _movement(level, kind, on_hand=delta, actor=actor, reason=reason, source_type=source_type,
+                             source_ref=source_ref)
+        movement.save()
+        location = level.location
+        emit(events.STOCK_ADJUSTED, subject=level, actor=actor, reason=reason, payload={
+            "sku": level.item.sku, "item_id": level.item_id, "warehouse": location.warehouse.code,
+            "warehouse_id": location.warehouse_id, "location": location.code, "on_hand_delta": delta, "kind": kind,
+        })
+    return movement
+
+
+def stock_quarantine(*, stock_level: StockLevel, quantity: int, actor: Actor, reason: str) -> StockMovement:
+    """Hold available units (damaged, suspect) so nothing is promised from them."""
+    _require_reason(reason)
+    if quantity <= 0:
+        raise InvalidInput("Quantity must be positive.", fields={"quantity": ["Must be at least 1."]})
+    with transaction.atomic():
+        level = _lock_stock([stock_level.pk])[stock_level.pk]
+        _apply_deltas("quarantined", {level.pk: quantity}, guard="s.on_hand - s.reserved - s.quarantined >= v.delta")
+        movement = _movement(level, StockMovement.Kind.QUARANTINE, quarantined=quantity, actor=actor, reason=reason)
+        movement.save()
+    return movement
+
+
+def stock_release_quarantine(*, stock_level: StockLevel, quantity: int, actor: Actor, reason: str) -> StockMovement:
+    """Make quarantined units available again."""
+    _require_reason(reason)
+    if quantity <= 0:
+        raise InvalidInput("Quantity must be positive.", fields={"quantity": ["Must be at least 1."]})
+    with transaction.atomic():
+        level = _lock_stock([stock_level.pk])[stock_level.pk]
+        _apply_deltas("quarantined", {level.pk: -quantity}, guard="s.quarantined + v.delta >= 0")
+        movement = _movement(level, StockMovement.Kind.RELEASE, quarantined=-quantity, actor=actor, reason=reason)
+        movement.save()
+    return movement
+
+
+def stock_transfer(
+    *, stock_level: StockLevel, to_location: Location, quantity: int, actor: Actor, reason: str,
+    kind: str = StockMovement.Kind.TRANSFER,
+) -> tuple[StockMovement, StockMovement]:
+    """Move available units to another location (putaway, replenishment, move): two ledger lines."""
+    _require_reason(reason)
+    if quantity <= 0:
+        raise InvalidInput("Quantity must be positive.", fields={"quantity": ["Must be at least 1."]})
+    if to_location.warehouse_id != stock_level.location.warehouse_id:
+        raise InvalidInput("Transfers stay inside one warehouse.", fields={"to_location": ["Same warehouse only."]})
+    with transaction.atomic():
+        target = stock_level_for(item=stock_level.item, location=to_location, lot=stock_level.lot)
+        if target.pk == stock_level.pk:
+            raise InvalidInput("Source and target are the same.", fields={"to_location": ["Pick another location."]})
+        _lock_stock([stock_level.pk, target.pk])
+        _apply_deltas("on_hand", {stock_level.pk: -quantity}, guard="s.on_hand - s.reserved - s.quarantined + v.delta >= 0")
+        _apply_deltas("on_hand", {target.pk: quantity}, guard="true")
+        out = _movement(stock_level, kind, on_hand=-quantity, actor=actor, reason=reason,
+                        source_type="transfer", source_ref=str(target.pk))
+        into = _movement(target, kind, on_hand=quantity, actor=actor, reason=reason,
+                         source_type="transfer", source_ref=str(stock_level.pk))
+        StockMovement.objects.bulk_create([out, into])
+    return out, into
+
+
+# --- receipts ------------------------------------------------------------------------
+
+
+def variance_policy_for(warehouse: Warehouse) -> VariancePolicy:
+    policy = VariancePolicy.objects.filter(warehouse=warehouse).first() or VariancePolicy.objects.filter(
+        warehouse__isnull=True
+    ).first()
+    return policy or VariancePolicy()
+
+
+def receipt_create(
+    *, number: str, warehouse: Warehouse, supplier: str, lines: list[dict], actor: Actor, reason: str,
+    document_kind: str = Receipt.DocumentKind.ASN, purchase_order: str = "", dock: Location | None = None,
+) -> Receipt:
+    """Record an expected inbound delivery; lines are {item, expected_quantity, lot?}."""
+    if not lines:
+        raise InvalidInput("A receipt needs at least one line.", fields={"lines": ["Add a line."]})
+    with transaction.atomic():
+        receipt = Receipt(number=number, warehouse=warehouse, supplier=supplier, document_kind=document_kind,
+                          purchase_order=purchase_order, dock=dock)
+        stamp_history(receipt, actor=actor, reason=reason)
+        receipt.save()
+        ReceiptLine.objects.bulk_create([
+            ReceiptLine(receipt=receipt, line_no=index, item=line["item"], lot=line.get("lot"),
+                        expected_quantity=line["expected_quantity"])
+            for index, line in enumerate(lines, start=1)
+        ])
+    return receipt
+
+
+def receipt_receive_line(
+    *, line: ReceiptLine, quantity: int, location: Location, actor: Actor, reason: str = "Received"
+) -> ReceiptLine:
+    """Book received units of one receipt line into a location."""
+    with transaction.atomic():
+        receipt = Receipt.objects.select_for_update().get(pk=line.receipt_id)
+        if receipt.status not in (Receipt.Status.EXPECTED, Receipt.Status.RECEIVING):
+            raise DomainError(f"Receipt {receipt.number} is {receipt.status}; nothing more can be received on it.")
+        if receipt.status == Receipt.Status.EXPECTED:
+            transition(receipt, "start_receiving", actor=actor, reason=reason)
+        line = ReceiptLine.objects.select_for_update().get(pk=line.pk)
+        stock_receive(item=line.item, location=location, quantity=quantity, lot=line.lot, actor=actor,
+                      reason=reason, source_type="receipt", source_ref=receipt.number)
+        ReceiptLine.objects.filter(pk=line.pk).update(received_quantity=F("received_quantity") + quantity)
+        line.refresh_from_db()
+    return line
+
+
+def receipt_close(*, receipt: Receipt, actor: Actor, reason: str) -> list[ReceiptLine]:
+    """Close a receipt; lines whose variance is beyond policy raise a receiving-variance event each."""
+    _require_reason(reason)
+    with transaction.atomic():
+        receipt = Receipt.objects.select_for_update().get(pk=receipt.pk)
+        transition(receipt, "close", actor=actor, reason=reason, update_fields=["closed_at"])
+        policy = variance_policy_for(receipt.warehouse)
+        flagged = []
+        for line in receipt.lines.select_related("item"):
+            if line.variance and policy.exceeds(expected=line.expected_quantity, actual=line.received_quantity,
+                                                 kind="receiving"):
+                flagged.append(line)
+                emit(events.RECEIVING_VARIANCE, subject=receipt, actor=actor, reason=reason, payload={
+                    "receipt": receipt.number, "receipt_id": receipt.pk, "line_no": line.line_no,
+                    "line_id": line.pk, "sku": line.item.sku, "supplier": receipt.supplier,
+                    "warehouse": receipt.warehouse.code, "warehouse_id": receipt.warehouse_id,
+                    "expected": line.expected_quantity, "received": line.received_quantity,
+                    "variance": line.variance, "value": str(abs(line.variance) * line.item.unit_value),
+                })
+        if flagged and not receipt.invoice_on_hold:
+            Receipt.objects.filter(pk=receipt.pk).update(invoice_on_hold=True)
+    return flagged
+
+
+def receipt_accept_variance(*, receipt: Receipt, actor: Actor, reason: str) -> Receipt:
+    """Accept what was received as final: the supplier invoice may be paid for the received quantities."""
+    _require_reason(reason)
+    with transaction.atomic():
+        receipt = Receipt.objects.select_for_update().get(pk=receipt.pk)
+        receipt.lines.filter(variance_accepted=False).update(variance_accepted=True)
+        receipt.invoice_on_hold = False
+        stamp_history(receipt, actor=actor, reason=reason)
+        receipt.save(update_fields=["invoice_on_hold", "updated_at"])
+    return receipt
+
+
+def receipt_dispute(*, receipt: Receipt, actor: Actor, reason: str) -> Receipt:
+    """Dispute the delivery with the supplier; the supplier invoice stays on hold."""
+    _require_reason(reason)
+    with transaction.atomic():
+        receipt = Receipt.objects.select_for_update().get(pk=receipt.pk)
+        receipt.invoice_on_hold = True
+        stamp_history(receipt, actor=actor, reason=reason)
+        receipt.save(update_fields=["invoice_on_hold", "updated_at"])
+    return receipt
+
+
+# --- cycle counts --------------------------------------------------------------------
+
+
+def count_request(*, stock_level: StockLevel, actor: Actor, reason: str) -> CycleCount:
+    """Open a cycle count for a stock row, or return the one already open."""
+    with transaction.atomic():
+        existing = CycleCount.objects.filter(stock_level=stock_level, status=CycleCount.Status.OPEN).first()
+        if existing:
+            return existing
+        count = CycleCount(stock_level=stock_level, requested_reason=reason)
+        stamp_history(count, actor=actor, reason=reason)
+        count.save()
+    return count
+
+
+def count_record(*, count: CycleCount, counted_quantity: int, actor: Actor, reason: str = "Counted") -> CycleCount:
+    """Record what the counter found. Within tolerance it is applied at once; beyond it, an event asks for approval."""
+    if counted_quantity < 0:
+        raise InvalidInput("A count cannot be negative.", fields={"counted_quantity": ["Must be 0 or more."]})
+    with transaction.atomic():
+        count = CycleCount.objects.select_for_update().get(pk=count.pk)
+        level = _lock_stock([count.stock_level_id])[count.stock_level_id]
+        transition(count, "record", actor=actor, reason=reason,
+                   update_fields=["expected_quantity", "counted_quantity", "counted_by", "counted_by_actor", "counted_at"],
+                   expected=level.on_hand, counted=counted_quantity, user=actor.user, actor_label=actor.label)
+        policy = variance_policy_for(level.location.warehouse)
+        if not count.variance:
+            transition(count, "approve", actor=Actor.policy("count-tolerance"), reason="No difference",
+                       update_fields=["decided_by_actor", "decided_at"], actor_label="policy:count-tolerance")
+            _settle_count_quarantine(count, level, actor=Actor.policy("count-tolerance"))
+        elif not policy.exceeds(expected=count.expected_quantity, actual=counted_quantity, kind="count"):
+            _apply_count(count, level, approver=Actor.policy("count-tolerance"), reason="Within count tolerance")
+        else:
+            item = level.item
+            emit(events.COUNT_VARIANCE, subject=count, actor=actor, reason=reason, payload={
+                "count_id": count.pk, "sku": item.sku, "item_id": item.pk, "location": level.location.code,
+                "warehouse": level.location.warehouse.code, "warehouse_id": level.location.warehouse_id,
+                "expected": count.expected_quantity, "counted": counted_quantity, "variance": count.variance,
+                "value": str(abs(count.variance) * item.unit_value), "counted_by": actor.label,
+            })
+    return count
+
+
+def _settle_count_quarantine(count: CycleCount, level: StockLevel, *, actor: Actor) -> None:
+    """A count settles the truth of a row: stock held for a short pick is released."""
+    level.refresh_from_db(fields=["on_hand", "reserved", "quarantined"])
+    if level.quarantined:
+        held = StockMovement.objects.filter(stock_level=level, kind=StockMovement.Kind.QUARANTINE,
+                                            source_type="reservation")
+        if held.exists():
+            release = level.quarantined
+            StockLevel.objects.filter(pk=level.pk).update(quarantined=F("quarantined") - release)
+            _movement(level, StockMovement.Kind.RELEASE, quarantined=-release, actor=actor,
+                      reason=f"Count {count.pk} settled the row", source_type="count", source_ref=str(count.pk)).save()
+
+
+def _apply_count(count: CycleCount, level: StockLevel, *, approver: Actor, reason: str) -> None:
+    delta = count.variance or 0
+    level.refresh_from_db(fields=["on_hand", "reserved", "quarantined"])
+    release = min(level.quarantined, -delta) if delta < 0 else 0
+    if level.on_hand + delta < level.reserved + level.quarantined - release:
+        raise InsufficientStock(
+            f"The count leaves {level.on_hand + delta} on hand but {level.reserved} are reserved. "
+            "Release or reallocate those reservations first."
+        )
+    if delta:
+        StockLevel.objects.filter(pk=level.pk).update(on_hand=F("on_hand") + delta, quarantined=F("quarantined") - release)
+        _movement(level, StockMovement.Kind.COUNT_CORRECTION, on_hand=delta, quarantined=-release, actor=approver,
+                  reason=reason, source_type="count", source_ref=str(count.pk)).save()
+    transition(count, "approve", actor=approver, reason=reason, update_fields=["decided_by_actor", "decided_at"],
+               actor_label=approver.label)
+    _settle_count_quarantine(count, level, actor=approver)
+
+
+def count_approve(*, count: CycleCount, actor: Actor, reason: str) -> CycleCount:
+    """Apply a counted variance to on hand. The person who counted may not approve their own count."""
+    _require_reason(reason)
+    with transaction.atomic():
+        count = CycleCount.objects.select_for_update().get(pk=count.pk)
+        if count.counted_by_actor and count.counted_by_actor == actor.label:
+            raise PermissionRefused("You counted this location; another person must approve the adjustment.",
+                                    code="own_count")
+        if count.status != CycleCount.Status.COUNTED:
+            raise DomainError(f"Count {count.pk} is {count.status}; only a recorded count can be approved.")
+        level = _lock_stock([count.stock_level_id])[count.stock_level_id]
+        _apply_count(count, level, approver=actor, reason=reason)
+    return count
+
+
+def count_reject(*, count: CycleCount, actor: Actor, reason: str) -> CycleCount:
+    """Discard a count (a recount will be requested); on hand is unchanged."""
+    _require_reason(reason)
+    with transaction.atomic():
+        count = CycleCount.objects.select_for_update().get(pk=count.pk)
+        transition(count, "reject", actor=actor, reason=reason, update_fields=["decided_by_actor", "decided_at"],
+                   actor_label=actor.label)
+    return count
