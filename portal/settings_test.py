@@ -1,10 +1,12 @@
 """Test overrides: same real PostgreSQL and Redis, a Redis database of its own, fast hashing."""
 
+import os
+
 from portal.settings import *  # noqa: F403
 from portal.settings import REDIS_URL
 
 _base_redis = REDIS_URL.rsplit("/", 1)[0] if REDIS_URL.count("/") > 2 else REDIS_URL
-REDIS_URL = f"{_base_redis}/9"
+REDIS_URL = f"{_base_redis}/{os.environ.get('REDIS_TEST_DB', '9')}"
 CACHES["default"]["LOCATION"] = REDIS_URL  # noqa: F405
 CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [REDIS_URL]  # noqa: F405
 CELERY_BROKER_URL = REDIS_URL

@@ -139,9 +139,7 @@ class TestLoginLockout:
 
         for attempt in range(settings.AXES_FAILURE_LIMIT):
             # the attacker rotates a forged left-hand entry; the proxy appends the real address
-            response = sign_in(
-                client, "fran", "wrong-password", HTTP_X_FORWARDED_FOR=f"10.9.9.{attempt}, 198.51.100.7"
-            )
+            response = sign_in(client, "fran", "wrong-password", HTTP_X_FORWARDED_FOR=f"10.9.9.{attempt}, 198.51.100.7")
         assert response.status_code == 429
         assert AccessAttempt.objects.get().ip_address == "198.51.100.7"
 

@@ -145,10 +145,9 @@ def test_after_commit_subscriber_does_not_run_when_the_transaction_rolls_back(dj
     seen = []
     events.subscribe("test.foundation.*", key="test.foundation.after-commit")(lambda event: seen.append(event.pk))
 
-    with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        with pytest.raises(Boom), transaction.atomic():
-            events.emit("test.foundation.created", actor=ACTOR)
-            raise Boom
+    with django_capture_on_commit_callbacks(execute=True) as callbacks, pytest.raises(Boom), transaction.atomic():
+        events.emit("test.foundation.created", actor=ACTOR)
+        raise Boom
 
     assert callbacks == []
     assert seen == []

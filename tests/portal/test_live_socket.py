@@ -7,7 +7,6 @@ import uuid
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
-from channels.testing import WebsocketCommunicator
 from django.conf import settings as django_settings
 from django.contrib.auth.models import Group
 
@@ -15,6 +14,7 @@ from portal.asgi import application
 from portal.live import broadcast
 from portal.roles import Role
 from portal.signals import notify_user_sockets
+from tests.websocket import WebsocketCommunicator
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -32,7 +32,9 @@ class TestDatabaseFromUrl:
         monkeypatch.delenv("DATABASE_CONN_MAX_AGE", raising=False)
         monkeypatch.delenv("DATABASE_TEST_NAME", raising=False)
 
-        config = database_from_url("postgres://ops:s3cret@db.example.test:6543/warehouse?sslmode=require&connect_timeout=5")
+        config = database_from_url(
+            "postgres://ops:s3cret@db.example.test:6543/warehouse?sslmode=require&connect_timeout=5"
+        )
 
         assert config == {
             "ENGINE": "django.db.backends.postgresql",

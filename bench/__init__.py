@@ -1,0 +1,1 @@
+"""`make bench`: performance figures for this machine, each beside its baseline as a ratio."""
