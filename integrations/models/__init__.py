@@ -1,0 +1,7 @@
+"""Partners and their credentials, inbound requests and events, outbound messages."""
+
+from integrations.models.inbound import IdempotencyRecord, InboundEvent, InboundRequest
+from integrations.models.outbound import OutboundMessage
+from integrations.models.partners import Partner, PartnerToken
+
+__all__ = ["IdempotencyRecord", "InboundEvent", "InboundRequest", "OutboundMessage", "Partner", "PartnerToken"]

@@ -1,0 +1,82 @@
+"""What partners send: logged requests, idempotency records and warehouse events."""
+
+from __future__ import annotations
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models
+from django.utils import timezone
+
+
+class InboundRequest(models.Model):
+    """One API request from a partner, kept for the message log and the order timeline."""
+
+    partner = models.ForeignKey("integrations.Partner", null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="inbound_requests")
+    method = models.CharField(max_length=8)
+    path = models.CharField(max_length=300)
+    status_code = models.PositiveSmallIntegerField()
+    payload = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
+    response = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
+    error = models.TextField(blank=True, default="")
+    idempotency_key = models.CharField(max_length=200, blank=True, default="")
+    order_number = models.CharField(max_length=40, blank=True, default="", db_index=True)
+    received_at = models.DateTimeField(default=timezone.now, db_index=True)
+    duration_ms = models.FloatField(default=0)
+
+    class Meta:
+        ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path} → {self.status_code}"
+
+
+class IdempotencyRecord(models.Model):
+    """The first response to a partner's Idempotency-Key, replayed for repeats (kept at least 24 hours)."""
+
+    class State(models.TextChoices):
+        IN_PROGRESS = "in_progress", "In progress"
+        DONE = "done", "Done"
+
+    partner = models.ForeignKey("integrations.Partner", on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=200)
+    request_hash = models.CharField(max_length=64)
+    state = models.CharField(max_length=12, choices=State.choices, default=State.IN_PROGRESS)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    response = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["partner", "key"], name="idempotency_key_per_partner")]
+
+    def __str__(self) -> str:
+        return f"{self.partner_id}:{self.key}"
+
+
+class InboundEvent(models.Model):
+    """A warehouse event (WMS/WCS/TMS) stored on receipt and processed by a worker, in order per subject."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        PROCESSED = "processed", "Processed"
+        FAILED = "failed", "Failed"
+        IGNORED = "ignored", "Ignored"
+
+    partner = models.ForeignKey("integrations.Partner", on_delete=models.PROTECT, related_name="inbound_events")
+    event_id = models.CharField(max_length=100)
+    type = models.CharField(max_length=60, db_index=True)
+    subject_key = models.CharField(max_length=100, db_index=True, help_text="Events of one subject run in order")
+    occurred_at = models.DateTimeField()
+    payload = models.JSONField(encoder=DjangoJSONEncoder)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+    order_number = models.CharField(max_length=40, blank=True, default="", db_index=True)
+    received_at = models.DateTimeField(default=timezone.now, db_index=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["received_at", "id"]
+        constraints = [models.UniqueConstraint(fields=["partner", "event_id"], name="inbound_event_once")]
+
+    def __str__(self) -> str:
+        return f"{self.partner_id}:{self.event_id} {self.type}"
