@@ -27,11 +27,17 @@ class BenchContext:
         urls = embedded.ensure_services()
         base, _, _ = urls.database_url.rpartition("/")
         database_url = f"{base}/{BENCH_DB}"
-        env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": urls.redis_url.rsplit("/", 1)[0] + "/8",
-               "DJANGO_SETTINGS_MODULE": "portal.settings", "LOG_LEVEL": "WARNING"}
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "REDIS_URL": urls.redis_url.rsplit("/", 1)[0] + "/8",
+            "DJANGO_SETTINGS_MODULE": "portal.settings",
+            "LOG_LEVEL": "WARNING",
+        }
         _recreate_database(urls.database_url, BENCH_DB)
-        subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], check=True, env=env,
-                       cwd=BASE_DIR)
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], check=True, env=env, cwd=BASE_DIR
+        )
         os.environ.update({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE", "LOG_LEVEL")})
         import django
 
@@ -42,8 +48,12 @@ class BenchContext:
         from urllib.parse import urlparse
 
         parsed = urlparse(self.database_url)
-        return {"host": parsed.hostname, "port": str(parsed.port or 5432), "user": parsed.username or "postgres",
-                "dbname": parsed.path.lstrip("/")}
+        return {
+            "host": parsed.hostname,
+            "port": str(parsed.port or 5432),
+            "user": parsed.username or "postgres",
+            "dbname": parsed.path.lstrip("/"),
+        }
 
 
 def _recreate_database(admin_url: str, name: str) -> None:

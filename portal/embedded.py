@@ -121,8 +121,16 @@ def start_postgres() -> str:
     log = data / "server.log"
     subprocess.run(
         [
-            _pg_bin("pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60",
-            "-o", f"-h 127.0.0.1 -p {PG_PORT} -k '' -c max_connections=300 -c fsync=on",
+            _pg_bin("pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(log),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-h 127.0.0.1 -p {PG_PORT} -k '' -c max_connections=300 -c fsync=on",
             "start",
         ],
         check=True,
@@ -138,7 +146,9 @@ def _ensure_database() -> None:
     psql = [_pg_bin("psql"), "-h", "127.0.0.1", "-p", str(PG_PORT), "-U", "postgres", "-d", "postgres", "-tAc"]
     exists = subprocess.run(
         [*psql, f"SELECT 1 FROM pg_database WHERE datname = '{PG_DATABASE}'"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     if exists != "1":
         subprocess.run([*psql, f'CREATE DATABASE "{PG_DATABASE}"'], check=True, capture_output=True)
@@ -170,10 +180,23 @@ def start_redis() -> str:
     data.mkdir(parents=True, exist_ok=True)
     subprocess.run(
         [
-            redis_server_binary(), "--bind", "127.0.0.1", "--port", str(REDIS_PORT),
-            "--dir", str(data), "--appendonly", "yes", "--save", "60 1000",
-            "--daemonize", "yes", "--pidfile", str(data / "redis.pid"),
-            "--logfile", str(data / "redis.log"),
+            redis_server_binary(),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(REDIS_PORT),
+            "--dir",
+            str(data),
+            "--appendonly",
+            "yes",
+            "--save",
+            "60 1000",
+            "--daemonize",
+            "yes",
+            "--pidfile",
+            str(data / "redis.pid"),
+            "--logfile",
+            str(data / "redis.log"),
         ],
         check=True,
         capture_output=True,

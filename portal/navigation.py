@@ -22,12 +22,31 @@ ALL_QUEUE_ROLES = frozenset(Role) - {Role.OPERATIONS_ADMIN}
 NAV_ITEMS: list[NavItem] = [
     NavItem("Home", "home"),
     NavItem("Queues", "exceptions:queue-list", ALL_QUEUE_ROLES),
-    NavItem("Orders", "orchestration:order-list", frozenset({
-        Role.CUSTOMER_SERVICE, Role.WAREHOUSE_SUPERVISOR, Role.FINANCE, Role.TRANSPORTATION, Role.OPERATIONS_ADMIN,
-    })),
-    NavItem("Stock", "inventory:stock-list", frozenset({
-        Role.WAREHOUSE_SUPERVISOR, Role.PROCUREMENT, Role.CUSTOMER_SERVICE, Role.OPERATIONS_ADMIN,
-    })),
+    NavItem(
+        "Orders",
+        "orchestration:order-list",
+        frozenset(
+            {
+                Role.CUSTOMER_SERVICE,
+                Role.WAREHOUSE_SUPERVISOR,
+                Role.FINANCE,
+                Role.TRANSPORTATION,
+                Role.OPERATIONS_ADMIN,
+            }
+        ),
+    ),
+    NavItem(
+        "Stock",
+        "inventory:stock-list",
+        frozenset(
+            {
+                Role.WAREHOUSE_SUPERVISOR,
+                Role.PROCUREMENT,
+                Role.CUSTOMER_SERVICE,
+                Role.OPERATIONS_ADMIN,
+            }
+        ),
+    ),
     NavItem("Equipment", "automation:equipment-board", frozenset({Role.WAREHOUSE_SUPERVISOR, Role.OPERATIONS_ADMIN})),
     NavItem("Integrations", "integrations:monitor", frozenset({Role.IT_SUPPORT, Role.OPERATIONS_ADMIN})),
     NavItem("Admin", "admin:index", staff_only=True),

@@ -47,9 +47,12 @@ def main() -> int:
         print("Migrating the database ...", flush=True)
         manage("migrate", "--noinput", env=env)
         manage("seed_demo", "--if-empty", env=env)
-        print(f"\n  Portal:   http://127.0.0.1:{port}/\n  Admin:    http://127.0.0.1:{port}/admin/\n"
-              f"  API docs: http://127.0.0.1:{port}/api/docs/\n  Health:   http://127.0.0.1:{port}/healthz\n"
-              "  Press Ctrl-C to stop everything.\n", flush=True)
+        print(
+            f"\n  Portal:   http://127.0.0.1:{port}/\n  Admin:    http://127.0.0.1:{port}/admin/\n"
+            f"  API docs: http://127.0.0.1:{port}/api/docs/\n  Health:   http://127.0.0.1:{port}/healthz\n"
+            "  Press Ctrl-C to stop everything.\n",
+            flush=True,
+        )
         manager = Manager()
         for name, command in processes(port).items():
             manager.add_process(name, command, env=env, cwd=str(BASE_DIR))

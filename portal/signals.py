@@ -68,9 +68,7 @@ def grant_role_permissions(sender, **kwargs):
         admin_group = Group.objects.get(name=Role.OPERATIONS_ADMIN.label)
     except Group.DoesNotExist:
         return
-    admin_group.permissions.add(
-        *Permission.objects.filter(content_type__app_label__in=APP_LABELS_FOR_OPERATIONS_ADMIN)
-    )
+    admin_group.permissions.add(*Permission.objects.filter(content_type__app_label__in=APP_LABELS_FOR_OPERATIONS_ADMIN))
     for app in APP_LABELS_FOR_OPERATIONS_ADMIN:
         try:
             module = importlib.import_module(f"{app}.permissions")

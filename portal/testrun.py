@@ -27,8 +27,12 @@ def main(argv: list[str]) -> int:
     was_running = {"postgres": embedded._port_open(embedded.PG_PORT), "redis": embedded._port_open(embedded.REDIS_PORT)}
     use_embedded = embedded.uses_embedded()
     urls = embedded.ensure_services()
-    env = {**os.environ, "DATABASE_URL": urls.database_url, "REDIS_URL": urls.redis_url,
-           "DJANGO_SETTINGS_MODULE": "portal.settings_test"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": urls.database_url,
+        "REDIS_URL": urls.redis_url,
+        "DJANGO_SETTINGS_MODULE": "portal.settings_test",
+    }
     try:
         manage = [sys.executable, "manage.py"]
         step("ruff", [str(BIN / "ruff"), "check", "."], env)

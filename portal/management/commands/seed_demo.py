@@ -40,7 +40,9 @@ class Command(BaseCommand):
             return
         with transaction.atomic():
             for username, first, last, role in DEMO_USERS:
-                user, _ = User.objects.get_or_create(username=username, defaults={"first_name": first, "last_name": last})
+                user, _ = User.objects.get_or_create(
+                    username=username, defaults={"first_name": first, "last_name": last}
+                )
                 user.set_password(password)
                 user.is_staff = role == Role.OPERATIONS_ADMIN
                 user.save()
