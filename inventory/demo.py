@@ -18,16 +18,36 @@ WAREHOUSES = [
 ]
 ZONES = ["A", "B", "C", "AMR"]
 PRODUCTS = [
-    ("Pallet wrap 500mm", "RL", "14.50"), ("Shipping carton S", "EA", "0.85"), ("Shipping carton M", "EA", "1.10"),
-    ("Shipping carton L", "EA", "1.45"), ("Barcode labels 1000", "RL", "9.90"), ("Hand scanner", "EA", "189.00"),
-    ("Safety gloves L", "PR", "3.20"), ("Safety gloves M", "PR", "3.20"), ("Hi-vis vest", "EA", "6.75"),
-    ("Packing tape brown", "RL", "2.10"), ("Packing tape clear", "RL", "2.10"), ("Void fill paper", "BX", "24.00"),
-    ("Label printer ribbon", "RL", "11.40"), ("Stretch film hand", "RL", "8.60"), ("Cable ties 200", "BG", "4.30"),
-    ("Pallet label A5", "PK", "7.70"), ("Bubble wrap 750mm", "RL", "21.00"), ("Mailing bag M", "EA", "0.22"),
-    ("Mailing bag L", "EA", "0.31"), ("Corner protector", "EA", "0.40"), ("Strapping band", "RL", "32.00"),
-    ("Strapping seals", "BX", "12.00"), ("Box cutter", "EA", "4.90"), ("Marker pen black", "EA", "1.20"),
-    ("Hand sanitiser 500ml", "EA", "3.90"), ("First aid kit", "EA", "45.00"), ("Pallet jack wheel", "EA", "38.00"),
-    ("Shelf label holder", "EA", "0.65"), ("Desiccant pack", "BX", "15.00"), ("Thermal labels 4x6", "RL", "13.50"),
+    ("Pallet wrap 500mm", "RL", "14.50"),
+    ("Shipping carton S", "EA", "0.85"),
+    ("Shipping carton M", "EA", "1.10"),
+    ("Shipping carton L", "EA", "1.45"),
+    ("Barcode labels 1000", "RL", "9.90"),
+    ("Hand scanner", "EA", "189.00"),
+    ("Safety gloves L", "PR", "3.20"),
+    ("Safety gloves M", "PR", "3.20"),
+    ("Hi-vis vest", "EA", "6.75"),
+    ("Packing tape brown", "RL", "2.10"),
+    ("Packing tape clear", "RL", "2.10"),
+    ("Void fill paper", "BX", "24.00"),
+    ("Label printer ribbon", "RL", "11.40"),
+    ("Stretch film hand", "RL", "8.60"),
+    ("Cable ties 200", "BG", "4.30"),
+    ("Pallet label A5", "PK", "7.70"),
+    ("Bubble wrap 750mm", "RL", "21.00"),
+    ("Mailing bag M", "EA", "0.22"),
+    ("Mailing bag L", "EA", "0.31"),
+    ("Corner protector", "EA", "0.40"),
+    ("Strapping band", "RL", "32.00"),
+    ("Strapping seals", "BX", "12.00"),
+    ("Box cutter", "EA", "4.90"),
+    ("Marker pen black", "EA", "1.20"),
+    ("Hand sanitiser 500ml", "EA", "3.90"),
+    ("First aid kit", "EA", "45.00"),
+    ("Pallet jack wheel", "EA", "38.00"),
+    ("Shelf label holder", "EA", "0.65"),
+    ("Desiccant pack", "BX", "15.00"),
+    ("Thermal labels 4x6", "RL", "13.50"),
 ]
 
 
@@ -39,39 +59,74 @@ def seed(*, stdout, orders: int = 300, seed_value: int = 7) -> None:
         warehouses = []
         for code, name, tz, cutoff in WAREHOUSES:
             warehouse, _ = Warehouse.objects.get_or_create(
-                code=code, defaults={"name": name, "time_zone": tz, "default_cutoff_time": cutoff})
+                code=code, defaults={"name": name, "time_zone": tz, "default_cutoff_time": cutoff}
+            )
             warehouses.append(warehouse)
-            for carrier, service, time in [("DHL", "express", "15:30"), ("DPD", "standard", cutoff), ("UPS", "standard", "16:30")]:
-                CarrierCutoff.objects.get_or_create(warehouse=warehouse, carrier=carrier, service_level=service,
-                                                    defaults={"cutoff_time": time})
+            for carrier, service, time in [
+                ("DHL", "express", "15:30"),
+                ("DPD", "standard", cutoff),
+                ("UPS", "standard", "16:30"),
+            ]:
+                CarrierCutoff.objects.get_or_create(
+                    warehouse=warehouse, carrier=carrier, service_level=service, defaults={"cutoff_time": time}
+                )
             sequence = 0
             for zone in ZONES:
                 for aisle in range(1, 7):
                     sequence += 10
-                    Location.objects.get_or_create(warehouse=warehouse, code=f"{zone}-{aisle:02d}-01", defaults={
-                        "zone": zone, "kind": Location.Kind.PICK, "pick_sequence": sequence})
+                    Location.objects.get_or_create(
+                        warehouse=warehouse,
+                        code=f"{zone}-{aisle:02d}-01",
+                        defaults={"zone": zone, "kind": Location.Kind.PICK, "pick_sequence": sequence},
+                    )
             for aisle in range(1, 5):
-                Location.objects.get_or_create(warehouse=warehouse, code=f"R-{aisle:02d}", defaults={
-                    "zone": "RESERVE", "kind": Location.Kind.RESERVE, "pick_sequence": 1000 + aisle})
-            Location.objects.get_or_create(warehouse=warehouse, code="DOCK-IN", defaults={"zone": "DOCK", "kind": Location.Kind.DOCK})
-            Location.objects.get_or_create(warehouse=warehouse, code="QC-CAGE", defaults={"zone": "QC", "kind": Location.Kind.QUARANTINE})
+                Location.objects.get_or_create(
+                    warehouse=warehouse,
+                    code=f"R-{aisle:02d}",
+                    defaults={"zone": "RESERVE", "kind": Location.Kind.RESERVE, "pick_sequence": 1000 + aisle},
+                )
+            Location.objects.get_or_create(
+                warehouse=warehouse, code="DOCK-IN", defaults={"zone": "DOCK", "kind": Location.Kind.DOCK}
+            )
+            Location.objects.get_or_create(
+                warehouse=warehouse, code="QC-CAGE", defaults={"zone": "QC", "kind": Location.Kind.QUARANTINE}
+            )
         items = []
         for index, (description, uom, value) in enumerate(PRODUCTS, start=1):
-            item, _ = Item.objects.get_or_create(sku=f"SKU-{index:04d}", defaults={
-                "description": description, "unit_of_measure": uom, "unit_value": Decimal(value),
-                "lot_tracked": description.startswith(("Hand sanitiser", "Desiccant"))})
+            item, _ = Item.objects.get_or_create(
+                sku=f"SKU-{index:04d}",
+                defaults={
+                    "description": description,
+                    "unit_of_measure": uom,
+                    "unit_value": Decimal(value),
+                    "lot_tracked": description.startswith(("Hand sanitiser", "Desiccant")),
+                },
+            )
             items.append(item)
         pairs = [("SKU-0002", "SKU-0003"), ("SKU-0007", "SKU-0008"), ("SKU-0010", "SKU-0011"), ("SKU-0018", "SKU-0019")]
         for sku, substitute in pairs:
-            ItemSubstitute.objects.get_or_create(item=Item.objects.get(sku=sku), substitute=Item.objects.get(sku=substitute))
+            ItemSubstitute.objects.get_or_create(
+                item=Item.objects.get(sku=sku), substitute=Item.objects.get(sku=substitute)
+            )
     for warehouse in warehouses:
         picks = list(warehouse.locations.filter(kind__in=[Location.Kind.PICK, Location.Kind.RESERVE]))
         for item in items:
             for location in rng.sample(picks, 2):
                 lot = None
                 if item.lot_tracked:
-                    lot, _ = Lot.objects.get_or_create(item=item, code=f"L{rng.randint(1000, 9999)}", defaults={
-                        "expires_on": dt.date.today() + dt.timedelta(days=rng.randint(30, 400))})
-                services.stock_receive(item=item, location=location, lot=lot, quantity=rng.randint(20, 400),
-                                       actor=actor, reason="Opening stock", source_type="demo", source_ref="opening")
+                    lot, _ = Lot.objects.get_or_create(
+                        item=item,
+                        code=f"L{rng.randint(1000, 9999)}",
+                        defaults={"expires_on": dt.date.today() + dt.timedelta(days=rng.randint(30, 400))},
+                    )
+                services.stock_receive(
+                    item=item,
+                    location=location,
+                    lot=lot,
+                    quantity=rng.randint(20, 400),
+                    actor=actor,
+                    reason="Opening stock",
+                    source_type="demo",
+                    source_ref="opening",
+                )
     stdout.write(f"  {len(warehouses)} warehouses, {len(items)} items, stock in {len(ZONES)} zones each")

@@ -183,18 +183,29 @@ class Reservation(ConcurrentTransitionMixin, TimeStampedModel):
     ACTIVE = (Status.RESERVED,)
 
     stock_level = models.ForeignKey(StockLevel, on_delete=models.PROTECT, related_name="reservations")
-    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="reservations")
-    warehouse = models.ForeignKey(Warehouse, on_delete=models.PROTECT, related_name="reservations")
+    # Item and warehouse are copies of the stock row's (written from it by the reserving statement), kept for
+    # filtering. The database constraint is on stock_level; constraints on these two would make every
+    # reservation share-lock the same warehouse row, a hot spot under concurrent allocation.
+    item = models.ForeignKey(
+        Item, on_delete=models.PROTECT, related_name="reservations", db_constraint=False, db_index=False
+    )
+    warehouse = models.ForeignKey(
+        Warehouse, on_delete=models.PROTECT, related_name="reservations", db_constraint=False, db_index=False
+    )
     # The orchestration order line this stock is promised to (an id, so inventory depends on no other app).
     order_line_id = models.BigIntegerField(db_index=True)
-    order_number = models.CharField(max_length=40, db_index=True)
+    order_number = models.CharField(max_length=40)
     quantity = models.PositiveIntegerField()
     picked_quantity = models.PositiveIntegerField(default=0)
-    status = FSMField(default=Status.REQUESTED, choices=Status.choices, protected=True, db_index=True)
+    status = FSMField(default=Status.REQUESTED, choices=Status.choices, protected=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
 
-    history = HistoricalRecords(bases=[HistoryActorFields])
+    # History rows are read per reservation (by id) and by date; other indexes would only slow every reservation.
+    history = HistoricalRecords(
+        bases=[HistoryActorFields],
+        no_db_index=["stock_level", "item", "warehouse", "order_line_id", "order_number", "status"],
+    )
 
     class Meta:
         constraints = [
@@ -203,8 +214,16 @@ class Reservation(ConcurrentTransitionMixin, TimeStampedModel):
                 condition=Q(picked_quantity__lte=F("quantity")), name="reservation_picked_within_quantity"
             ),
         ]
+        # Indexes are kept to what is queried: active reservations per stock row (checks, releases), an
+        # order's reservations, and the expiry job's due reservations. Each one costs every reservation insert.
         indexes = [
             models.Index(fields=["stock_level"], name="reservation_active_idx", condition=Q(status="reserved")),
+            models.Index(fields=["order_number"], name="reservation_order_number_idx"),
+            models.Index(
+                fields=["expires_at"],
+                name="reservation_expiry_due_idx",
+                condition=Q(status="reserved", expires_at__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -246,7 +265,9 @@ class StockMovement(models.Model):
     on_hand_delta = models.IntegerField(default=0)
     quarantined_delta = models.IntegerField(default=0)
     actor = models.CharField(max_length=160)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     reason = models.TextField()
     source_type = models.CharField(max_length=40, blank=True, default="")
     source_ref = models.CharField(max_length=64, blank=True, default="")
@@ -278,7 +299,9 @@ class VariancePolicy(models.Model):
     class Meta:
         verbose_name_plural = "variance policies"
         constraints = [
-            models.UniqueConstraint(fields=["warehouse"], name="variance_policy_one_per_warehouse", nulls_distinct=False)
+            models.UniqueConstraint(
+                fields=["warehouse"], name="variance_policy_one_per_warehouse", nulls_distinct=False
+            )
         ]
 
     def __str__(self) -> str:

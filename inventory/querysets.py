@@ -9,8 +9,9 @@ from django.db.models import F, Sum
 class StockLevelQuerySet(models.QuerySet):
     def allocatable(self):
         """Rows in pick and reserve locations of active warehouses: what an order may be promised from."""
-        return self.filter(location__kind__in=("pick", "reserve"), location__is_active=True,
-                           location__warehouse__is_active=True)
+        return self.filter(
+            location__kind__in=("pick", "reserve"), location__is_active=True, location__warehouse__is_active=True
+        )
 
     def with_available(self):
         return self.annotate(available_quantity=F("on_hand") - F("reserved") - F("quarantined"))

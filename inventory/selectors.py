@@ -18,10 +18,7 @@ def availability(*, item: Item, warehouse: Warehouse | None = None) -> list[dict
         .annotate(on_hand=Sum("on_hand"), reserved=Sum("reserved"), quarantined=Sum("quarantined"))
         .order_by("warehouse_code")
     )
-    return [
-        {**row, "available": row["on_hand"] - row["reserved"] - row["quarantined"]}
-        for row in totals
-    ]
+    return [{**row, "available": row["on_hand"] - row["reserved"] - row["quarantined"]} for row in totals]
 
 
 def network_available(*, item: Item) -> int:

@@ -16,12 +16,13 @@ Concurrency rules (the only ones; every write here follows them):
 from __future__ import annotations
 
 import datetime as dt
+import weakref
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
-from simple_history.utils import bulk_create_with_history
+from django.utils import timezone
 
 from inventory import events
 from inventory.models import (
@@ -108,17 +109,34 @@ def _apply_deltas(column: str, deltas: dict[int, int], *, guard: str) -> None:
             cursor.execute(sql, params)
             updated = cursor.rowcount
     except IntegrityError as error:
-        raise InsufficientStock("The stock changed while this was being done; nothing was changed. Try again.") from error
+        raise InsufficientStock(
+            "The stock changed while this was being done; nothing was changed. Try again."
+        ) from error
     if updated != len(ids):
         raise InsufficientStock("Not enough stock is available any more; nothing was changed. Refresh and try again.")
 
 
-def _movement(level: StockLevel, kind: str, *, on_hand: int = 0, quarantined: int = 0, actor: Actor, reason: str,
-              source_type: str = "", source_ref: str = "") -> StockMovement:
+def _movement(
+    level: StockLevel,
+    kind: str,
+    *,
+    on_hand: int = 0,
+    quarantined: int = 0,
+    actor: Actor,
+    reason: str,
+    source_type: str = "",
+    source_ref: str = "",
+) -> StockMovement:
     return StockMovement(
-        stock_level=level, kind=kind, on_hand_delta=on_hand, quarantined_delta=quarantined,
-        actor=actor.label, user=actor.user if actor.kind == "user" else None, reason=reason,
-        source_type=source_type, source_ref=source_ref,
+        stock_level=level,
+        kind=kind,
+        on_hand_delta=on_hand,
+        quarantined_delta=quarantined,
+        actor=actor.label,
+        user=actor.user if actor.kind == "user" else None,
+        reason=reason,
+        source_type=source_type,
+        source_ref=source_ref,
     )
 
 
@@ -135,15 +153,99 @@ def _require_reason(reason: str) -> None:
 # --- reservations --------------------------------------------------------------------
 
 
+RESERVE_LINES_SQL = """
+PREPARE inventory_reserve_lines(bigint[], text[], bigint[], integer[], bigint, timestamptz, text, integer, text, text) AS
+WITH demand AS MATERIALIZED (
+    SELECT d.line_no, d.order_line_id, d.order_number, d.item_id, d.quantity,
+           SUM(d.quantity) OVER (PARTITION BY d.item_id ORDER BY d.line_no) - d.quantity AS need_start
+    FROM unnest($1, $2, $3, $4) WITH ORDINALITY AS d(order_line_id, order_number, item_id, quantity, line_no)
+),
+candidate AS MATERIALIZED (
+    SELECT s.id, s.item_id, GREATEST(s.on_hand - s.reserved - s.quarantined, 0) AS available,
+           lot.expires_on, l.pick_sequence, l.code
+    FROM inventory_stocklevel s
+    JOIN inventory_location l ON l.id = s.location_id
+    JOIN inventory_warehouse w ON w.id = l.warehouse_id
+    LEFT JOIN inventory_lot lot ON lot.id = s.lot_id
+    WHERE s.item_id = ANY($3) AND l.warehouse_id = $5
+      AND l.kind IN ('pick', 'reserve') AND l.is_active AND w.is_active
+    ORDER BY s.id
+    FOR NO KEY UPDATE OF s
+),
+supply AS (
+    SELECT c.id, c.item_id, c.available, SUM(c.available) OVER walk - c.available AS supply_start,
+           ROW_NUMBER() OVER walk AS walk_rank
+    FROM candidate c
+    WINDOW walk AS (PARTITION BY c.item_id ORDER BY c.expires_on NULLS LAST, c.pick_sequence, c.code, c.id)
+),
+plan AS MATERIALIZED (
+    SELECT nextval('inventory_reservation_id_seq'::regclass) AS id, split.*
+    FROM (
+        SELECT d.line_no, d.order_line_id, d.order_number, d.item_id, s.id AS stock_level_id,
+               LEAST(s.supply_start + s.available, d.need_start + d.quantity)
+                   - GREATEST(s.supply_start, d.need_start) AS quantity
+        FROM demand d JOIN supply s ON s.item_id = d.item_id
+        WHERE LEAST(s.supply_start + s.available, d.need_start + d.quantity) > GREATEST(s.supply_start, d.need_start)
+        ORDER BY d.line_no, s.walk_rank
+    ) split
+),
+raised AS (
+    UPDATE inventory_stocklevel s SET reserved = s.reserved + t.quantity, updated_at = $6
+    FROM (SELECT stock_level_id, SUM(quantity) AS quantity FROM plan GROUP BY stock_level_id) t
+    WHERE s.id = t.stock_level_id
+),
+inserted AS (
+    INSERT INTO inventory_reservation (id, created_at, updated_at, stock_level_id, item_id, warehouse_id,
+                                       order_line_id, order_number, quantity, picked_quantity, status,
+                                       expires_at, closed_at)
+    SELECT p.id, $6, $6, p.stock_level_id, p.item_id, $5, p.order_line_id,
+           p.order_number, p.quantity, 0, 'reserved', NULL, NULL
+    FROM plan p
+    RETURNING *
+),
+recorded AS (
+    INSERT INTO inventory_historicalreservation (id, created_at, updated_at, stock_level_id, item_id, warehouse_id,
+                                                 order_line_id, order_number, quantity, picked_quantity, status,
+                                                 expires_at, closed_at, history_date, history_type,
+                                                 history_change_reason, history_user_id, history_actor, history_reason)
+    SELECT i.id, i.created_at, i.updated_at, i.stock_level_id, i.item_id, i.warehouse_id, i.order_line_id,
+           i.order_number, i.quantity, i.picked_quantity, i.status, i.expires_at, i.closed_at, $6, '+',
+           $10, $8, $7, $9
+    FROM inserted i
+)
+SELECT p.line_no, p.id, p.stock_level_id, p.quantity FROM plan p ORDER BY p.id
+"""
+
+
+# Raw psycopg connections on which RESERVE_LINES_SQL is prepared (a prepared statement lives as long as its
+# session and survives rollbacks; a reconnect brings a new connection object, which prepares it again).
+_prepared_connections: weakref.WeakSet = weakref.WeakSet()
+
+
+def _execute_reserve_lines(params: list) -> list[tuple]:
+    """Run the prepared reservation statement on the current connection, preparing it on first use."""
+    with connection.cursor() as cursor:
+        if connection.connection not in _prepared_connections:
+            cursor.execute(RESERVE_LINES_SQL)
+            _prepared_connections.add(connection.connection)
+        cursor.execute("EXECUTE inventory_reserve_lines(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", params)
+        return cursor.fetchall()
+
+
 def reservation_reserve_lines(
     *, warehouse: Warehouse, demands: list[LineDemand], actor: Actor, reason: str
 ) -> list[LineAllocation]:
     """Reserve stock for order lines at one warehouse; partial results are reported, never oversold.
 
-    One short transaction: lock every candidate stock row of the requested items in
-    primary-key order, plan the split in memory (FEFO, pick sequence), then raise
-    ``reserved`` with one guarded UPDATE and insert the reservations in bulk — a
-    constant number of queries whatever the number of lines.
+    One statement (``RESERVE_LINES_SQL``, prepared once per connection): it locks every
+    candidate stock row of the requested items in primary-key order (``FOR NO KEY UPDATE``,
+    never SKIP LOCKED), splits each line over those rows in allocation order (FEFO for
+    lots, then pick sequence, location code and row id) from the figures it holds locked,
+    raises ``reserved`` and inserts the reservations with their history rows. Lines of
+    one item are served in the order given. The CHECK constraints stay the last line of
+    defence: a violation becomes ``InsufficientStock`` and nothing is changed. Outside
+    a transaction the statement is its own transaction (one round trip); inside one it
+    runs in a savepoint so a refusal leaves the caller's transaction usable.
     """
     for demand in demands:
         if demand.quantity <= 0:
@@ -151,44 +253,46 @@ def reservation_reserve_lines(
     allocations = [LineAllocation(order_line_id=d.order_line_id, requested=d.quantity) for d in demands]
     if not demands:
         return allocations
-    with transaction.atomic():
-        rows = list(
-            StockLevel.objects.allocatable()
-            .filter(item_id__in={d.item_id for d in demands}, location__warehouse=warehouse)
-            .select_related("location", "lot")
-            .order_by("pk")
-            .select_for_update(of=("self",), no_key=True)
+    now = timezone.now()
+    params = [
+        [d.order_line_id for d in demands],
+        [d.order_number for d in demands],
+        [d.item_id for d in demands],
+        [d.quantity for d in demands],
+        warehouse.pk,
+        now,
+        actor.label,
+        actor.user_id if actor.kind == "user" else None,
+        reason,
+        reason[:100],
+    ]
+    try:
+        if connection.in_atomic_block:
+            with transaction.atomic():
+                rows = _execute_reserve_lines(params)
+        else:
+            rows = _execute_reserve_lines(params)
+    except IntegrityError as error:
+        raise InsufficientStock(
+            "The stock changed while this was being done; nothing was changed. Try again."
+        ) from error
+    for line_no, reservation_id, stock_level_id, quantity in rows:
+        demand = demands[line_no - 1]
+        reservation = Reservation(
+            pk=reservation_id,
+            created_at=now,
+            updated_at=now,
+            stock_level_id=stock_level_id,
+            item_id=demand.item_id,
+            warehouse_id=warehouse.pk,
+            order_line_id=demand.order_line_id,
+            order_number=demand.order_number,
+            quantity=quantity,
+            picked_quantity=0,
+            status=Reservation.Status.RESERVED,
         )
-        candidates: dict[int, list[StockLevel]] = defaultdict(list)
-        for row in sorted(rows, key=_allocation_key):
-            candidates[row.item_id].append(row)
-        available = {row.pk: row.available for row in rows}
-        increments: dict[int, int] = defaultdict(int)
-        new_reservations: list[Reservation] = []
-        for demand, allocation in zip(demands, allocations, strict=True):
-            needed = demand.quantity
-            for row in candidates.get(demand.item_id, []):
-                if needed == 0:
-                    break
-                take = min(needed, available[row.pk])
-                if take <= 0:
-                    continue
-                available[row.pk] -= take
-                increments[row.pk] += take
-                needed -= take
-                reservation = Reservation(
-                    stock_level=row, item_id=demand.item_id, warehouse=warehouse,
-                    order_line_id=demand.order_line_id, order_number=demand.order_number, quantity=take,
-                )
-                reservation.confirm()
-                new_reservations.append(reservation)
-                allocation.reservations.append(reservation)
-        _apply_deltas("reserved", increments, guard="s.on_hand - s.reserved - s.quarantined >= v.delta")
-        if new_reservations:
-            bulk_create_with_history(
-                new_reservations, Reservation, default_user=actor.user, default_change_reason=reason[:100],
-                custom_historical_attrs={"history_actor": actor.label, "history_reason": reason},
-            )
+        reservation._state.adding, reservation._state.db = False, connection.alias  # as if loaded from the database
+        allocations[line_no - 1].reservations.append(reservation)
     return allocations
 
 
@@ -199,7 +303,8 @@ def reservation_release(*, reservations: list[Reservation] | list[int], actor: A
     with transaction.atomic():
         locked = list(
             Reservation.objects.filter(pk__in=ids, status=Reservation.Status.RESERVED)
-            .order_by("pk").select_for_update()
+            .order_by("pk")
+            .select_for_update()
         )
         decrements: dict[int, int] = defaultdict(int)
         for reservation in locked:
@@ -215,18 +320,23 @@ def reservation_expire_due(*, now, actor: Actor) -> int:
     """Expire reservations past their expiry time (a beat job); returns how many."""
     ids = list(
         Reservation.objects.filter(status=Reservation.Status.RESERVED, expires_at__lte=now)
-        .order_by("pk").values_list("pk", flat=True)[:500]
+        .order_by("pk")
+        .values_list("pk", flat=True)[:500]
     )
     count = 0
     for reservation_id in ids:
         with transaction.atomic():
-            reservation = Reservation.objects.select_for_update().filter(
-                pk=reservation_id, status=Reservation.Status.RESERVED
-            ).first()
+            reservation = (
+                Reservation.objects.select_for_update()
+                .filter(pk=reservation_id, status=Reservation.Status.RESERVED)
+                .first()
+            )
             if reservation is None:
                 continue
             _lock_stock([reservation.stock_level_id])
-            _apply_deltas("reserved", {reservation.stock_level_id: -reservation.quantity}, guard="s.reserved + v.delta >= 0")
+            _apply_deltas(
+                "reserved", {reservation.stock_level_id: -reservation.quantity}, guard="s.reserved + v.delta >= 0"
+            )
             transition(reservation, "expire", actor=actor, reason="Reservation expired", update_fields=["closed_at"])
             count += 1
     return count
@@ -259,8 +369,17 @@ def reservation_pick(
         )
         movements = []
         if picked_quantity:
-            movements.append(_movement(level, StockMovement.Kind.PICK, on_hand=-picked_quantity, actor=actor,
-                                       reason=reason, source_type="reservation", source_ref=source_ref or str(locked.pk)))
+            movements.append(
+                _movement(
+                    level,
+                    StockMovement.Kind.PICK,
+                    on_hand=-picked_quantity,
+                    actor=actor,
+                    reason=reason,
+                    source_type="reservation",
+                    source_ref=source_ref or str(locked.pk),
+                )
+            )
         quarantined = 0
         count = None
         if shortfall:
@@ -268,15 +387,29 @@ def reservation_pick(
             quarantined = max(0, min(shortfall, level.available))
             if quarantined:
                 StockLevel.objects.filter(pk=level.pk).update(quarantined=F("quarantined") + quarantined)
-                movements.append(_movement(
-                    level, StockMovement.Kind.QUARANTINE, quarantined=quarantined, actor=actor,
-                    reason=f"Short pick: {shortfall} not found; held until counted", source_type="reservation",
-                    source_ref=str(locked.pk),
-                ))
-            count = count_request(stock_level=level, actor=actor, reason=f"Short pick of {shortfall} on reservation {locked.pk}")
+                movements.append(
+                    _movement(
+                        level,
+                        StockMovement.Kind.QUARANTINE,
+                        quarantined=quarantined,
+                        actor=actor,
+                        reason=f"Short pick: {shortfall} not found; held until counted",
+                        source_type="reservation",
+                        source_ref=str(locked.pk),
+                    )
+                )
+            count = count_request(
+                stock_level=level, actor=actor, reason=f"Short pick of {shortfall} on reservation {locked.pk}"
+            )
         StockMovement.objects.bulk_create(movements)
-        transition(locked, "pick", actor=actor, reason=reason, update_fields=["picked_quantity", "closed_at"],
-                   picked=picked_quantity)
+        transition(
+            locked,
+            "pick",
+            actor=actor,
+            reason=reason,
+            update_fields=["picked_quantity", "closed_at"],
+            picked=picked_quantity,
+        )
     return PickResult(picked=picked_quantity, shortfall=shortfall, quarantined=quarantined, count=count)
 
 
@@ -292,8 +425,15 @@ def stock_level_for(*, item: Item, location: Location, lot: Lot | None = None) -
 
 
 def stock_receive(
-    *, item: Item, location: Location, quantity: int, actor: Actor, reason: str, lot: Lot | None = None,
-    source_type: str = "", source_ref: str = "",
+    *,
+    item: Item,
+    location: Location,
+    quantity: int,
+    actor: Actor,
+    reason: str,
+    lot: Lot | None = None,
+    source_type: str = "",
+    source_ref: str = "",
 ) -> StockMovement:
     """Add received units to a location through the ledger."""
     _require_reason(reason)
@@ -303,19 +443,42 @@ def stock_receive(
         level = stock_level_for(item=item, location=location, lot=lot)
         _lock_stock([level.pk])
         StockLevel.objects.filter(pk=level.pk).update(on_hand=F("on_hand") + quantity)
-        movement = _movement(level, StockMovement.Kind.RECEIPT, on_hand=quantity, actor=actor, reason=reason,
-                             source_type=source_type, source_ref=source_ref)
+        movement = _movement(
+            level,
+            StockMovement.Kind.RECEIPT,
+            on_hand=quantity,
+            actor=actor,
+            reason=reason,
+            source_type=source_type,
+            source_ref=source_ref,
+        )
         movement.save()
-        emit(events.STOCK_RECEIVED, subject=level, actor=actor, reason=reason, payload={
-            "sku": item.sku, "item_id": item.pk, "warehouse": location.warehouse.code,
-            "warehouse_id": location.warehouse_id, "location": location.code, "quantity": quantity,
-        })
+        emit(
+            events.STOCK_RECEIVED,
+            subject=level,
+            actor=actor,
+            reason=reason,
+            payload={
+                "sku": item.sku,
+                "item_id": item.pk,
+                "warehouse": location.warehouse.code,
+                "warehouse_id": location.warehouse_id,
+                "location": location.code,
+                "quantity": quantity,
+            },
+        )
     return movement
 
 
 def stock_adjust(
-    *, stock_level: StockLevel, delta: int, actor: Actor, reason: str,
-    kind: str = StockMovement.Kind.ADJUSTMENT, source_type: str = "", source_ref: str = "",
+    *,
+    stock_level: StockLevel,
+    delta: int,
+    actor: Actor,
+    reason: str,
+    kind: str = StockMovement.Kind.ADJUSTMENT,
+    source_type: str = "",
+    source_ref: str = "",
 ) -> StockMovement:
     """Correct on hand by `delta`; refused if it would leave less than is reserved and quarantined."""
     _require_reason(reason)
@@ -329,14 +492,26 @@ def stock_adjust(
                 f"{level.quarantined} quarantined. Release reservations or quarantine first."
             )
         _apply_deltas("on_hand", {level.pk: delta}, guard="s.on_hand + v.delta >= s.reserved + s.quarantined")
-        movement = _movement(level, kind, on_hand=delta, actor=actor, reason=reason, source_type=source_type,
-                             source_ref=source_ref)
+        movement = _movement(
+            level, kind, on_hand=delta, actor=actor, reason=reason, source_type=source_type, source_ref=source_ref
+        )
         movement.save()
         location = level.location
-        emit(events.STOCK_ADJUSTED, subject=level, actor=actor, reason=reason, payload={
-            "sku": level.item.sku, "item_id": level.item_id, "warehouse": location.warehouse.code,
-            "warehouse_id": location.warehouse_id, "location": location.code, "on_hand_delta": delta, "kind": kind,
-        })
+        emit(
+            events.STOCK_ADJUSTED,
+            subject=level,
+            actor=actor,
+            reason=reason,
+            payload={
+                "sku": level.item.sku,
+                "item_id": level.item_id,
+                "warehouse": location.warehouse.code,
+                "warehouse_id": location.warehouse_id,
+                "location": location.code,
+                "on_hand_delta": delta,
+                "kind": kind,
+            },
+        )
     return movement
 
 
@@ -367,7 +542,12 @@ def stock_release_quarantine(*, stock_level: StockLevel, quantity: int, actor: A
 
 
 def stock_transfer(
-    *, stock_level: StockLevel, to_location: Location, quantity: int, actor: Actor, reason: str,
+    *,
+    stock_level: StockLevel,
+    to_location: Location,
+    quantity: int,
+    actor: Actor,
+    reason: str,
     kind: str = StockMovement.Kind.TRANSFER,
 ) -> tuple[StockMovement, StockMovement]:
     """Move available units to another location (putaway, replenishment, move): two ledger lines."""
@@ -381,12 +561,28 @@ def stock_transfer(
         if target.pk == stock_level.pk:
             raise InvalidInput("Source and target are the same.", fields={"to_location": ["Pick another location."]})
         _lock_stock([stock_level.pk, target.pk])
-        _apply_deltas("on_hand", {stock_level.pk: -quantity}, guard="s.on_hand - s.reserved - s.quarantined + v.delta >= 0")
+        _apply_deltas(
+            "on_hand", {stock_level.pk: -quantity}, guard="s.on_hand - s.reserved - s.quarantined + v.delta >= 0"
+        )
         _apply_deltas("on_hand", {target.pk: quantity}, guard="true")
-        out = _movement(stock_level, kind, on_hand=-quantity, actor=actor, reason=reason,
-                        source_type="transfer", source_ref=str(target.pk))
-        into = _movement(target, kind, on_hand=quantity, actor=actor, reason=reason,
-                         source_type="transfer", source_ref=str(stock_level.pk))
+        out = _movement(
+            stock_level,
+            kind,
+            on_hand=-quantity,
+            actor=actor,
+            reason=reason,
+            source_type="transfer",
+            source_ref=str(target.pk),
+        )
+        into = _movement(
+            target,
+            kind,
+            on_hand=quantity,
+            actor=actor,
+            reason=reason,
+            source_type="transfer",
+            source_ref=str(stock_level.pk),
+        )
         StockMovement.objects.bulk_create([out, into])
     return out, into
 
@@ -395,29 +591,51 @@ def stock_transfer(
 
 
 def variance_policy_for(warehouse: Warehouse) -> VariancePolicy:
-    policy = VariancePolicy.objects.filter(warehouse=warehouse).first() or VariancePolicy.objects.filter(
-        warehouse__isnull=True
-    ).first()
+    policy = (
+        VariancePolicy.objects.filter(warehouse=warehouse).first()
+        or VariancePolicy.objects.filter(warehouse__isnull=True).first()
+    )
     return policy or VariancePolicy()
 
 
 def receipt_create(
-    *, number: str, warehouse: Warehouse, supplier: str, lines: list[dict], actor: Actor, reason: str,
-    document_kind: str = Receipt.DocumentKind.ASN, purchase_order: str = "", dock: Location | None = None,
+    *,
+    number: str,
+    warehouse: Warehouse,
+    supplier: str,
+    lines: list[dict],
+    actor: Actor,
+    reason: str,
+    document_kind: str = Receipt.DocumentKind.ASN,
+    purchase_order: str = "",
+    dock: Location | None = None,
 ) -> Receipt:
     """Record an expected inbound delivery; lines are {item, expected_quantity, lot?}."""
     if not lines:
         raise InvalidInput("A receipt needs at least one line.", fields={"lines": ["Add a line."]})
     with transaction.atomic():
-        receipt = Receipt(number=number, warehouse=warehouse, supplier=supplier, document_kind=document_kind,
-                          purchase_order=purchase_order, dock=dock)
+        receipt = Receipt(
+            number=number,
+            warehouse=warehouse,
+            supplier=supplier,
+            document_kind=document_kind,
+            purchase_order=purchase_order,
+            dock=dock,
+        )
         stamp_history(receipt, actor=actor, reason=reason)
         receipt.save()
-        ReceiptLine.objects.bulk_create([
-            ReceiptLine(receipt=receipt, line_no=index, item=line["item"], lot=line.get("lot"),
-                        expected_quantity=line["expected_quantity"])
-            for index, line in enumerate(lines, start=1)
-        ])
+        ReceiptLine.objects.bulk_create(
+            [
+                ReceiptLine(
+                    receipt=receipt,
+                    line_no=index,
+                    item=line["item"],
+                    lot=line.get("lot"),
+                    expected_quantity=line["expected_quantity"],
+                )
+                for index, line in enumerate(lines, start=1)
+            ]
+        )
     return receipt
 
 
@@ -432,8 +650,16 @@ def receipt_receive_line(
         if receipt.status == Receipt.Status.EXPECTED:
             transition(receipt, "start_receiving", actor=actor, reason=reason)
         line = ReceiptLine.objects.select_for_update().get(pk=line.pk)
-        stock_receive(item=line.item, location=location, quantity=quantity, lot=line.lot, actor=actor,
-                      reason=reason, source_type="receipt", source_ref=receipt.number)
+        stock_receive(
+            item=line.item,
+            location=location,
+            quantity=quantity,
+            lot=line.lot,
+            actor=actor,
+            reason=reason,
+            source_type="receipt",
+            source_ref=receipt.number,
+        )
         ReceiptLine.objects.filter(pk=line.pk).update(received_quantity=F("received_quantity") + quantity)
         line.refresh_from_db()
     return line
@@ -448,16 +674,30 @@ def receipt_close(*, receipt: Receipt, actor: Actor, reason: str) -> list[Receip
         policy = variance_policy_for(receipt.warehouse)
         flagged = []
         for line in receipt.lines.select_related("item"):
-            if line.variance and policy.exceeds(expected=line.expected_quantity, actual=line.received_quantity,
-                                                 kind="receiving"):
+            if line.variance and policy.exceeds(
+                expected=line.expected_quantity, actual=line.received_quantity, kind="receiving"
+            ):
                 flagged.append(line)
-                emit(events.RECEIVING_VARIANCE, subject=receipt, actor=actor, reason=reason, payload={
-                    "receipt": receipt.number, "receipt_id": receipt.pk, "line_no": line.line_no,
-                    "line_id": line.pk, "sku": line.item.sku, "supplier": receipt.supplier,
-                    "warehouse": receipt.warehouse.code, "warehouse_id": receipt.warehouse_id,
-                    "expected": line.expected_quantity, "received": line.received_quantity,
-                    "variance": line.variance, "value": str(abs(line.variance) * line.item.unit_value),
-                })
+                emit(
+                    events.RECEIVING_VARIANCE,
+                    subject=receipt,
+                    actor=actor,
+                    reason=reason,
+                    payload={
+                        "receipt": receipt.number,
+                        "receipt_id": receipt.pk,
+                        "line_no": line.line_no,
+                        "line_id": line.pk,
+                        "sku": line.item.sku,
+                        "supplier": receipt.supplier,
+                        "warehouse": receipt.warehouse.code,
+                        "warehouse_id": receipt.warehouse_id,
+                        "expected": line.expected_quantity,
+                        "received": line.received_quantity,
+                        "variance": line.variance,
+                        "value": str(abs(line.variance) * line.item.unit_value),
+                    },
+                )
         if flagged and not receipt.invoice_on_hold:
             Receipt.objects.filter(pk=receipt.pk).update(invoice_on_hold=True)
     return flagged
@@ -508,24 +748,51 @@ def count_record(*, count: CycleCount, counted_quantity: int, actor: Actor, reas
     with transaction.atomic():
         count = CycleCount.objects.select_for_update().get(pk=count.pk)
         level = _lock_stock([count.stock_level_id])[count.stock_level_id]
-        transition(count, "record", actor=actor, reason=reason,
-                   update_fields=["expected_quantity", "counted_quantity", "counted_by", "counted_by_actor", "counted_at"],
-                   expected=level.on_hand, counted=counted_quantity, user=actor.user, actor_label=actor.label)
+        transition(
+            count,
+            "record",
+            actor=actor,
+            reason=reason,
+            update_fields=["expected_quantity", "counted_quantity", "counted_by", "counted_by_actor", "counted_at"],
+            expected=level.on_hand,
+            counted=counted_quantity,
+            user=actor.user,
+            actor_label=actor.label,
+        )
         policy = variance_policy_for(level.location.warehouse)
         if not count.variance:
-            transition(count, "approve", actor=Actor.policy("count-tolerance"), reason="No difference",
-                       update_fields=["decided_by_actor", "decided_at"], actor_label="policy:count-tolerance")
+            transition(
+                count,
+                "approve",
+                actor=Actor.policy("count-tolerance"),
+                reason="No difference",
+                update_fields=["decided_by_actor", "decided_at"],
+                actor_label="policy:count-tolerance",
+            )
             _settle_count_quarantine(count, level, actor=Actor.policy("count-tolerance"))
         elif not policy.exceeds(expected=count.expected_quantity, actual=counted_quantity, kind="count"):
             _apply_count(count, level, approver=Actor.policy("count-tolerance"), reason="Within count tolerance")
         else:
             item = level.item
-            emit(events.COUNT_VARIANCE, subject=count, actor=actor, reason=reason, payload={
-                "count_id": count.pk, "sku": item.sku, "item_id": item.pk, "location": level.location.code,
-                "warehouse": level.location.warehouse.code, "warehouse_id": level.location.warehouse_id,
-                "expected": count.expected_quantity, "counted": counted_quantity, "variance": count.variance,
-                "value": str(abs(count.variance) * item.unit_value), "counted_by": actor.label,
-            })
+            emit(
+                events.COUNT_VARIANCE,
+                subject=count,
+                actor=actor,
+                reason=reason,
+                payload={
+                    "count_id": count.pk,
+                    "sku": item.sku,
+                    "item_id": item.pk,
+                    "location": level.location.code,
+                    "warehouse": level.location.warehouse.code,
+                    "warehouse_id": level.location.warehouse_id,
+                    "expected": count.expected_quantity,
+                    "counted": counted_quantity,
+                    "variance": count.variance,
+                    "value": str(abs(count.variance) * item.unit_value),
+                    "counted_by": actor.label,
+                },
+            )
     return count
 
 
@@ -533,13 +800,21 @@ def _settle_count_quarantine(count: CycleCount, level: StockLevel, *, actor: Act
     """A count settles the truth of a row: stock held for a short pick is released."""
     level.refresh_from_db(fields=["on_hand", "reserved", "quarantined"])
     if level.quarantined:
-        held = StockMovement.objects.filter(stock_level=level, kind=StockMovement.Kind.QUARANTINE,
-                                            source_type="reservation")
+        held = StockMovement.objects.filter(
+            stock_level=level, kind=StockMovement.Kind.QUARANTINE, source_type="reservation"
+        )
         if held.exists():
             release = level.quarantined
             StockLevel.objects.filter(pk=level.pk).update(quarantined=F("quarantined") - release)
-            _movement(level, StockMovement.Kind.RELEASE, quarantined=-release, actor=actor,
-                      reason=f"Count {count.pk} settled the row", source_type="count", source_ref=str(count.pk)).save()
+            _movement(
+                level,
+                StockMovement.Kind.RELEASE,
+                quarantined=-release,
+                actor=actor,
+                reason=f"Count {count.pk} settled the row",
+                source_type="count",
+                source_ref=str(count.pk),
+            ).save()
 
 
 def _apply_count(count: CycleCount, level: StockLevel, *, approver: Actor, reason: str) -> None:
@@ -552,11 +827,27 @@ def _apply_count(count: CycleCount, level: StockLevel, *, approver: Actor, reaso
             "Release or reallocate those reservations first."
         )
     if delta:
-        StockLevel.objects.filter(pk=level.pk).update(on_hand=F("on_hand") + delta, quarantined=F("quarantined") - release)
-        _movement(level, StockMovement.Kind.COUNT_CORRECTION, on_hand=delta, quarantined=-release, actor=approver,
-                  reason=reason, source_type="count", source_ref=str(count.pk)).save()
-    transition(count, "approve", actor=approver, reason=reason, update_fields=["decided_by_actor", "decided_at"],
-               actor_label=approver.label)
+        StockLevel.objects.filter(pk=level.pk).update(
+            on_hand=F("on_hand") + delta, quarantined=F("quarantined") - release
+        )
+        _movement(
+            level,
+            StockMovement.Kind.COUNT_CORRECTION,
+            on_hand=delta,
+            quarantined=-release,
+            actor=approver,
+            reason=reason,
+            source_type="count",
+            source_ref=str(count.pk),
+        ).save()
+    transition(
+        count,
+        "approve",
+        actor=approver,
+        reason=reason,
+        update_fields=["decided_by_actor", "decided_at"],
+        actor_label=approver.label,
+    )
     _settle_count_quarantine(count, level, actor=approver)
 
 
@@ -566,8 +857,9 @@ def count_approve(*, count: CycleCount, actor: Actor, reason: str) -> CycleCount
     with transaction.atomic():
         count = CycleCount.objects.select_for_update().get(pk=count.pk)
         if count.counted_by_actor and count.counted_by_actor == actor.label:
-            raise PermissionRefused("You counted this location; another person must approve the adjustment.",
-                                    code="own_count")
+            raise PermissionRefused(
+                "You counted this location; another person must approve the adjustment.", code="own_count"
+            )
         if count.status != CycleCount.Status.COUNTED:
             raise DomainError(f"Count {count.pk} is {count.status}; only a recorded count can be approved.")
         level = _lock_stock([count.stock_level_id])[count.stock_level_id]
@@ -580,6 +872,12 @@ def count_reject(*, count: CycleCount, actor: Actor, reason: str) -> CycleCount:
     _require_reason(reason)
     with transaction.atomic():
         count = CycleCount.objects.select_for_update().get(pk=count.pk)
-        transition(count, "reject", actor=actor, reason=reason, update_fields=["decided_by_actor", "decided_at"],
-                   actor_label=actor.label)
+        transition(
+            count,
+            "reject",
+            actor=actor,
+            reason=reason,
+            update_fields=["decided_by_actor", "decided_at"],
+            actor_label=actor.label,
+        )
     return count

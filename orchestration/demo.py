@@ -21,7 +21,12 @@ CUSTOMERS = [
     ("hooli", "Hooli Online", "120000", "key_account", True, False),
     ("smallco", "Small & Co", "3000", "standard", True, False),
 ]
-CITIES = [("Rotterdam", "3011 AA", "NL"), ("Leeds", "LS1 4AP", "GB"), ("Antwerp", "2000", "BE"), ("Lyon", "69002", "FR")]
+CITIES = [
+    ("Rotterdam", "3011 AA", "NL"),
+    ("Leeds", "LS1 4AP", "GB"),
+    ("Antwerp", "2000", "BE"),
+    ("Lyon", "69002", "FR"),
+]
 
 
 def seed(*, stdout, orders: int = 300, seed_value: int = 11) -> None:
@@ -31,9 +36,17 @@ def seed(*, stdout, orders: int = 300, seed_value: int = 11) -> None:
     warehouses = list(Warehouse.objects.order_by("code"))
     customers = []
     for code, name, limit, tier, split, substitution in CUSTOMERS:
-        customer, _ = Customer.objects.get_or_create(code=code, defaults={
-            "name": name, "credit_limit": Decimal(limit), "service_tier": tier, "allows_split_shipment": split,
-            "allows_substitution": substitution, "default_warehouse": rng.choice(warehouses)})
+        customer, _ = Customer.objects.get_or_create(
+            code=code,
+            defaults={
+                "name": name,
+                "credit_limit": Decimal(limit),
+                "service_tier": tier,
+                "allows_split_shipment": split,
+                "allows_substitution": substitution,
+                "default_warehouse": rng.choice(warehouses),
+            },
+        )
         customers.append(customer)
     skus = list(Item.objects.values_list("sku", flat=True))
     today = dt.date.today()
@@ -41,16 +54,28 @@ def seed(*, stdout, orders: int = 300, seed_value: int = 11) -> None:
     for number in range(orders):
         customer = rng.choice(customers)
         city, postal, country = rng.choice(CITIES)
-        lines = [services.LineInput(line_no=i, sku=sku, quantity=rng.randint(1, 40))
-                 for i, sku in enumerate(rng.sample(skus, rng.randint(1, 5)), start=1)]
+        lines = [
+            services.LineInput(line_no=i, sku=sku, quantity=rng.randint(1, 40))
+            for i, sku in enumerate(rng.sample(skus, rng.randint(1, 5)), start=1)
+        ]
         address_ok = rng.random() > 0.03
         try:
             order = services.order_create(
-                customer=customer, lines=lines, actor=actor, source="demo", external_ref=f"DEMO-{number:05d}",
-                ship_to={"name": customer.name, "lines": ["1 Main Street"] if address_ok else [], "city": city,
-                         "postal_code": postal, "country": country},
+                customer=customer,
+                lines=lines,
+                actor=actor,
+                source="demo",
+                external_ref=f"DEMO-{number:05d}",
+                ship_to={
+                    "name": customer.name,
+                    "lines": ["1 Main Street"] if address_ok else [],
+                    "city": city,
+                    "postal_code": postal,
+                    "country": country,
+                },
                 requested_ship_date=today + dt.timedelta(days=rng.choice([0, 0, 1, 1, 2, 5])),
-                carrier=rng.choice(["DHL", "DPD", "UPS"]), service_level=rng.choice(["standard", "standard", "express"]),
+                carrier=rng.choice(["DHL", "DPD", "UPS"]),
+                service_level=rng.choice(["standard", "standard", "express"]),
                 priority=rng.choice([1, 2, 2, 2, 3, 4]),
             )
             order = services.order_process(order=order, actor=actor)
@@ -69,7 +94,9 @@ def advance(order: Order, rng: random.Random, actor: Actor) -> None:
     for task in order.tasks.filter(kind=Task.Kind.PICK):
         services.task_dispatch(task=task, actor=picker)
         short = rng.random() < 0.04
-        services.task_complete(task=task, actor=picker, done_quantity=task.quantity - (1 if short and task.quantity > 1 else 0))
+        services.task_complete(
+            task=task, actor=picker, done_quantity=task.quantity - (1 if short and task.quantity > 1 else 0)
+        )
     order.refresh_from_db()
     pack = order.tasks.filter(kind=Task.Kind.PACK).first()
     if pack is None or rng.random() < 0.3:
@@ -79,6 +106,11 @@ def advance(order: Order, rng: random.Random, actor: Actor) -> None:
     if rng.random() < 0.4:
         return
     shipment = order.shipments.first()
-    services.shipment_ship(shipment=shipment, carrier=order.carrier or "DPD", tracking_number=f"TRK{rng.randint(10**9, 10**10)}", actor=Actor.partner("tms-demo"))
+    services.shipment_ship(
+        shipment=shipment,
+        carrier=order.carrier or "DPD",
+        tracking_number=f"TRK{rng.randint(10**9, 10**10)}",
+        actor=Actor.partner("tms-demo"),
+    )
     if rng.random() < 0.5:
         services.order_invoice(order=order, actor=Actor.partner("erp-demo"))

@@ -67,7 +67,9 @@ class ReleasePolicy(models.Model):
         default=30, help_text="Stop releasing for today's pickup this long before the carrier cutoff"
     )
     auto_release = models.BooleanField(default=True, help_text="Release as soon as the policy allows")
-    credit_hold_over_limit = models.BooleanField(default=True, help_text="Hold orders that take the customer over limit")
+    credit_hold_over_limit = models.BooleanField(
+        default=True, help_text="Hold orders that take the customer over limit"
+    )
 
     class Meta:
         verbose_name_plural = "release policies"
@@ -100,11 +102,26 @@ class Order(ConcurrentTransitionMixin, TimeStampedModel):
         CANCELLED = "cancelled", "Cancelled"
 
     ALLOCATION_STATES = [Status.ALLOCATED, Status.PARTIALLY_ALLOCATED, Status.BACKORDERED]
-    CANCELLABLE = [Status.RECEIVED, Status.VALIDATED, Status.CREDIT_HOLD, *ALLOCATION_STATES, Status.RELEASED,
-                   Status.PICKING, Status.ON_HOLD]
+    CANCELLABLE = [
+        Status.RECEIVED,
+        Status.VALIDATED,
+        Status.CREDIT_HOLD,
+        *ALLOCATION_STATES,
+        Status.RELEASED,
+        Status.PICKING,
+        Status.ON_HOLD,
+    ]
     HOLDABLE = [Status.VALIDATED, *ALLOCATION_STATES]
-    OPEN_STATES = [Status.RECEIVED, Status.VALIDATED, Status.CREDIT_HOLD, *ALLOCATION_STATES, Status.RELEASED,
-                   Status.PICKING, Status.PACKED, Status.ON_HOLD]
+    OPEN_STATES = [
+        Status.RECEIVED,
+        Status.VALIDATED,
+        Status.CREDIT_HOLD,
+        *ALLOCATION_STATES,
+        Status.RELEASED,
+        Status.PICKING,
+        Status.PACKED,
+        Status.ON_HOLD,
+    ]
 
     class Priority(models.IntegerChoices):
         LOW = 1, "Low"
@@ -158,8 +175,9 @@ class Order(ConcurrentTransitionMixin, TimeStampedModel):
 
     @property
     def ship_to_complete(self) -> bool:
-        return all([self.ship_to_name, self.ship_to_lines, self.ship_to_city, self.ship_to_postal_code,
-                    self.ship_to_country])
+        return all(
+            [self.ship_to_name, self.ship_to_lines, self.ship_to_city, self.ship_to_postal_code, self.ship_to_country]
+        )
 
     # Transitions: pure field changes; the services lock, check policy, save and record.
 
@@ -255,7 +273,11 @@ class OrderLine(models.Model):
     unit_price = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal("0"))
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.OPEN)
     substitute_for = models.ForeignKey(
-        "inventory.Item", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        "inventory.Item",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
         help_text="The item originally ordered, when this line ships a substitute",
     )
 
@@ -264,7 +286,9 @@ class OrderLine(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["order", "line_no"], name="order_line_unique"),
             models.CheckConstraint(condition=Q(quantity__gt=0), name="order_line_quantity_positive"),
-            models.CheckConstraint(condition=Q(allocated_quantity__lte=F("quantity")), name="order_line_allocated_le_qty"),
+            models.CheckConstraint(
+                condition=Q(allocated_quantity__lte=F("quantity")), name="order_line_allocated_le_qty"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -311,7 +335,9 @@ class Task(ConcurrentTransitionMixin, TimeStampedModel):
     status = FSMField(default=Status.CREATED, choices=Status.choices, protected=True, db_index=True)
     warehouse = models.ForeignKey("inventory.Warehouse", on_delete=models.PROTECT, related_name="tasks")
     zone = models.CharField(max_length=32, blank=True, default="")
-    location = models.ForeignKey("inventory.Location", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    location = models.ForeignKey(
+        "inventory.Location", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     to_location = models.ForeignKey(
         "inventory.Location", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
@@ -325,8 +351,9 @@ class Task(ConcurrentTransitionMixin, TimeStampedModel):
     )
     performer = models.CharField(max_length=8, choices=Performer.choices, default=Performer.PERSON)
     equipment_code = models.CharField(max_length=40, blank=True, default="")
-    assignee = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                 related_name="tasks")
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="tasks"
+    )
     priority = models.PositiveSmallIntegerField(default=2)
     # Machine hand-offs are leases: an instruction counter and an acknowledgement deadline.
     instruction_seq = models.PositiveIntegerField(default=0)
@@ -358,12 +385,16 @@ class Task(ConcurrentTransitionMixin, TimeStampedModel):
     def acknowledge(self):
         self.ack_deadline = None
 
-    @transition(field=status, source=[Status.CREATED, Status.DISPATCHED, Status.ACKNOWLEDGED], target=Status.IN_PROGRESS)
+    @transition(
+        field=status, source=[Status.CREATED, Status.DISPATCHED, Status.ACKNOWLEDGED], target=Status.IN_PROGRESS
+    )
     def start(self):
         self.ack_deadline = None
         self.started_at = timezone.now()
 
-    @transition(field=status, source=[Status.DISPATCHED, Status.ACKNOWLEDGED, Status.IN_PROGRESS], target=Status.COMPLETED)
+    @transition(
+        field=status, source=[Status.DISPATCHED, Status.ACKNOWLEDGED, Status.IN_PROGRESS], target=Status.COMPLETED
+    )
     def complete(self, *, done_quantity: int):
         self.done_quantity = done_quantity
         self.finished_at = timezone.now()

@@ -15,8 +15,9 @@ class OrderQuerySet(models.QuerySet):
 
     def in_release_order(self):
         """Who goes first: priority, then risk (riskier earlier), then the requested ship date, then age."""
-        return self.order_by("-priority", models.F("risk_score").desc(nulls_last=True), "requested_ship_date",
-                             "created_at")
+        return self.order_by(
+            "-priority", models.F("risk_score").desc(nulls_last=True), "requested_ship_date", "created_at"
+        )
 
 
 class TaskQuerySet(models.QuerySet):

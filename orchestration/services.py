@@ -40,10 +40,19 @@ def _lock_order(order: Order | int) -> Order:
 
 def _order_payload(order: Order, **extra) -> dict:
     return {
-        "order": order.number, "order_id": order.pk, "external_ref": order.external_ref, "source": order.source,
-        "customer": order.customer.code, "customer_id": order.customer_id, "service_tier": order.customer.service_tier,
-        "warehouse": order.warehouse.code, "warehouse_id": order.warehouse_id, "status": order.status,
-        "priority": order.priority, "value": str(order.total_value), **extra,
+        "order": order.number,
+        "order_id": order.pk,
+        "external_ref": order.external_ref,
+        "source": order.source,
+        "customer": order.customer.code,
+        "customer_id": order.customer_id,
+        "service_tier": order.customer.service_tier,
+        "warehouse": order.warehouse.code,
+        "warehouse_id": order.warehouse_id,
+        "status": order.status,
+        "priority": order.priority,
+        "value": str(order.total_value),
+        **extra,
     }
 
 
@@ -68,8 +77,11 @@ def carrier_cutoff(order: Order, now: dt.datetime | None = None) -> dt.datetime:
     """Today's pickup cutoff for the order's carrier service at its warehouse (aware datetime)."""
     warehouse = order.warehouse
     cutoff = next(
-        (c.cutoff_time for c in warehouse.carrier_cutoffs.all()
-         if c.carrier == order.carrier and c.service_level == order.service_level),
+        (
+            c.cutoff_time
+            for c in warehouse.carrier_cutoffs.all()
+            if c.carrier == order.carrier and c.service_level == order.service_level
+        ),
         warehouse.default_cutoff_time,
     )
     if isinstance(cutoff, str):
@@ -90,9 +102,18 @@ class LineInput:
 
 
 def order_create(
-    *, customer: Customer, lines: list[LineInput], actor: Actor, reason: str = "Order received",
-    external_ref: str = "", source: str = "portal", warehouse: Warehouse | None = None, ship_to: dict | None = None,
-    requested_ship_date: dt.date | None = None, service_level: str = "standard", carrier: str = "",
+    *,
+    customer: Customer,
+    lines: list[LineInput],
+    actor: Actor,
+    reason: str = "Order received",
+    external_ref: str = "",
+    source: str = "portal",
+    warehouse: Warehouse | None = None,
+    ship_to: dict | None = None,
+    requested_ship_date: dt.date | None = None,
+    service_level: str = "standard",
+    carrier: str = "",
     priority: int = Order.Priority.NORMAL,
 ) -> Order:
     """Record a received order with its lines; unknown SKUs and bad quantities are refused with field errors."""
@@ -118,18 +139,30 @@ def order_create(
     ship_to = ship_to or {}
     with transaction.atomic():
         order = Order(
-            number=_next_number("orchestration_order_number_seq", "SO"), source=source,
-            external_ref=external_ref, customer=customer, warehouse=warehouse,
-            ship_to_name=ship_to.get("name", ""), ship_to_lines="\n".join(ship_to.get("lines", []) or []),
-            ship_to_city=ship_to.get("city", ""), ship_to_postal_code=ship_to.get("postal_code", ""),
-            ship_to_country=(ship_to.get("country", "") or "").upper(), requested_ship_date=requested_ship_date,
-            service_level=service_level, carrier=carrier, priority=priority,
+            number=_next_number("orchestration_order_number_seq", "SO"),
+            source=source,
+            external_ref=external_ref,
+            customer=customer,
+            warehouse=warehouse,
+            ship_to_name=ship_to.get("name", ""),
+            ship_to_lines="\n".join(ship_to.get("lines", []) or []),
+            ship_to_city=ship_to.get("city", ""),
+            ship_to_postal_code=ship_to.get("postal_code", ""),
+            ship_to_country=(ship_to.get("country", "") or "").upper(),
+            requested_ship_date=requested_ship_date,
+            service_level=service_level,
+            carrier=carrier,
+            priority=priority,
         )
         if not order.external_ref:
             order.external_ref = order.number
         order_lines = [
-            OrderLine(line_no=line.line_no, item=items[line.sku], quantity=line.quantity,
-                      unit_price=line.unit_price if line.unit_price is not None else items[line.sku].unit_value)
+            OrderLine(
+                line_no=line.line_no,
+                item=items[line.sku],
+                quantity=line.quantity,
+                unit_price=line.unit_price if line.unit_price is not None else items[line.sku].unit_value,
+            )
             for line in lines
         ]
         order.total_value = sum((line.value for line in order_lines), Decimal("0"))
@@ -150,36 +183,64 @@ def order_validate(*, order: Order, actor: Actor, reason: str = "Validation") ->
     """
     with transaction.atomic():
         order = _lock_order(order)
-        problems = [f"line {line.line_no}: {line.item.sku} is no longer sold"
-                    for line in order.lines.select_related("item") if not line.item.is_active]
+        problems = [
+            f"line {line.line_no}: {line.item.sku} is no longer sold"
+            for line in order.lines.select_related("item")
+            if not line.item.is_active
+        ]
         if problems:
             note = "; ".join(problems)
-            transition(order, "reject", actor=actor, reason=note, update_fields=["rejection_reason", "closed_at"],
-                       note=note)
-            emit(events.ORDER_REJECTED, subject=order, actor=actor, reason=note,
-                 payload=_order_payload(order, reasons=problems))
+            transition(
+                order, "reject", actor=actor, reason=note, update_fields=["rejection_reason", "closed_at"], note=note
+            )
+            emit(
+                events.ORDER_REJECTED,
+                subject=order,
+                actor=actor,
+                reason=note,
+                payload=_order_payload(order, reasons=problems),
+            )
             return order
         transition(order, "validate", actor=actor, reason=reason)
         emit(events.ORDER_VALIDATED, subject=order, actor=actor, reason=reason, payload=_order_payload(order))
         if not order.ship_to_complete:
-            missing = [label for label, value in [
-                ("name", order.ship_to_name), ("street", order.ship_to_lines), ("city", order.ship_to_city),
-                ("postal code", order.ship_to_postal_code), ("country", order.ship_to_country)] if not value]
+            missing = [
+                label
+                for label, value in [
+                    ("name", order.ship_to_name),
+                    ("street", order.ship_to_lines),
+                    ("city", order.ship_to_city),
+                    ("postal code", order.ship_to_postal_code),
+                    ("country", order.ship_to_country),
+                ]
+                if not value
+            ]
             note = f"Ship-to address incomplete: missing {', '.join(missing)}"
             transition(order, "hold", actor=actor, reason=note, update_fields=["held_from", "hold_reason"], note=note)
-            emit(events.ORDER_ADDRESS_INVALID, subject=order, actor=actor, reason=note,
-                 payload=_order_payload(order, missing=missing))
+            emit(
+                events.ORDER_ADDRESS_INVALID,
+                subject=order,
+                actor=actor,
+                reason=note,
+                payload=_order_payload(order, missing=missing),
+            )
     return order
 
 
 def credit_exposure(customer: Customer) -> Decimal:
     """Open balance plus the value of the customer's orders not yet invoiced."""
-    in_flight = (
-        Order.objects.filter(customer=customer, status__in=[
-            Order.Status.ALLOCATED, Order.Status.PARTIALLY_ALLOCATED, Order.Status.BACKORDERED, Order.Status.RELEASED,
-            Order.Status.PICKING, Order.Status.PACKED, Order.Status.SHIPPED])
-        .aggregate(total=Sum("total_value"))["total"] or Decimal("0")
-    )
+    in_flight = Order.objects.filter(
+        customer=customer,
+        status__in=[
+            Order.Status.ALLOCATED,
+            Order.Status.PARTIALLY_ALLOCATED,
+            Order.Status.BACKORDERED,
+            Order.Status.RELEASED,
+            Order.Status.PICKING,
+            Order.Status.PACKED,
+            Order.Status.SHIPPED,
+        ],
+    ).aggregate(total=Sum("total_value"))["total"] or Decimal("0")
     return customer.open_balance + in_flight
 
 
@@ -188,8 +249,10 @@ def order_check_credit(*, order: Order, actor: Actor, reason: str = "Credit chec
     with transaction.atomic():
         order = _lock_order(order)
         if order.status != Order.Status.VALIDATED:
-            raise TransitionRefused(f"Order {order.number} is {order.get_status_display()}; only validated orders "
-                                    "go through the credit check.")
+            raise TransitionRefused(
+                f"Order {order.number} is {order.get_status_display()}; only validated orders "
+                "go through the credit check."
+            )
         customer = Customer.objects.select_for_update().get(pk=order.customer_id)
         policy = release_policy_for(order.warehouse)
         exposure = credit_exposure(customer)
@@ -197,12 +260,21 @@ def order_check_credit(*, order: Order, actor: Actor, reason: str = "Credit chec
         if customer.credit_status == Customer.CreditStatus.BLOCKED:
             note = f"Customer {customer.code} is credit-blocked"
         elif policy.credit_hold_over_limit and exposure + order.total_value > customer.credit_limit:
-            note = (f"Order value {order.total_value} takes {customer.code} to {exposure + order.total_value} "
-                    f"against a credit limit of {customer.credit_limit}")
+            note = (
+                f"Order value {order.total_value} takes {customer.code} to {exposure + order.total_value} "
+                f"against a credit limit of {customer.credit_limit}"
+            )
         if note:
             transition(order, "hold_for_credit", actor=actor, reason=note, update_fields=["hold_reason"], note=note)
-            emit(events.ORDER_CREDIT_HOLD, subject=order, actor=actor, reason=note, payload=_order_payload(
-                order, exposure=str(exposure), credit_limit=str(customer.credit_limit), hold_reason=note))
+            emit(
+                events.ORDER_CREDIT_HOLD,
+                subject=order,
+                actor=actor,
+                reason=note,
+                payload=_order_payload(
+                    order, exposure=str(exposure), credit_limit=str(customer.credit_limit), hold_reason=note
+                ),
+            )
     return order
 
 
@@ -258,17 +330,25 @@ def order_allocate(*, order: Order, actor: Actor, reason: str = "Allocation") ->
     with transaction.atomic():
         order = _lock_order(order)
         if order.status not in (Order.Status.VALIDATED, *Order.ALLOCATION_STATES):
-            raise TransitionRefused(f"Order {order.number} is {order.get_status_display()}; it cannot be allocated now.")
+            raise TransitionRefused(
+                f"Order {order.number} is {order.get_status_display()}; it cannot be allocated now."
+            )
         lines = list(order.lines.select_related("item").order_by("line_no"))
         open_lines = [
-            line for line in lines
+            line
+            for line in lines
             if line.status not in (OrderLine.Status.CANCELLED, OrderLine.Status.SHIPPED, OrderLine.Status.PICKED)
             and line.open_quantity > 0
         ]
-        demands = [inventory.LineDemand(order_line_id=line.pk, order_number=order.number, item_id=line.item_id,
-                                        quantity=line.open_quantity) for line in open_lines]
+        demands = [
+            inventory.LineDemand(
+                order_line_id=line.pk, order_number=order.number, item_id=line.item_id, quantity=line.open_quantity
+            )
+            for line in open_lines
+        ]
         allocations = inventory.reservation_reserve_lines(
-            warehouse=order.warehouse, demands=demands, actor=actor, reason=f"{order.number}: {reason}")
+            warehouse=order.warehouse, demands=demands, actor=actor, reason=f"{order.number}: {reason}"
+        )
         by_line = {allocation.order_line_id: allocation for allocation in allocations}
         for line in open_lines:
             line.allocated_quantity += by_line[line.pk].reserved
@@ -278,16 +358,35 @@ def order_allocate(*, order: Order, actor: Actor, reason: str = "Allocation") ->
         outcome = _allocation_outcome(lines)
         was = order.status
         transition(order, OUTCOME_TRANSITION[outcome], actor=actor, reason=reason)
-        emit(events.ORDER_ALLOCATED, subject=order, actor=actor, reason=reason, payload=_order_payload(
-            order, outcome=outcome, previous=was, lines=[
-                {"line_no": line.line_no, "line_id": line.pk, "sku": line.item.sku, "item_id": line.item_id,
-                 "quantity": line.quantity, "allocated": line.allocated_quantity,
-                 "shortfall": max(0, line.quantity - line.shipped_quantity - line.allocated_quantity),
-                 "value": str(line.unit_price * max(0, line.quantity - line.allocated_quantity))}
-                for line in lines if line.status != OrderLine.Status.CANCELLED
-            ]))
+        emit(
+            events.ORDER_ALLOCATED,
+            subject=order,
+            actor=actor,
+            reason=reason,
+            payload=_order_payload(
+                order,
+                outcome=outcome,
+                previous=was,
+                lines=[
+                    {
+                        "line_no": line.line_no,
+                        "line_id": line.pk,
+                        "sku": line.item.sku,
+                        "item_id": line.item_id,
+                        "quantity": line.quantity,
+                        "allocated": line.allocated_quantity,
+                        "shortfall": max(0, line.quantity - line.shipped_quantity - line.allocated_quantity),
+                        "value": str(line.unit_price * max(0, line.quantity - line.allocated_quantity)),
+                    }
+                    for line in lines
+                    if line.status != OrderLine.Status.CANCELLED
+                ],
+            ),
+        )
         if was in (Order.Status.BACKORDERED, Order.Status.PARTIALLY_ALLOCATED) and outcome == Order.Status.ALLOCATED:
-            emit(events.ORDER_BACKORDER_FILLED, subject=order, actor=actor, reason=reason, payload=_order_payload(order))
+            emit(
+                events.ORDER_BACKORDER_FILLED, subject=order, actor=actor, reason=reason, payload=_order_payload(order)
+            )
     return order
 
 
@@ -310,37 +409,69 @@ def release_blockers(order: Order, *, now: dt.datetime | None = None) -> list[st
     if order.requested_ship_date:
         today = local_now(order.warehouse, now).date()
         if (order.requested_ship_date - today).days > policy.ship_window_days:
-            blockers.append(f"the requested ship date {order.requested_ship_date} is more than "
-                            f"{policy.ship_window_days} days away")
+            blockers.append(
+                f"the requested ship date {order.requested_ship_date} is more than {policy.ship_window_days} days away"
+            )
     return blockers
 
 
-def order_release(*, order: Order, actor: Actor, reason: str = "Released to warehouse",
-                  now: dt.datetime | None = None) -> Order:
+def order_release(
+    *, order: Order, actor: Actor, reason: str = "Released to warehouse", now: dt.datetime | None = None
+) -> Order:
     """Release an allocated order to the warehouse: one pick task per reservation, in walk order."""
     with transaction.atomic():
         order = _lock_order(order)
         blockers = release_blockers(order, now=now)
         if blockers:
-            raise TransitionRefused(f"Order {order.number} cannot be released: {'; '.join(blockers)}.",
-                                    code="release_blocked", fields={"release": blockers})
+            raise TransitionRefused(
+                f"Order {order.number} cannot be released: {'; '.join(blockers)}.",
+                code="release_blocked",
+                fields={"release": blockers},
+            )
         line_ids = list(order.lines.values_list("pk", flat=True))
         reservations = list(
             Reservation.objects.filter(order_line_id__in=line_ids, status=Reservation.Status.RESERVED)
-            .select_related("stock_level__location").order_by("stock_level__location__pick_sequence", "pk")
+            .select_related("stock_level__location")
+            .order_by("stock_level__location__pick_sequence", "pk")
         )
         existing = set(Task.objects.filter(reservation__in=reservations).values_list("reservation_id", flat=True))
         tasks = [
-            Task(kind=Task.Kind.PICK, warehouse=order.warehouse, zone=r.stock_level.location.zone,
-                 location=r.stock_level.location, item_id=r.item_id, quantity=r.quantity, order=order,
-                 order_line_id=r.order_line_id, reservation=r, priority=order.priority)
-            for r in reservations if r.pk not in existing
+            Task(
+                kind=Task.Kind.PICK,
+                warehouse=order.warehouse,
+                zone=r.stock_level.location.zone,
+                location=r.stock_level.location,
+                item_id=r.item_id,
+                quantity=r.quantity,
+                order=order,
+                order_line_id=r.order_line_id,
+                reservation=r,
+                priority=order.priority,
+            )
+            for r in reservations
+            if r.pk not in existing
         ]
         Task.objects.bulk_create(tasks)
         transition(order, "release", actor=actor, reason=reason, update_fields=["released_at"])
-        emit(events.ORDER_RELEASED, subject=order, actor=actor, reason=reason, payload=_order_payload(
-            order, tasks=[{"task_id": t.pk, "zone": t.zone, "location": t.location.code, "sku_id": t.item_id,
-                           "quantity": t.quantity} for t in tasks]))
+        emit(
+            events.ORDER_RELEASED,
+            subject=order,
+            actor=actor,
+            reason=reason,
+            payload=_order_payload(
+                order,
+                tasks=[
+                    {
+                        "task_id": t.pk,
+                        "zone": t.zone,
+                        "location": t.location.code,
+                        "sku_id": t.item_id,
+                        "quantity": t.quantity,
+                    }
+                    for t in tasks
+                ],
+            ),
+        )
         for task in tasks:
             emit(events.TASK_CREATED, subject=task, actor=actor, reason=reason, payload=_task_payload(task))
     return order
@@ -349,13 +480,17 @@ def order_release(*, order: Order, actor: Actor, reason: str = "Released to ware
 def order_process(*, order: Order, actor: Actor, now: dt.datetime | None = None) -> Order:
     """Take a received order as far as policy allows: validate, credit check, allocate, release."""
     with transaction.atomic():
-        order = order_validate(order=order, actor=actor)
+        # Each step re-reads the order: an in-transaction subscriber (a rule) may have held it meanwhile.
+        order = _lock_order(order_validate(order=order, actor=actor))
         if order.status == Order.Status.VALIDATED:
-            order = order_check_credit(order=order, actor=actor)
+            order = _lock_order(order_check_credit(order=order, actor=actor))
         if order.status == Order.Status.VALIDATED:
-            order = order_allocate(order=order, actor=actor)
-        if (order.status in (Order.Status.ALLOCATED, Order.Status.PARTIALLY_ALLOCATED)
-                and release_policy_for(order.warehouse).auto_release and not release_blockers(order, now=now)):
+            order = _lock_order(order_allocate(order=order, actor=actor))
+        if (
+            order.status in (Order.Status.ALLOCATED, Order.Status.PARTIALLY_ALLOCATED)
+            and release_policy_for(order.warehouse).auto_release
+            and not release_blockers(order, now=now)
+        ):
             order = order_release(order=order, actor=actor, reason="Released by policy", now=now)
     return order
 
@@ -400,23 +535,54 @@ def order_update_ship_to(*, order: Order, ship_to: dict, actor: Actor, reason: s
         order.ship_to_postal_code = ship_to.get("postal_code", order.ship_to_postal_code)
         order.ship_to_country = (ship_to.get("country", order.ship_to_country) or "").upper()
         stamp_history(order, actor=actor, reason=reason)
-        order.save(update_fields=["ship_to_name", "ship_to_lines", "ship_to_city", "ship_to_postal_code",
-                                  "ship_to_country", "updated_at"])
+        order.save(
+            update_fields=[
+                "ship_to_name",
+                "ship_to_lines",
+                "ship_to_city",
+                "ship_to_postal_code",
+                "ship_to_country",
+                "updated_at",
+            ]
+        )
+    return order
+
+
+def order_set_priority(*, order: Order, priority: int, actor: Actor, reason: str) -> Order:
+    """Change an open order's priority (release sequencing and its tasks' priority follow)."""
+    _require_reason(reason)
+    if priority not in Order.Priority.values:
+        raise InvalidInput(f"Priority must be one of {Order.Priority.values}.", fields={"priority": ["1 to 4."]})
+    with transaction.atomic():
+        order = _lock_order(order)
+        if order.status not in Order.OPEN_STATES:
+            raise TransitionRefused(f"Order {order.number} is {order.get_status_display()}; its priority is final.")
+        if order.priority != priority:
+            order.priority = priority
+            stamp_history(order, actor=actor, reason=reason)
+            order.save(update_fields=["priority", "updated_at"])
+            order.tasks.filter(status__in=Task.OPEN_STATES).update(priority=priority)
     return order
 
 
 def _release_line_reservations(lines: list[OrderLine], *, actor: Actor, reason: str) -> int:
     reservation_ids = list(
-        Reservation.objects.filter(order_line_id__in=[line.pk for line in lines], status=Reservation.Status.RESERVED)
-        .values_list("pk", flat=True)
+        Reservation.objects.filter(
+            order_line_id__in=[line.pk for line in lines], status=Reservation.Status.RESERVED
+        ).values_list("pk", flat=True)
     )
-    return inventory.reservation_release(reservations=reservation_ids, actor=actor, reason=reason) if reservation_ids else 0
+    return (
+        inventory.reservation_release(reservations=reservation_ids, actor=actor, reason=reason)
+        if reservation_ids
+        else 0
+    )
 
 
 def _cancel_open_tasks(tasks, *, actor: Actor, reason: str) -> None:
     for task in tasks.filter(status__in=Task.OPEN_STATES).order_by("pk").select_for_update():
-        transition(task, "cancel", actor=actor, reason=reason, update_fields=["outcome_note", "finished_at"],
-                   note=reason)
+        transition(
+            task, "cancel", actor=actor, reason=reason, update_fields=["outcome_note", "finished_at"], note=reason
+        )
         emit(events.TASK_CANCELLED, subject=task, actor=actor, reason=reason, payload=_task_payload(task))
 
 
@@ -425,15 +591,27 @@ def order_cancel(*, order: Order, actor: Actor, reason: str) -> Order:
     _require_reason(reason)
     with transaction.atomic():
         order = _lock_order(order)
-        transition(order, "cancel", actor=actor, reason=reason,
-                   update_fields=["hold_reason", "rejection_reason", "closed_at"], note=reason)
+        transition(
+            order,
+            "cancel",
+            actor=actor,
+            reason=reason,
+            update_fields=["hold_reason", "rejection_reason", "closed_at"],
+            note=reason,
+        )
         lines = list(order.lines.all())
         _cancel_open_tasks(order.tasks.all(), actor=actor, reason=reason)
         released = _release_line_reservations(lines, actor=actor, reason=f"{order.number} cancelled: {reason}")
         OrderLine.objects.filter(order=order).exclude(status=OrderLine.Status.SHIPPED).update(
-            status=OrderLine.Status.CANCELLED, allocated_quantity=0)
-        emit(events.ORDER_CANCELLED, subject=order, actor=actor, reason=reason,
-             payload=_order_payload(order, released=released))
+            status=OrderLine.Status.CANCELLED, allocated_quantity=0
+        )
+        emit(
+            events.ORDER_CANCELLED,
+            subject=order,
+            actor=actor,
+            reason=reason,
+            payload=_order_payload(order, released=released),
+        )
     return order
 
 
@@ -460,8 +638,13 @@ def order_line_cancel(*, line: OrderLine, actor: Actor, reason: str) -> OrderLin
         line.status = OrderLine.Status.CANCELLED if not line.picked_quantity else OrderLine.Status.PICKED
         line.quantity = max(line.picked_quantity, line.shipped_quantity) or line.quantity
         line.save(update_fields=["allocated_quantity", "status", "quantity"])
-        emit(events.ORDER_LINE_CHANGED, subject=order, actor=actor, reason=reason,
-             payload=_order_payload(order, line_no=line.line_no, sku=line.item.sku, change="cancelled"))
+        emit(
+            events.ORDER_LINE_CHANGED,
+            subject=order,
+            actor=actor,
+            reason=reason,
+            payload=_order_payload(order, line_no=line.line_no, sku=line.item.sku, change="cancelled"),
+        )
         _settle_order_after_line_change(order, actor=actor, reason=reason)
     return line
 
@@ -471,9 +654,15 @@ def order_line_backorder(*, line: OrderLine, actor: Actor, reason: str) -> Order
     _require_reason(reason)
     with transaction.atomic():
         order, line = _lock_line(line)
-        emit(events.ORDER_LINE_CHANGED, subject=order, actor=actor, reason=reason,
-             payload=_order_payload(order, line_no=line.line_no, sku=line.item.sku, change="backordered",
-                                    open_quantity=line.open_quantity))
+        emit(
+            events.ORDER_LINE_CHANGED,
+            subject=order,
+            actor=actor,
+            reason=reason,
+            payload=_order_payload(
+                order, line_no=line.line_no, sku=line.item.sku, change="backordered", open_quantity=line.open_quantity
+            ),
+        )
     return line
 
 
@@ -483,11 +672,14 @@ def order_line_substitute(*, line: OrderLine, substitute: Item, actor: Actor, re
     with transaction.atomic():
         order, line = _lock_line(line)
         if not order.customer.allows_substitution:
-            raise TransitionRefused(f"Customer {order.customer.code} does not accept substitutes.",
-                                    code="substitution_not_allowed")
+            raise TransitionRefused(
+                f"Customer {order.customer.code} does not accept substitutes.", code="substitution_not_allowed"
+            )
         if not line.item.substitute_links.filter(substitute=substitute).exists():
-            raise InvalidInput(f"{substitute.sku} is not a listed substitute for {line.item.sku}.",
-                               fields={"substitute": ["Choose one of the item's substitutes."]})
+            raise InvalidInput(
+                f"{substitute.sku} is not a listed substitute for {line.item.sku}.",
+                fields={"substitute": ["Choose one of the item's substitutes."]},
+            )
         missing = line.quantity - line.allocated_quantity - line.picked_quantity - line.shipped_quantity
         if missing <= 0:
             raise TransitionRefused(f"Line {line.line_no} of {order.number} has nothing left to substitute.")
@@ -497,11 +689,29 @@ def order_line_substitute(*, line: OrderLine, substitute: Item, actor: Actor, re
             line.status = OrderLine.Status.CANCELLED
         line.save(update_fields=["quantity", "status"])
         next_no = (order.lines.order_by("-line_no").values_list("line_no", flat=True).first() or 0) + 1
-        new_line = OrderLine.objects.create(order=order, line_no=next_no, item=substitute, quantity=missing,
-                                            unit_price=line.unit_price, substitute_for=line.item)
-        emit(events.ORDER_LINE_CHANGED, subject=order, actor=actor, reason=reason, payload=_order_payload(
-            order, line_no=line.line_no, sku=line.item.sku, change="substituted", substitute=substitute.sku,
-            new_line_no=new_line.line_no, quantity=missing))
+        new_line = OrderLine.objects.create(
+            order=order,
+            line_no=next_no,
+            item=substitute,
+            quantity=missing,
+            unit_price=line.unit_price,
+            substitute_for=line.item,
+        )
+        emit(
+            events.ORDER_LINE_CHANGED,
+            subject=order,
+            actor=actor,
+            reason=reason,
+            payload=_order_payload(
+                order,
+                line_no=line.line_no,
+                sku=line.item.sku,
+                change="substituted",
+                substitute=substitute.sku,
+                new_line_no=new_line.line_no,
+                quantity=missing,
+            ),
+        )
         if order.status in Order.ALLOCATION_STATES:
             order_allocate(order=order, actor=actor, reason=f"Substitute {substitute.sku}: {reason}")
     return new_line
@@ -529,23 +739,46 @@ def _reallocate_released_line(order: Order, line: OrderLine, *, actor: Actor, re
     if missing <= 0:
         raise TransitionRefused(f"Line {line.line_no} of {order.number} is not missing anything.")
     allocation = inventory.reservation_reserve_lines(
-        warehouse=order.warehouse, actor=actor, reason=reason,
-        demands=[inventory.LineDemand(order_line_id=line.pk, order_number=order.number, item_id=line.item_id,
-                                      quantity=missing)])[0]
+        warehouse=order.warehouse,
+        actor=actor,
+        reason=reason,
+        demands=[
+            inventory.LineDemand(
+                order_line_id=line.pk, order_number=order.number, item_id=line.item_id, quantity=missing
+            )
+        ],
+    )[0]
     if not allocation.reserved:
-        raise TransitionRefused(f"No other stock of {line.item.sku} is available at {order.warehouse.code}.",
-                                code="insufficient_stock")
+        raise TransitionRefused(
+            f"No other stock of {line.item.sku} is available at {order.warehouse.code}.", code="insufficient_stock"
+        )
     line.allocated_quantity += allocation.reserved
     line.status = OrderLine.Status.ALLOCATED if allocation.shortfall == 0 else OrderLine.Status.PARTIAL
     line.save(update_fields=["allocated_quantity", "status"])
     for reservation in allocation.reservations:
         location = reservation.stock_level.location
-        task = Task.objects.create(kind=Task.Kind.PICK, warehouse=order.warehouse, zone=location.zone,
-                                   location=location, item_id=line.item_id, quantity=reservation.quantity,
-                                   order=order, order_line=line, reservation=reservation, priority=order.priority)
+        task = Task.objects.create(
+            kind=Task.Kind.PICK,
+            warehouse=order.warehouse,
+            zone=location.zone,
+            location=location,
+            item_id=line.item_id,
+            quantity=reservation.quantity,
+            order=order,
+            order_line=line,
+            reservation=reservation,
+            priority=order.priority,
+        )
         emit(events.TASK_CREATED, subject=task, actor=actor, reason=reason, payload=_task_payload(task))
-    emit(events.ORDER_LINE_CHANGED, subject=order, actor=actor, reason=reason, payload=_order_payload(
-        order, line_no=line.line_no, sku=line.item.sku, change="reallocated", quantity=allocation.reserved))
+    emit(
+        events.ORDER_LINE_CHANGED,
+        subject=order,
+        actor=actor,
+        reason=reason,
+        payload=_order_payload(
+            order, line_no=line.line_no, sku=line.item.sku, change="reallocated", quantity=allocation.reserved
+        ),
+    )
     return order
 
 
@@ -555,8 +788,10 @@ def order_ship_partial(*, order: Order, actor: Actor, reason: str) -> Order:
     with transaction.atomic():
         order = _lock_order(order)
         for line in order.lines.exclude(status__in=[OrderLine.Status.CANCELLED, OrderLine.Status.SHIPPED]):
-            if line.picked_quantity < line.quantity and not Task.objects.filter(
-                    order_line=line, status__in=Task.OPEN_STATES).exists():
+            if (
+                line.picked_quantity < line.quantity
+                and not Task.objects.filter(order_line=line, status__in=Task.OPEN_STATES).exists()
+            ):
                 order_line_cancel(line=line, actor=actor, reason=f"Partial shipment: {reason}")
         _settle_order_after_line_change(order, actor=actor, reason=reason)
     return order
@@ -583,10 +818,20 @@ def _settle_order_after_line_change(order: Order, *, actor: Actor, reason: str) 
 
 def _task_payload(task: Task, **extra) -> dict:
     return {
-        "task_id": task.pk, "kind": task.kind, "status": task.status, "warehouse_id": task.warehouse_id,
-        "zone": task.zone, "location_id": task.location_id, "item_id": task.item_id, "quantity": task.quantity,
-        "done_quantity": task.done_quantity, "order_id": task.order_id, "performer": task.performer,
-        "equipment": task.equipment_code, "instruction_seq": task.instruction_seq, **extra,
+        "task_id": task.pk,
+        "kind": task.kind,
+        "status": task.status,
+        "warehouse_id": task.warehouse_id,
+        "zone": task.zone,
+        "location_id": task.location_id,
+        "item_id": task.item_id,
+        "quantity": task.quantity,
+        "done_quantity": task.done_quantity,
+        "order_id": task.order_id,
+        "performer": task.performer,
+        "equipment": task.equipment_code,
+        "instruction_seq": task.instruction_seq,
+        **extra,
     }
 
 
@@ -598,19 +843,35 @@ def _lock_task(task: Task | int) -> Task:
     return Task.objects.select_for_update().get(pk=pk)
 
 
-def task_dispatch(*, task: Task, actor: Actor, reason: str = "Dispatched", performer: str = Task.Performer.PERSON,
-                  equipment_code: str = "", ack_deadline: dt.datetime | None = None) -> Task:
+def task_dispatch(
+    *,
+    task: Task,
+    actor: Actor,
+    reason: str = "Dispatched",
+    performer: str = Task.Performer.PERSON,
+    equipment_code: str = "",
+    ack_deadline: dt.datetime | None = None,
+) -> Task:
     """Hand a task to a person or (as a lease with an acknowledgement deadline) to a machine via the WCS."""
     with transaction.atomic():
         task = _lock_task(task)
-        transition(task, "dispatch", actor=actor, reason=reason,
-                   update_fields=["performer", "equipment_code", "ack_deadline", "instruction_seq", "dispatch_attempts"],
-                   performer=performer, equipment_code=equipment_code, ack_deadline=ack_deadline)
+        transition(
+            task,
+            "dispatch",
+            actor=actor,
+            reason=reason,
+            update_fields=["performer", "equipment_code", "ack_deadline", "instruction_seq", "dispatch_attempts"],
+            performer=performer,
+            equipment_code=equipment_code,
+            ack_deadline=ack_deadline,
+        )
         emit(events.TASK_DISPATCHED, subject=task, actor=actor, reason=reason, payload=_task_payload(task))
     return task
 
 
-def task_acknowledge(*, task: Task, actor: Actor, reason: str = "Acknowledged", instruction_seq: int | None = None) -> Task:
+def task_acknowledge(
+    *, task: Task, actor: Actor, reason: str = "Acknowledged", instruction_seq: int | None = None
+) -> Task:
     """The performer accepted the task; a machine's acknowledgement must match the current instruction."""
     with transaction.atomic():
         task = _lock_task(task)
@@ -624,7 +885,8 @@ def _check_instruction(task: Task, instruction_seq: int | None) -> None:
     if instruction_seq is not None and instruction_seq != task.instruction_seq:
         raise TransitionRefused(
             f"Task {task.pk} is at instruction {task.instruction_seq}; an update for {instruction_seq} is stale.",
-            code="stale_instruction")
+            code="stale_instruction",
+        )
 
 
 def task_start(*, task: Task, actor: Actor, reason: str = "Started", instruction_seq: int | None = None) -> Task:
@@ -641,22 +903,36 @@ def task_start(*, task: Task, actor: Actor, reason: str = "Started", instruction
     return task
 
 
-def task_complete(*, task: Task, done_quantity: int | None = None, actor: Actor, reason: str = "Completed",
-                  instruction_seq: int | None = None) -> Task:
+def task_complete(
+    *,
+    task: Task,
+    done_quantity: int | None = None,
+    actor: Actor,
+    reason: str = "Completed",
+    instruction_seq: int | None = None,
+) -> Task:
     """Finish a task. A pick moves stock through the ledger; fewer units than asked makes it a short pick."""
     with transaction.atomic():
         task = _lock_task(task)
         _check_instruction(task, instruction_seq)
         done = task.quantity if done_quantity is None else done_quantity
         if done < 0 or done > task.quantity:
-            raise InvalidInput(f"Done quantity must be between 0 and {task.quantity}.",
-                               fields={"done_quantity": [f"Between 0 and {task.quantity}."]})
+            raise InvalidInput(
+                f"Done quantity must be between 0 and {task.quantity}.",
+                fields={"done_quantity": [f"Between 0 and {task.quantity}."]},
+            )
         if task.status == Task.Status.CREATED:
             raise TransitionRefused(f"Task {task.pk} was never dispatched; dispatch or start it first.")
         if task.kind == Task.Kind.PICK:
             return _complete_pick(task, done, actor=actor, reason=reason)
-        transition(task, "complete", actor=actor, reason=reason, update_fields=["done_quantity", "finished_at"],
-                   done_quantity=done)
+        transition(
+            task,
+            "complete",
+            actor=actor,
+            reason=reason,
+            update_fields=["done_quantity", "finished_at"],
+            done_quantity=done,
+        )
         emit(events.TASK_COMPLETED, subject=task, actor=actor, reason=reason, payload=_task_payload(task))
         if task.kind == Task.Kind.PACK and task.order_id:
             shipment_pack(order=task.order, actor=actor, reason=f"Packed (task {task.pk})")
@@ -667,8 +943,13 @@ def _complete_pick(task: Task, done: int, *, actor: Actor, reason: str) -> Task:
     order = Order.objects.select_related("customer", "warehouse").get(pk=task.order_id) if task.order_id else None
     if order is not None and order.status == Order.Status.RELEASED:
         transition(order, "start_picking", actor=actor, reason=f"Picking under way (task {task.pk})")
-    result = inventory.reservation_pick(reservation=task.reservation, picked_quantity=done, actor=actor,
-                                        reason=f"Pick task {task.pk}: {reason}", source_ref=f"task:{task.pk}")
+    result = inventory.reservation_pick(
+        reservation=task.reservation,
+        picked_quantity=done,
+        actor=actor,
+        reason=f"Pick task {task.pk}: {reason}",
+        source_ref=f"task:{task.pk}",
+    )
     line = OrderLine.objects.select_related("item").get(pk=task.order_line_id)
     line.picked_quantity += done
     line.allocated_quantity -= task.quantity
@@ -677,19 +958,47 @@ def _complete_pick(task: Task, done: int, *, actor: Actor, reason: str) -> Task:
     line.save(update_fields=["picked_quantity", "allocated_quantity", "status"])
     if result.shortfall:
         note = f"Short by {result.shortfall}: picked {done} of {task.quantity}"
-        transition(task, "short", actor=actor, reason=note, update_fields=["done_quantity", "outcome_note", "finished_at"],
-                   done_quantity=done, note=note)
-        emit(events.TASK_SHORT, subject=task, actor=actor, reason=note, payload=_task_payload(
-            task, order=order.number if order else "", order_line_id=line.pk, line_no=line.line_no, sku=line.item.sku,
-            location=task.location.code if task.location_id else "", requested=task.quantity, picked=done,
-            shortfall=result.shortfall, count_id=result.count.pk if result.count else None,
-            value=str(line.unit_price * result.shortfall),
-            customer=order.customer.code if order else "", service_tier=order.customer.service_tier if order else "",
-            allows_split_shipment=order.customer.allows_split_shipment if order else False,
-            allows_substitution=order.customer.allows_substitution if order else False))
+        transition(
+            task,
+            "short",
+            actor=actor,
+            reason=note,
+            update_fields=["done_quantity", "outcome_note", "finished_at"],
+            done_quantity=done,
+            note=note,
+        )
+        emit(
+            events.TASK_SHORT,
+            subject=task,
+            actor=actor,
+            reason=note,
+            payload=_task_payload(
+                task,
+                order=order.number if order else "",
+                order_line_id=line.pk,
+                line_no=line.line_no,
+                sku=line.item.sku,
+                location=task.location.code if task.location_id else "",
+                requested=task.quantity,
+                picked=done,
+                shortfall=result.shortfall,
+                count_id=result.count.pk if result.count else None,
+                value=str(line.unit_price * result.shortfall),
+                customer=order.customer.code if order else "",
+                service_tier=order.customer.service_tier if order else "",
+                allows_split_shipment=order.customer.allows_split_shipment if order else False,
+                allows_substitution=order.customer.allows_substitution if order else False,
+            ),
+        )
     else:
-        transition(task, "complete", actor=actor, reason=reason, update_fields=["done_quantity", "finished_at"],
-                   done_quantity=done)
+        transition(
+            task,
+            "complete",
+            actor=actor,
+            reason=reason,
+            update_fields=["done_quantity", "finished_at"],
+            done_quantity=done,
+        )
         emit(events.TASK_COMPLETED, subject=task, actor=actor, reason=reason, payload=_task_payload(task))
     if order is not None and not result.shortfall:
         _maybe_create_pack_task(order, actor=actor)
@@ -705,8 +1014,14 @@ def _maybe_create_pack_task(order: Order, *, actor: Actor) -> Task | None:
     lines = list(order.lines.exclude(status=OrderLine.Status.CANCELLED))
     if not lines or any(line.picked_quantity + line.shipped_quantity < line.quantity for line in lines):
         return None  # something is missing: the short-pick case decides (reallocate, ship partial, …)
-    task = Task.objects.create(kind=Task.Kind.PACK, warehouse=order.warehouse, zone="PACK", order=order,
-                               quantity=sum(line.picked_quantity for line in lines), priority=order.priority)
+    task = Task.objects.create(
+        kind=Task.Kind.PACK,
+        warehouse=order.warehouse,
+        zone="PACK",
+        order=order,
+        quantity=sum(line.picked_quantity for line in lines),
+        priority=order.priority,
+    )
     emit(events.TASK_CREATED, subject=task, actor=actor, reason="Picking complete", payload=_task_payload(task))
     return task
 
@@ -729,11 +1044,25 @@ def task_retry(*, task: Task, actor: Actor, reason: str) -> Task:
         if task.status != Task.Status.FAILED:
             raise TransitionRefused(f"Task {task.pk} is {task.get_status_display()}; only failed tasks are retried.")
         clone = Task.objects.create(
-            kind=task.kind, warehouse=task.warehouse, zone=task.zone, location=task.location,
-            to_location=task.to_location, item=task.item, quantity=task.quantity, order=task.order,
-            order_line=task.order_line, reservation=task.reservation, priority=task.priority,
+            kind=task.kind,
+            warehouse=task.warehouse,
+            zone=task.zone,
+            location=task.location,
+            to_location=task.to_location,
+            item=task.item,
+            quantity=task.quantity,
+            order=task.order,
+            order_line=task.order_line,
+            reservation=task.reservation,
+            priority=task.priority,
         )
-        emit(events.TASK_CREATED, subject=clone, actor=actor, reason=reason, payload=_task_payload(clone, retry_of=task.pk))
+        emit(
+            events.TASK_CREATED,
+            subject=clone,
+            actor=actor,
+            reason=reason,
+            payload=_task_payload(clone, retry_of=task.pk),
+        )
     return clone
 
 
@@ -741,7 +1070,9 @@ def task_cancel(*, task: Task, actor: Actor, reason: str) -> Task:
     _require_reason(reason)
     with transaction.atomic():
         task = _lock_task(task)
-        transition(task, "cancel", actor=actor, reason=reason, update_fields=["outcome_note", "finished_at"], note=reason)
+        transition(
+            task, "cancel", actor=actor, reason=reason, update_fields=["outcome_note", "finished_at"], note=reason
+        )
         emit(events.TASK_CANCELLED, subject=task, actor=actor, reason=reason, payload=_task_payload(task))
     return task
 
@@ -751,9 +1082,14 @@ def task_fall_back_to_manual(*, task: Task, actor: Actor, reason: str) -> Task:
     _require_reason(reason)
     with transaction.atomic():
         task = _lock_task(task)
-        transition(task, "fall_back_to_manual", actor=actor, reason=reason,
-                   update_fields=["performer", "equipment_code", "ack_deadline", "outcome_note", "instruction_seq"],
-                   note=reason)
+        transition(
+            task,
+            "fall_back_to_manual",
+            actor=actor,
+            reason=reason,
+            update_fields=["performer", "equipment_code", "ack_deadline", "outcome_note", "instruction_seq"],
+            note=reason,
+        )
         emit(events.TASK_FELL_BACK, subject=task, actor=actor, reason=reason, payload=_task_payload(task))
     return task
 
@@ -776,44 +1112,81 @@ def shipment_pack(*, order: Order, actor: Actor, reason: str = "Packed", package
     """Pack what is picked and not yet shipped into a shipment, ready for the carrier."""
     with transaction.atomic():
         order = _lock_order(order)
-        lines = [line for line in order.lines.select_related("item").exclude(status=OrderLine.Status.CANCELLED)
-                 if line.picked_quantity > line.shipped_quantity]
+        lines = [
+            line
+            for line in order.lines.select_related("item").exclude(status=OrderLine.Status.CANCELLED)
+            if line.picked_quantity > line.shipped_quantity
+        ]
         if not lines:
             raise TransitionRefused(f"Order {order.number} has nothing picked to pack.")
-        shipment = Shipment(number=_next_number("orchestration_shipment_number_seq", "SH"), order=order,
-                            warehouse=order.warehouse, carrier=order.carrier, service_level=order.service_level,
-                            packages=packages)
+        shipment = Shipment(
+            number=_next_number("orchestration_shipment_number_seq", "SH"),
+            order=order,
+            warehouse=order.warehouse,
+            carrier=order.carrier,
+            service_level=order.service_level,
+            packages=packages,
+        )
         stamp_history(shipment, actor=actor, reason=reason)
         shipment.save()
-        ShipmentLine.objects.bulk_create([
-            ShipmentLine(shipment=shipment, order_line=line, quantity=line.picked_quantity - line.shipped_quantity)
-            for line in lines
-        ])
+        ShipmentLine.objects.bulk_create(
+            [
+                ShipmentLine(shipment=shipment, order_line=line, quantity=line.picked_quantity - line.shipped_quantity)
+                for line in lines
+            ]
+        )
         transition(order, "mark_packed", actor=actor, reason=reason)
-        emit(events.SHIPMENT_PACKED, subject=shipment, actor=actor, reason=reason, payload={
-            **_order_payload(order), "shipment": shipment.number, "shipment_id": shipment.pk,
-            "carrier": shipment.carrier, "service_level": shipment.service_level, "packages": packages,
-            "ship_to": {"name": order.ship_to_name, "lines": order.ship_to_lines.splitlines(),
-                        "city": order.ship_to_city, "postal_code": order.ship_to_postal_code,
-                        "country": order.ship_to_country},
-            "lines": [{"line_no": line.line_no, "sku": line.item.sku,
-                       "quantity": line.picked_quantity - line.shipped_quantity} for line in lines],
-        })
+        emit(
+            events.SHIPMENT_PACKED,
+            subject=shipment,
+            actor=actor,
+            reason=reason,
+            payload={
+                **_order_payload(order),
+                "shipment": shipment.number,
+                "shipment_id": shipment.pk,
+                "carrier": shipment.carrier,
+                "service_level": shipment.service_level,
+                "packages": packages,
+                "ship_to": {
+                    "name": order.ship_to_name,
+                    "lines": order.ship_to_lines.splitlines(),
+                    "city": order.ship_to_city,
+                    "postal_code": order.ship_to_postal_code,
+                    "country": order.ship_to_country,
+                },
+                "lines": [
+                    {
+                        "line_no": line.line_no,
+                        "sku": line.item.sku,
+                        "quantity": line.picked_quantity - line.shipped_quantity,
+                    }
+                    for line in lines
+                ],
+            },
+        )
         emit(events.ORDER_PACKED, subject=order, actor=actor, reason=reason, payload=_order_payload(order))
     return shipment
 
 
-def shipment_ship(*, shipment: Shipment, carrier: str, tracking_number: str, actor: Actor,
-                  reason: str = "Shipped") -> Shipment:
+def shipment_ship(
+    *, shipment: Shipment, carrier: str, tracking_number: str, actor: Actor, reason: str = "Shipped"
+) -> Shipment:
     """The carrier collected the shipment: lines count as shipped and the ERP is told (invoice trigger)."""
     if not tracking_number:
         raise InvalidInput("A tracking number is required to ship.", fields={"tracking_number": ["Required."]})
     with transaction.atomic():
         order = _lock_order(shipment.order_id)
         shipment = Shipment.objects.select_for_update().get(pk=shipment.pk)
-        transition(shipment, "ship", actor=actor, reason=reason,
-                   update_fields=["carrier", "tracking_number", "shipped_at"], carrier=carrier,
-                   tracking_number=tracking_number)
+        transition(
+            shipment,
+            "ship",
+            actor=actor,
+            reason=reason,
+            update_fields=["carrier", "tracking_number", "shipped_at"],
+            carrier=carrier,
+            tracking_number=tracking_number,
+        )
         shipped_lines = list(shipment.lines.select_related("order_line__item"))
         for shipment_line in shipped_lines:
             line = shipment_line.order_line
@@ -824,12 +1197,29 @@ def shipment_ship(*, shipment: Shipment, carrier: str, tracking_number: str, act
         if order.status == Order.Status.PACKED:
             order.carrier = order.carrier or carrier
             transition(order, "mark_shipped", actor=actor, reason=reason, update_fields=["shipped_at", "carrier"])
-        emit(events.SHIPMENT_SHIPPED, subject=shipment, actor=actor, reason=reason, payload={
-            **_order_payload(order), "shipment": shipment.number, "shipment_id": shipment.pk, "carrier": carrier,
-            "tracking_number": tracking_number, "shipped_at": shipment.shipped_at.isoformat(),
-            "lines": [{"line_no": sl.order_line.line_no, "sku": sl.order_line.item.sku, "quantity": sl.quantity,
-                       "unit_price": str(sl.order_line.unit_price)} for sl in shipped_lines],
-        })
+        emit(
+            events.SHIPMENT_SHIPPED,
+            subject=shipment,
+            actor=actor,
+            reason=reason,
+            payload={
+                **_order_payload(order),
+                "shipment": shipment.number,
+                "shipment_id": shipment.pk,
+                "carrier": carrier,
+                "tracking_number": tracking_number,
+                "shipped_at": shipment.shipped_at.isoformat(),
+                "lines": [
+                    {
+                        "line_no": sl.order_line.line_no,
+                        "sku": sl.order_line.item.sku,
+                        "quantity": sl.quantity,
+                        "unit_price": str(sl.order_line.unit_price),
+                    }
+                    for sl in shipped_lines
+                ],
+            },
+        )
         emit(events.ORDER_SHIPPED, subject=order, actor=actor, reason=reason, payload=_order_payload(order))
     return shipment
 
@@ -838,8 +1228,13 @@ def shipment_confirm(*, shipment: Shipment, actor: Actor, reason: str = "Deliver
     with transaction.atomic():
         shipment = Shipment.objects.select_for_update().get(pk=shipment.pk)
         transition(shipment, "confirm", actor=actor, reason=reason, update_fields=["confirmed_at"])
-        emit(events.SHIPMENT_CONFIRMED, subject=shipment, actor=actor, reason=reason,
-             payload={"shipment": shipment.number, "shipment_id": shipment.pk, "order_id": shipment.order_id})
+        emit(
+            events.SHIPMENT_CONFIRMED,
+            subject=shipment,
+            actor=actor,
+            reason=reason,
+            payload={"shipment": shipment.number, "shipment_id": shipment.pk, "order_id": shipment.order_id},
+        )
     return shipment
 
 
@@ -868,9 +1263,14 @@ def order_close(*, order: Order, actor: Actor, reason: str = "Closed") -> Order:
 def orders_fill_backorders(*, item_id: int, warehouse_id: int, actor: Actor, limit: int = 50) -> int:
     """Stock arrived: try again to allocate waiting orders for that item, in release order."""
     order_ids = list(
-        Order.objects.filter(warehouse_id=warehouse_id, status__in=[Order.Status.BACKORDERED,
-                                                                    Order.Status.PARTIALLY_ALLOCATED],
-                             lines__item_id=item_id).in_release_order().values_list("pk", flat=True).distinct()[:limit]
+        Order.objects.filter(
+            warehouse_id=warehouse_id,
+            status__in=[Order.Status.BACKORDERED, Order.Status.PARTIALLY_ALLOCATED],
+            lines__item_id=item_id,
+        )
+        .in_release_order()
+        .values_list("pk", flat=True)
+        .distinct()[:limit]
     )
     filled = 0
     for order_id in order_ids:

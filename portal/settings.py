@@ -221,6 +221,11 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE: dict = {
     "events-sweep-undispatched": {"task": "portal.tasks.sweep_events", "schedule": 15.0},
+    "automation-expire-handoffs": {"task": "automation.tasks.expire_handoffs", "schedule": 10.0},
+    "automation-check-heartbeats": {"task": "automation.tasks.check_heartbeats", "schedule": 10.0},
+    "automation-dispatch-pending": {"task": "automation.tasks.dispatch_pending", "schedule": 30.0},
+    "automation-score-open-orders": {"task": "automation.tasks.score_open_orders", "schedule": 60.0},
+    "automation-retrain-risk": {"task": "automation.tasks.retrain_risk", "schedule": 86400.0},
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 WORKER_HEARTBEAT_SECONDS = 10

@@ -10,8 +10,9 @@ from django.utils import timezone
 class InboundRequest(models.Model):
     """One API request from a partner, kept for the message log and the order timeline."""
 
-    partner = models.ForeignKey("integrations.Partner", null=True, blank=True, on_delete=models.SET_NULL,
-                                related_name="inbound_requests")
+    partner = models.ForeignKey(
+        "integrations.Partner", null=True, blank=True, on_delete=models.SET_NULL, related_name="inbound_requests"
+    )
     method = models.CharField(max_length=8)
     path = models.CharField(max_length=300)
     status_code = models.PositiveSmallIntegerField()

@@ -43,8 +43,11 @@ class OutboundMessage(models.Model):
             models.Index(fields=["partner", "status"], name="outbound_partner_status_idx"),
         ]
         constraints = [
-            models.UniqueConstraint(fields=["partner", "message_type", "source_event_id"],
-                                    name="outbound_once_per_event", condition=Q(source_event_id__isnull=False)),
+            models.UniqueConstraint(
+                fields=["partner", "message_type", "source_event_id"],
+                name="outbound_once_per_event",
+                condition=Q(source_event_id__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:

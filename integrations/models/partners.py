@@ -30,8 +30,9 @@ class Partner(TimeStampedModel):
     name = models.CharField(max_length=120)
     kind = models.CharField(max_length=12, choices=Kind.choices)
     scopes = models.JSONField(default=list, blank=True, help_text="List of scope codes this partner may use")
-    webhook_secret = models.CharField(max_length=128, blank=True, default="",
-                                      help_text="Shared secret for signing events and outbound messages")
+    webhook_secret = models.CharField(
+        max_length=128, blank=True, default="", help_text="Shared secret for signing events and outbound messages"
+    )
     outbound_base_url = models.URLField(blank=True, default="")
     is_enabled = models.BooleanField(default=True)
     rate_limit_per_minute = models.PositiveIntegerField(default=600)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 from axes.models import AccessAttempt
+from django.contrib.auth.models import AnonymousUser, Group
 from django.test import RequestFactory
 from pytest_django.asserts import assertContains, assertNotContains, assertRedirects
 
 from portal.home import ROLE_FOCUS
 from portal.management.commands.seed_demo import DEMO_USERS
 from portal.navigation import NavItem, items_for
-from portal.roles import Role
+from portal.roles import Role, forget_roles, has_role, roles_of
 from portal.security import UNKNOWN_ADDRESS, client_ip
 from tests.factories import DEFAULT_PASSWORD
 
@@ -266,3 +267,35 @@ class TestNavigation:
         assertContains(home, '<a href="/" aria-current="page">Home</a>', html=True)
         assertNotContains(home, 'href="/admin/"')
         assertContains(home, '<span class="role-chip">Finance</span>', html=True)
+
+
+class TestRoles:
+    def test_roles_come_from_the_users_groups(self, user_with_role):
+        user = user_with_role(Role.FINANCE, Role.IT_SUPPORT)
+
+        assert roles_of(user) == {Role.FINANCE, Role.IT_SUPPORT}
+        assert has_role(user, Role.IT_SUPPORT, Role.PROCUREMENT) is True
+        assert has_role(user, Role.PROCUREMENT) is False
+
+    def test_groups_that_are_not_roles_are_ignored(self, user_with_role):
+        user = user_with_role(Role.FINANCE)
+        user.groups.add(Group.objects.create(name="Bowling team"))
+
+        assert roles_of(user) == {Role.FINANCE}
+
+    def test_anonymous_and_inactive_users_hold_no_role(self, user_with_role):
+        inactive = user_with_role(Role.FINANCE, is_active=False)
+
+        assert roles_of(AnonymousUser()) == frozenset()
+        assert roles_of(None) == frozenset()
+        assert roles_of(inactive) == frozenset()
+
+    def test_roles_are_cached_until_forgotten(self, user_with_role, django_assert_num_queries):
+        user = user_with_role(Role.FINANCE)
+        roles_of(user)
+        user.groups.add(Group.objects.get_or_create(name=Role.PROCUREMENT.label)[0])
+
+        with django_assert_num_queries(0):
+            assert roles_of(user) == {Role.FINANCE}
+        forget_roles(user)
+        assert roles_of(user) == {Role.FINANCE, Role.PROCUREMENT}

@@ -1,0 +1,226 @@
+"""Reads shared by the board, the dry run, the order timeline and the case page."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from django.db.models import Count
+
+from automation.models import Equipment, EquipmentFault, HandOff, Recommendation, RuleFiring
+from orchestration.models import Task
+
+STATUS_BADGE = {
+    Equipment.Status.ONLINE: "ok",
+    Equipment.Status.DEGRADED: "warn",
+    Equipment.Status.OFFLINE: "bad",
+    Equipment.Status.FAULTED: "bad",
+    Equipment.Status.MAINTENANCE: "info",
+}
+MACHINE_OPEN = [Task.Status.DISPATCHED, Task.Status.ACKNOWLEDGED, Task.Status.IN_PROGRESS]
+
+
+def age_words(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 90:
+        return f"{seconds} s"
+    if seconds < 90 * 60:
+        return f"{seconds // 60} min"
+    if seconds < 48 * 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+    return f"{seconds // 86400} d"
+
+
+@dataclass
+class UnitCard:
+    """One unit on the board."""
+
+    equipment: Equipment
+    badge: str
+    heartbeat_age: str
+    in_flight: dict[str, int]
+    in_flight_total: int
+    faults: list[dict]
+
+
+@dataclass
+class ZoneRow:
+    """A zone of a warehouse: its units and the manual work fallbacks left there."""
+
+    warehouse: str
+    zone: str
+    units: list[UnitCard] = field(default_factory=list)
+    manual_fallbacks: int = 0
+    worst: str = "ok"
+
+
+@dataclass
+class Board:
+    """The equipment board: zones with their units, and the headline figures."""
+
+    zones: list[ZoneRow]
+    counts: dict[str, int]
+    in_flight_total: int
+    open_faults: int
+    oldest_fault_age: str
+    manual_fallbacks: int
+    seq: int
+
+
+def equipment_board(*, now: dt.datetime, warehouse: str | None = None) -> Board:
+    """Everything the board shows, in a constant number of queries whatever the number of units and tasks."""
+    from portal.models import DomainEvent
+
+    units = (
+        Equipment.objects.filter(is_active=True).select_related("warehouse").order_by("warehouse__code", "zone", "code")
+    )
+    if warehouse:
+        units = units.filter(warehouse__code=warehouse)
+    units = list(units)
+    codes = [u.code for u in units]
+    in_flight: dict[str, dict[str, int]] = defaultdict(dict)
+    for code, status, count in (
+        Task.objects.filter(performer=Task.Performer.MACHINE, status__in=MACHINE_OPEN, equipment_code__in=codes)
+        .values_list("equipment_code", "status")
+        .annotate(n=Count("id"))
+    ):
+        in_flight[code][status] = count
+    faults: dict[int, list[dict]] = defaultdict(list)
+    oldest = None
+    open_faults = EquipmentFault.objects.filter(cleared_at__isnull=True, equipment__in=units).order_by("opened_at")
+    for fault in open_faults:
+        age = (now - fault.opened_at).total_seconds()
+        oldest = age if oldest is None else max(oldest, age)
+        faults[fault.equipment_id].append(
+            {
+                "kind": fault.get_kind_display(),
+                "code": fault.code,
+                "age": age_words(age),
+                "case_id": fault.case_id,
+                "tasks": len(fault.affected_tasks),
+                "message": fault.message,
+            }
+        )
+    fallbacks = {
+        (warehouse_id, zone): count
+        for warehouse_id, zone, count in Task.objects.filter(
+            status=Task.Status.CREATED,
+            performer=Task.Performer.PERSON,
+            instruction_seq__gt=0,
+            warehouse_id__in={u.warehouse_id for u in units},
+        )
+        .values_list("warehouse_id", "zone")
+        .annotate(n=Count("id"))
+    }
+    zones: dict[tuple[int, str], ZoneRow] = {}
+    counts = dict.fromkeys(Equipment.Status.values, 0)
+    severity = {"ok": 0, "info": 1, "warn": 2, "bad": 3}
+    for unit in units:
+        key = (unit.warehouse_id, unit.zone)
+        row = zones.get(key)
+        if row is None:
+            row = zones[key] = ZoneRow(
+                warehouse=unit.warehouse.code, zone=unit.zone, manual_fallbacks=fallbacks.get(key, 0)
+            )
+        badge = STATUS_BADGE[unit.status]
+        seen = unit.last_heartbeat_at or unit.status_changed_at
+        row.units.append(
+            UnitCard(
+                equipment=unit,
+                badge=badge,
+                heartbeat_age=age_words((now - seen).total_seconds()) if seen else "never",
+                in_flight=in_flight.get(unit.code, {}),
+                in_flight_total=sum(in_flight.get(unit.code, {}).values()),
+                faults=faults.get(unit.pk, []),
+            )
+        )
+        if severity[badge] > severity[row.worst]:
+            row.worst = badge
+        counts[unit.status] += 1
+    seq = DomainEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    return Board(
+        zones=list(zones.values()),
+        counts=counts,
+        in_flight_total=sum(sum(v.values()) for v in in_flight.values()),
+        open_faults=sum(len(v) for v in faults.values()),
+        oldest_fault_age=age_words(oldest) if oldest is not None else "",
+        manual_fallbacks=sum(r.manual_fallbacks for r in zones.values()),
+        seq=seq,
+    )
+
+
+def recommendations_for(*, order_number: str = "", case_id: int | None = None, open_only: bool = False):
+    """Advice shown on an order or a case page: advisory rule firings and risk-model suggestions."""
+    rows = Recommendation.objects.all()
+    if case_id is not None:
+        rows = rows.filter(case_id=case_id)
+    elif order_number:
+        rows = rows.filter(order_number=order_number)
+    else:
+        return Recommendation.objects.none()
+    if open_only:
+        rows = rows.filter(status=Recommendation.Status.OPEN)
+    return rows.select_related("firing", "policy").order_by("-created_at", "-id")
+
+
+def order_timeline_entries(order_number: str) -> list[dict]:
+    """The automation side of an order's timeline: rule firings, recommendations and machine hand-offs.
+
+    Entries have the shape {"at", "kind", "title", "detail", "actor"} so the order timeline can merge them.
+    """
+    entries = []
+    for firing in RuleFiring.objects.filter(order_number=order_number).order_by("fired_at", "id"):
+        detail = "; ".join(f"{a.get('detail', a.get('type'))} ({a.get('status')})" for a in firing.actions)
+        entries.append(
+            {
+                "at": firing.fired_at,
+                "kind": "rule_firing",
+                "title": f"Rule “{firing.rule_name}” v{firing.rule_version} "
+                f"{'recommended' if firing.mode == RuleFiring.Mode.ADVISORY else 'fired'} "
+                f"on {firing.trigger}",
+                "detail": detail + (f" — error: {firing.error}" if firing.error else ""),
+                "actor": f"rule:{firing.rule_name}",
+            }
+        )
+    for recommendation in Recommendation.objects.filter(order_number=order_number).order_by("created_at", "id"):
+        entries.append(
+            {
+                "at": recommendation.created_at,
+                "kind": "recommendation",
+                "title": recommendation.summary,
+                "detail": "; ".join(recommendation.reasons[:3]),
+                "actor": recommendation.source,
+            }
+        )
+        if recommendation.decided_at:
+            entries.append(
+                {
+                    "at": recommendation.decided_at,
+                    "kind": "recommendation_decision",
+                    "title": f"Recommendation {recommendation.get_status_display().lower()}: {recommendation.action}",
+                    "detail": recommendation.decided_reason,
+                    "actor": recommendation.decided_by,
+                }
+            )
+    for handoff in (
+        HandOff.objects.filter(order_number=order_number).select_related("equipment").order_by("sent_at", "id")
+    ):
+        entries.append(
+            {
+                "at": handoff.sent_at,
+                "kind": "handoff",
+                "title": f"Task {handoff.task_id} instruction {handoff.instruction_seq} to "
+                f"{handoff.equipment.code}: {handoff.get_status_display().lower()}",
+                "detail": handoff.note,
+                "actor": "system:wcs-dispatcher",
+            }
+        )
+    return sorted(entries, key=lambda e: e["at"])
+
+
+def rule_firings(*, rule_id: int | None = None, limit: int = 100):
+    rows = RuleFiring.objects.select_related("rule").order_by("-fired_at", "-id")
+    if rule_id is not None:
+        rows = rows.filter(rule_id=rule_id)
+    return rows[:limit]
