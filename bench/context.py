@@ -30,7 +30,7 @@ class BenchContext:
         env = {
             **os.environ,
             "DATABASE_URL": database_url,
-            "REDIS_URL": urls.redis_url.rsplit("/", 1)[0] + "/8",
+            "REDIS_URL": urls.redis_url.rsplit("/", 1)[0] + "/" + os.environ.get("BENCH_REDIS_DB", "8"),
             "DJANGO_SETTINGS_MODULE": "portal.settings",
             "LOG_LEVEL": "WARNING",
         }
