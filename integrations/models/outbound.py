@@ -118,6 +118,9 @@ class OutboundAction(models.Model):
     reason = models.TextField()
     previous_status = models.CharField(max_length=10)
     previous_payload = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
+    previous_idempotency_key = models.UUIDField(
+        null=True, blank=True, help_text="A corrected payload goes out under a new key; this was the old one"
+    )
     at = models.DateTimeField(default=timezone.now)
 
     class Meta:
