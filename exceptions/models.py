@@ -226,6 +226,10 @@ class Case(ConcurrentTransitionMixin, TimeStampedModel):
     paused_at = models.DateTimeField(null=True, blank=True)
     paused_seconds = models.PositiveIntegerField(default=0)
     sla_state = models.CharField(max_length=10, choices=SlaState.choices, default=SlaState.OK)
+    # When the SLA timer next has something to do (paused cases have none); kept by exceptions.services so the
+    # beat job reads only cases that are due instead of scanning every open case.
+    at_risk_at = models.DateTimeField(null=True, blank=True)
+    next_escalation_at = models.DateTimeField(null=True, blank=True)
     escalation_level = models.PositiveSmallIntegerField(default=0)
     resolution_code = models.CharField(max_length=40, blank=True, default="")
     resolution_note = models.TextField(blank=True, default="")
@@ -234,7 +238,9 @@ class Case(ConcurrentTransitionMixin, TimeStampedModel):
     last_seq = models.BigIntegerField(default=0, help_text="DomainEvent id of the last change (live sequence)")
 
     objects = CaseQuerySet.as_manager()
-    history = HistoricalRecords(bases=[HistoryActorFields], excluded_fields=["updated_at", "last_seq"])
+    history = HistoricalRecords(
+        bases=[HistoryActorFields], excluded_fields=["updated_at", "last_seq", "at_risk_at", "next_escalation_at"]
+    )
 
     class Meta:
         ordering = ["resolution_due_at", "pk"]
@@ -248,6 +254,16 @@ class Case(ConcurrentTransitionMixin, TimeStampedModel):
         indexes = [
             models.Index(fields=["queue", "status", "resolution_due_at"], name="case_queue_status_due_idx"),
             models.Index(fields=["subject_type", "subject_id"], name="case_subject_idx"),
+            models.Index(
+                fields=["next_escalation_at"],
+                name="case_escalation_due_idx",
+                condition=Q(status__in=["open", "assigned", "in_progress", "escalated"]),
+            ),
+            models.Index(
+                fields=["at_risk_at"],
+                name="case_at_risk_due_idx",
+                condition=Q(status__in=["open", "assigned", "in_progress", "escalated"], sla_state="ok"),
+            ),
         ]
         permissions = [("work_case", "Can work exception cases in their queues")]
 
