@@ -21,9 +21,9 @@ def processes(port: int) -> dict[str, str]:
     procs = {
         "web": f"{bin_dir}/uvicorn portal.asgi:application --host {os.environ.get('HOST', '127.0.0.1')} --port {port}"
         " --no-server-header --log-level warning",
-        "worker": f"{bin_dir}/celery -A portal worker --loglevel INFO --concurrency 2 -Q celery,outbound,inbound"
+        "worker": f"{bin_dir}/celery -A portal worker --loglevel WARNING --concurrency 2 -Q celery,outbound,inbound"
         " --without-mingle --without-gossip",
-        "beat": f"{bin_dir}/celery -A portal beat --loglevel INFO --schedule {var}/celerybeat-schedule",
+        "beat": f"{bin_dir}/celery -A portal beat --loglevel WARNING --schedule {var}/celerybeat-schedule",
     }
     simulator = BASE_DIR / "integrations" / "simulator" / "__main__.py"
     if simulator.exists():
