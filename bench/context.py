@@ -59,7 +59,9 @@ class BenchContext:
 def _recreate_database(admin_url: str, name: str) -> None:
     import psycopg
 
-    with psycopg.connect(admin_url, autocommit=True) as connection:
+    # Connect to the maintenance database: the configured one may not exist yet.
+    maintenance_url = admin_url.rpartition("/")[0] + "/postgres"
+    with psycopg.connect(maintenance_url, autocommit=True) as connection:
         connection.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
             [name],
