@@ -4,3 +4,4 @@ RECEIVING_VARIANCE = "inventory.receiving_variance"  # receipt, line_no, sku, ex
 COUNT_VARIANCE = "inventory.count_variance"  # count_id, sku, location, expected, counted, variance, value
 STOCK_ADJUSTED = "inventory.stock_adjusted"  # sku, warehouse, location, on_hand_delta, kind
 STOCK_RECEIVED = "inventory.stock_received"  # sku, warehouse, location, quantity
+STOCK_RECONCILED = "inventory.stock_reconciled"  # stock_level_id, before{}, after{} (manage.py check_stock --repair)

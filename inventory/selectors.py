@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.db import connection
-from django.db.models import F, Sum
+from django.db.models import Count, F, Q, Sum
 
 from inventory.models import Item, StockLevel, Warehouse
 
@@ -31,20 +31,114 @@ SELECT s.id, s.on_hand, s.reserved, s.quarantined,
        COALESCE(r.reserved, 0) AS reservations_reserved
 FROM inventory_stocklevel s
 LEFT JOIN (SELECT stock_level_id, SUM(on_hand_delta) AS on_hand, SUM(quarantined_delta) AS quarantined
-           FROM inventory_stockmovement GROUP BY stock_level_id) m ON m.stock_level_id = s.id
+           FROM inventory_stockmovement {movement_filter} GROUP BY stock_level_id) m ON m.stock_level_id = s.id
 LEFT JOIN (SELECT stock_level_id, SUM(quantity) AS reserved FROM inventory_reservation
-           WHERE status = 'reserved' GROUP BY stock_level_id) r ON r.stock_level_id = s.id
-WHERE s.on_hand <> COALESCE(m.on_hand, 0)
+           WHERE status = 'reserved' {reservation_filter} GROUP BY stock_level_id) r ON r.stock_level_id = s.id
+WHERE (s.on_hand <> COALESCE(m.on_hand, 0)
    OR s.quarantined <> COALESCE(m.quarantined, 0)
    OR s.reserved <> COALESCE(r.reserved, 0)
    OR s.reserved + s.quarantined > s.on_hand
+   OR s.on_hand < 0 OR s.reserved < 0 OR s.quarantined < 0) {stock_filter}
 ORDER BY s.id
 """
 
 
-def stock_discrepancies() -> list[dict]:
-    """Stock rows that disagree with the ledger or with their active reservations (should be none)."""
+def stock_discrepancies(*, stock_level_ids: list[int] | None = None) -> list[dict]:
+    """Stock rows that disagree with the ledger or with their active reservations (should be none).
+
+    Each row: id, on_hand, reserved, quarantined (what the stock row says), ledger_on_hand,
+    ledger_quarantined (the sum of the movement ledger) and reservations_reserved (the sum
+    of active reservations). One query; ``stock_level_ids`` limits it to those rows.
+    """
+    params: list = []
+    filters = {"movement_filter": "", "reservation_filter": "", "stock_filter": ""}
+    if stock_level_ids is not None:
+        if not stock_level_ids:
+            return []
+        filters = {
+            "movement_filter": "WHERE stock_level_id = ANY(%s)",
+            "reservation_filter": "AND stock_level_id = ANY(%s)",
+            "stock_filter": "AND s.id = ANY(%s)",
+        }
+        params = [list(stock_level_ids)] * 3
     with connection.cursor() as cursor:
-        cursor.execute(STOCK_INVARIANTS_SQL)
+        cursor.execute(STOCK_INVARIANTS_SQL.format(**filters), params)
         columns = [col.name for col in cursor.description]
         return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+
+def stock_discrepancy_report(*, warehouse_code: str | None = None) -> list[dict]:
+    """Discrepancies with the warehouse, location, SKU and lot of each row, and what is off in plain words."""
+    rows = stock_discrepancies()
+    if not rows:
+        return []
+    levels = StockLevel.objects.select_related("item", "location__warehouse", "lot").in_bulk([r["id"] for r in rows])
+    report = []
+    for row in rows:
+        level = levels.get(row["id"])
+        if level is None or (warehouse_code and level.location.warehouse.code != warehouse_code):
+            continue
+        problems = []
+        if row["on_hand"] != row["ledger_on_hand"]:
+            problems.append(f"on hand {row['on_hand']} but the ledger sums to {row['ledger_on_hand']}")
+        if row["quarantined"] != row["ledger_quarantined"]:
+            problems.append(f"quarantined {row['quarantined']} but the ledger sums to {row['ledger_quarantined']}")
+        if row["reserved"] != row["reservations_reserved"]:
+            problems.append(
+                f"reserved {row['reserved']} but active reservations add up to {row['reservations_reserved']}"
+            )
+        if row["reserved"] + row["quarantined"] > row["on_hand"]:
+            problems.append("more reserved and quarantined than on hand")
+        report.append(
+            {
+                **row,
+                "warehouse": level.location.warehouse.code,
+                "location": level.location.code,
+                "sku": level.item.sku,
+                "lot": level.lot.code if level.lot_id else "",
+                "problems": problems,
+            }
+        )
+    return report
+
+
+def stock_overview(*, warehouse: Warehouse | None = None, search: str = "", only_with_stock: bool = True):
+    """Stock rows for the stock page: item, location, lot and the three quantities with what is available."""
+    rows = (
+        StockLevel.objects.select_related("item", "location__warehouse", "lot")
+        .with_available()
+        .order_by("location__warehouse__code", "item__sku", "location__pick_sequence", "location__code", "pk")
+    )
+    if warehouse is not None:
+        rows = rows.filter(location__warehouse=warehouse)
+    if search:
+        rows = rows.filter(Q(item__sku__icontains=search) | Q(item__description__icontains=search))
+    if only_with_stock:
+        rows = rows.filter(on_hand__gt=0)
+    return rows
+
+
+def stock_by_item(*, warehouse: Warehouse | None = None, search: str = ""):
+    """On hand, reserved, quarantined and available per warehouse × item (one grouped query)."""
+    rows = StockLevel.objects.all()
+    if warehouse is not None:
+        rows = rows.filter(location__warehouse=warehouse)
+    if search:
+        rows = rows.filter(Q(item__sku__icontains=search) | Q(item__description__icontains=search))
+    return (
+        rows.values(
+            "item_id",
+            sku=F("item__sku"),
+            description=F("item__description"),
+            unit=F("item__unit_of_measure"),
+            warehouse_code=F("location__warehouse__code"),
+        )
+        .annotate(
+            on_hand_total=Sum("on_hand"),
+            reserved_total=Sum("reserved"),
+            quarantined_total=Sum("quarantined"),
+            locations=Count("location", distinct=True),
+        )
+        .annotate(available_total=F("on_hand_total") - F("reserved_total") - F("quarantined_total"))
+        .order_by("warehouse_code", "sku")
+    )

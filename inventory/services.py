@@ -38,8 +38,9 @@ from inventory.models import (
     VariancePolicy,
     Warehouse,
 )
+from inventory.selectors import stock_discrepancies
 from portal.actors import Actor, stamp_history
-from portal.domain import DomainError, InvalidInput, PermissionRefused, transition
+from portal.domain import DomainError, InvalidInput, PermissionRefused, TransitionRefused, transition
 from portal.events import emit
 
 
@@ -356,7 +357,7 @@ def reservation_pick(
     with transaction.atomic():
         locked = Reservation.objects.select_for_update().get(pk=reservation.pk)
         if locked.status != Reservation.Status.RESERVED:
-            raise DomainError(f"Reservation {locked.pk} is {locked.status}; only reserved stock can be picked.")
+            raise TransitionRefused(f"Reservation {locked.pk} is {locked.status}; only reserved stock can be picked.")
         if picked_quantity > locked.quantity:
             raise InvalidInput(
                 f"Picked {picked_quantity} but only {locked.quantity} were reserved.",
@@ -646,7 +647,9 @@ def receipt_receive_line(
     with transaction.atomic():
         receipt = Receipt.objects.select_for_update().get(pk=line.receipt_id)
         if receipt.status not in (Receipt.Status.EXPECTED, Receipt.Status.RECEIVING):
-            raise DomainError(f"Receipt {receipt.number} is {receipt.status}; nothing more can be received on it.")
+            raise TransitionRefused(
+                f"Receipt {receipt.number} is {receipt.status}; nothing more can be received on it."
+            )
         if receipt.status == Receipt.Status.EXPECTED:
             transition(receipt, "start_receiving", actor=actor, reason=reason)
         line = ReceiptLine.objects.select_for_update().get(pk=line.pk)
@@ -701,6 +704,15 @@ def receipt_close(*, receipt: Receipt, actor: Actor, reason: str) -> list[Receip
         if flagged and not receipt.invoice_on_hold:
             Receipt.objects.filter(pk=receipt.pk).update(invoice_on_hold=True)
     return flagged
+
+
+def receipt_cancel(*, receipt: Receipt, actor: Actor, reason: str) -> Receipt:
+    """Cancel an expected delivery that will not come; refused once receiving has started."""
+    _require_reason(reason)
+    with transaction.atomic():
+        receipt = Receipt.objects.select_for_update().get(pk=receipt.pk)
+        transition(receipt, "cancel", actor=actor, reason=reason, update_fields=["closed_at"])
+    return receipt
 
 
 def receipt_accept_variance(*, receipt: Receipt, actor: Actor, reason: str) -> Receipt:
@@ -861,7 +873,7 @@ def count_approve(*, count: CycleCount, actor: Actor, reason: str) -> CycleCount
                 "You counted this location; another person must approve the adjustment.", code="own_count"
             )
         if count.status != CycleCount.Status.COUNTED:
-            raise DomainError(f"Count {count.pk} is {count.status}; only a recorded count can be approved.")
+            raise TransitionRefused(f"Count {count.pk} is {count.status}; only a recorded count can be approved.")
         level = _lock_stock([count.stock_level_id])[count.stock_level_id]
         _apply_count(count, level, approver=actor, reason=reason)
     return count
@@ -881,3 +893,67 @@ def count_reject(*, count: CycleCount, actor: Actor, reason: str) -> CycleCount:
             actor_label=actor.label,
         )
     return count
+
+
+# --- reconciliation ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StockRepair:
+    """What reconciling one stock row did (or why it could not)."""
+
+    stock_level_id: int
+    before: dict
+    after: dict
+    repaired: bool
+    note: str
+
+
+def stock_reconcile(*, stock_level_ids: list[int], actor: Actor, reason: str) -> list[StockRepair]:
+    """Set drifted stock rows back to their sources of truth: on hand and quarantined to the ledger, reserved to the
+    active reservations.
+
+    The rows are locked (primary-key order) and re-checked under the lock, so a row that
+    was only caught mid-change is left alone. A row whose true figures would break the
+    stock constraints (more reserved and quarantined than the ledger has on hand) is not
+    touched: that needs a person (a count, or releasing reservations). Every repair is
+    recorded as an ``inventory.stock_reconciled`` event with the figures before and after.
+    """
+    _require_reason(reason)
+    repairs: list[StockRepair] = []
+    with transaction.atomic():
+        locked = _lock_stock(sorted(set(stock_level_ids)))
+        for row in stock_discrepancies(stock_level_ids=list(locked)):
+            level = locked[row["id"]]
+            before = {"on_hand": row["on_hand"], "reserved": row["reserved"], "quarantined": row["quarantined"]}
+            after = {
+                "on_hand": row["ledger_on_hand"],
+                "reserved": row["reservations_reserved"],
+                "quarantined": row["ledger_quarantined"],
+            }
+            if min(after.values()) < 0 or after["reserved"] + after["quarantined"] > after["on_hand"]:
+                repairs.append(
+                    StockRepair(
+                        level.pk,
+                        before,
+                        after,
+                        repaired=False,
+                        note="The ledger and the reservations disagree with each other (more promised than on hand): "
+                        "count the location or release reservations; nothing was changed.",
+                    )
+                )
+                continue
+            if before == after:
+                continue
+            StockLevel.objects.filter(pk=level.pk).update(**after, updated_at=timezone.now())
+            emit(
+                events.STOCK_RECONCILED,
+                subject=level,
+                actor=actor,
+                reason=reason,
+                payload={"stock_level_id": level.pk, "before": before, "after": after},
+            )
+            repairs.append(
+                StockRepair(level.pk, before, after, repaired=True, note="Set to the ledger and reservations")
+            )
+    return repairs

@@ -922,7 +922,7 @@ def task_complete(
                 fields={"done_quantity": [f"Between 0 and {task.quantity}."]},
             )
         if task.status == Task.Status.CREATED:
-            raise TransitionRefused(f"Task {task.pk} was never dispatched; dispatch or start it first.")
+            raise TransitionRefused(f"Task {task.pk} is created but was never dispatched; dispatch or start it first.")
         if task.kind == Task.Kind.PICK:
             return _complete_pick(task, done, actor=actor, reason=reason)
         transition(
