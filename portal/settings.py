@@ -226,7 +226,33 @@ CELERY_BEAT_SCHEDULE: dict = {
     "automation-dispatch-pending": {"task": "automation.tasks.dispatch_pending", "schedule": 30.0},
     "automation-score-open-orders": {"task": "automation.tasks.score_open_orders", "schedule": 60.0},
     "automation-retrain-risk": {"task": "automation.tasks.retrain_risk", "schedule": 86400.0},
+    "integrations-outbound-tick": {
+        "task": "integrations.tasks.outbound_tick",
+        "schedule": float(os.environ.get("OUTBOUND_TICK_SECONDS", "2")),
+    },
+    "integrations-reconcile-inventory": {
+        "task": "integrations.tasks.reconcile_inventory",
+        "schedule": float(os.environ.get("RECONCILE_INTERVAL_SECONDS", "300")),
+    },
 }
+CELERY_TASK_ROUTES: dict = {
+    "integrations.tasks.deliver_message": {"queue": "outbound"},
+    "integrations.tasks.outbound_tick": {"queue": "outbound"},
+}
+
+# Outbound partner messages (integrations/delivery.py).
+OUTBOUND_QUEUE = "outbound"
+OUTBOUND_MAX_ATTEMPTS = int(os.environ.get("OUTBOUND_MAX_ATTEMPTS", "8"))  # a partner's own max_attempts wins
+OUTBOUND_BACKOFF_BASE_SECONDS = float(os.environ.get("OUTBOUND_BACKOFF_BASE_SECONDS", "2"))
+OUTBOUND_BACKOFF_MAX_SECONDS = float(os.environ.get("OUTBOUND_BACKOFF_MAX_SECONDS", "900"))
+OUTBOUND_RETRY_AFTER_MAX_SECONDS = float(os.environ.get("OUTBOUND_RETRY_AFTER_MAX_SECONDS", "3600"))
+OUTBOUND_SENDING_LEASE_SECONDS = float(os.environ.get("OUTBOUND_SENDING_LEASE_SECONDS", "120"))
+OUTBOUND_CLAIM_SECONDS = float(os.environ.get("OUTBOUND_CLAIM_SECONDS", "60"))
+OUTBOUND_TICK_BATCH = int(os.environ.get("OUTBOUND_TICK_BATCH", "500"))
+# Inventory reconciliation against the ERP's book stock: differences above this many units raise a case.
+INVENTORY_MISMATCH_THRESHOLD = int(os.environ.get("INVENTORY_MISMATCH_THRESHOLD", "0"))
+SIMULATOR_PORT = int(os.environ.get("SIMULATOR_PORT", "8765"))
+
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 WORKER_HEARTBEAT_SECONDS = 10
 WORKER_HEARTBEAT_STALE_SECONDS = 45

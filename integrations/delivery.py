@@ -1,0 +1,357 @@
+"""Delivering outbound messages: at least once, in order per ordering key, retries scheduled in the database.
+
+The ``OutboundMessage`` row is the source of truth. A delivery task (queued on commit of
+``message_send`` and by the tick) moves a due, unblocked row from *pending* to *sending*,
+posts it through the partner's adapter outside any transaction, then records the outcome:
+
+* 2xx → *delivered*, and the next message of the same ordering key is queued at once;
+* network errors, timeouts, 408/409/425/429 and 5xx → back to *pending* with
+  ``next_attempt_at`` = now + exponential backoff with jitter (``Retry-After`` wins on 429/503);
+* any other 4xx → *dead* at once (a refusal does not improve by repetition);
+* attempts used up → *dead*. A dead letter raises an ``integration_failure`` case for IT
+  support and keeps blocking its ordering key until it is replayed or discarded.
+
+The tick (Celery beat, every few seconds) re-queues rows stuck in *sending* past the lease
+(the worker died mid-send) and claims due rows with ``FOR UPDATE SKIP LOCKED``. No task
+ever waits in the broker with a countdown: a long countdown outlives Redis's visibility
+timeout and is delivered twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from integrations.adapters import DeliveryResult, adapter_for
+from integrations.models import OutboundAttempt, OutboundMessage
+from integrations.outbound import claim_window, enqueue_delivery
+from portal.actors import Actor
+
+logger = logging.getLogger(__name__)
+
+Status = OutboundMessage.Status
+Outcome = OutboundAttempt.Outcome
+DELIVERY_ACTOR = Actor.system("outbound-delivery")
+RETRYABLE_CLIENT_ERRORS = {408, 409, 425, 429}
+RETRY_AFTER_STATUSES = {429, 503}
+
+
+def setting(name: str, default):
+    return getattr(settings, name, default)
+
+
+def backoff_seconds(attempt: int, *, rng: random.Random | None = None) -> float:
+    """Delay before try `attempt + 1`: base·2^(attempt-1), capped, with jitter between half and all of it."""
+    base = float(setting("OUTBOUND_BACKOFF_BASE_SECONDS", 2.0))
+    cap = float(setting("OUTBOUND_BACKOFF_MAX_SECONDS", 900.0))
+    ceiling = min(cap, base * 2 ** max(0, attempt - 1))
+    return ceiling * (0.5 + (rng or random).random() / 2)
+
+
+def max_attempts_for(message: OutboundMessage) -> int:
+    return message.partner.max_attempts or int(setting("OUTBOUND_MAX_ATTEMPTS", 8))
+
+
+def classify(result: DeliveryResult) -> str:
+    """delivered | retry | refused."""
+    if result.delivered:
+        return "delivered"
+    code = result.status_code
+    if code is not None and 400 <= code < 500 and code not in RETRYABLE_CLIENT_ERRORS:
+        return "refused"
+    return "retry"
+
+
+def retry_delay(message: OutboundMessage, result: DeliveryResult) -> float:
+    delay = backoff_seconds(message.attempts)
+    if result.status_code in RETRY_AFTER_STATUSES and result.retry_after is not None:
+        delay = min(result.retry_after, float(setting("OUTBOUND_RETRY_AFTER_MAX_SECONDS", 3600.0)))
+    return delay
+
+
+# --- ordering --------------------------------------------------------------------------
+
+BLOCKED_SQL = """
+SELECT 1 FROM integrations_outboundmessage p
+ WHERE p.partner_id = %s AND p.ordering_key = %s AND p.id < %s AND p.status IN ('pending', 'sending', 'dead')
+ LIMIT 1
+"""
+
+
+def is_blocked(message: OutboundMessage) -> bool:
+    """An earlier message with the same partner and ordering key is not delivered (or discarded) yet."""
+    with connection.cursor() as cursor:
+        cursor.execute(BLOCKED_SQL, [message.partner_id, message.ordering_key, message.pk])
+        return cursor.fetchone() is not None
+
+
+def blocker_of(message: OutboundMessage) -> OutboundMessage | None:
+    """The earliest message holding this one back, for the monitor."""
+    return (
+        OutboundMessage.objects.filter(
+            partner_id=message.partner_id,
+            ordering_key=message.ordering_key,
+            pk__lt=message.pk,
+            status__in=OutboundMessage.BLOCKING,
+        )
+        .order_by("pk")
+        .first()
+    )
+
+
+# --- one delivery ------------------------------------------------------------------------
+
+
+def message_deliver(*, message_id: int, now: dt.datetime | None = None) -> str:
+    """Try to deliver one message if it is due and unblocked; returns what happened in a word."""
+    started = now or timezone.now()
+    with transaction.atomic():
+        message = (
+            OutboundMessage.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("partner")
+            .filter(pk=message_id)
+            .first()
+        )
+        if message is None:
+            return "busy"  # another worker holds it, or it is gone
+        if message.status != Status.PENDING:
+            return message.status
+        if message.next_attempt_at > started:
+            return "not_due"
+        if not message.partner.is_enabled:
+            return "partner_disabled"
+        if is_blocked(message):
+            message.claimed_until = None  # the blocker's delivery queues this one
+            message.save(update_fields=["claimed_until"])
+            return "waiting"
+        message.status = Status.SENDING
+        message.sending_since = started
+        message.attempts += 1
+        message.claimed_until = None
+        message.save(update_fields=["status", "sending_since", "attempts", "claimed_until"])
+    result = adapter_for(message.partner.kind).send(message)
+    return record_result(message=message, result=result, started=started)
+
+
+def record_result(*, message: OutboundMessage, result: DeliveryResult, started: dt.datetime) -> str:
+    """Write the outcome of attempt `message.attempts` (the row may have moved on meanwhile)."""
+    attempt_number = message.attempts
+    verdict = classify(result)
+    now = timezone.now()
+    successor = None
+    with transaction.atomic():
+        current = OutboundMessage.objects.select_for_update(of=("self",)).select_related("partner").get(pk=message.pk)
+        attempt = OutboundAttempt(
+            message=current,
+            number=attempt_number,
+            started_at=started,
+            duration_ms=result.duration_ms,
+            status_code=result.status_code,
+            error=result.error[:2000],
+        )
+        if verdict == "delivered":
+            attempt.outcome = Outcome.DELIVERED
+            if current.status in (Status.PENDING, Status.SENDING, Status.DEAD):
+                # The partner has it, even if the sweeper re-queued the row meanwhile: a resend is deduped.
+                was_dead_once = current.dead_at is not None
+                current.status = Status.DELIVERED
+                current.delivered_at = now
+                current.sending_since = None
+                current.claimed_until = None
+                current.last_status_code = result.status_code
+                current.save(
+                    update_fields=["status", "delivered_at", "sending_since", "claimed_until", "last_status_code"]
+                )
+                successor = next_in_line(current, now=now)
+                if was_dead_once:
+                    transaction.on_commit(lambda: _auto_resolve_case(current))
+        elif current.status != Status.SENDING or current.attempts != attempt_number:
+            attempt.outcome = Outcome.LOST  # a later attempt owns the row now; only the log keeps this one
+        else:
+            current.last_error = result.error[:2000]
+            current.last_status_code = result.status_code
+            current.sending_since = None
+            if verdict == "refused" or current.attempts >= max_attempts_for(current):
+                attempt.outcome = Outcome.REFUSED if verdict == "refused" else Outcome.DEAD
+                _mark_dead(current, now=now)
+            else:
+                attempt.outcome = Outcome.RETRY
+                current.status = Status.PENDING
+                current.next_attempt_at = now + dt.timedelta(seconds=retry_delay(current, result))
+                current.save(
+                    update_fields=["status", "last_error", "last_status_code", "sending_since", "next_attempt_at"]
+                )
+        attempt.save()
+    if successor is not None:
+        transaction.on_commit(lambda: enqueue_delivery(successor))
+    return attempt.outcome
+
+
+def next_in_line(message: OutboundMessage, *, now: dt.datetime) -> int | None:
+    """Claim the next pending message of the same key, if it is due, so it goes out without waiting for the tick."""
+    follower = (
+        OutboundMessage.objects.select_for_update(skip_locked=True)
+        .filter(
+            partner_id=message.partner_id,
+            ordering_key=message.ordering_key,
+            pk__gt=message.pk,
+            status__in=OutboundMessage.BLOCKING,
+        )
+        .order_by("pk")
+        .first()
+    )
+    if follower is None or follower.status != Status.PENDING or follower.next_attempt_at > now:
+        return None
+    follower.claimed_until = claim_window(now)
+    follower.save(update_fields=["claimed_until"])
+    return follower.pk
+
+
+def _mark_dead(message: OutboundMessage, *, now: dt.datetime) -> None:
+    message.status = Status.DEAD
+    message.dead_at = now
+    message.claimed_until = None
+    message.save(
+        update_fields=["status", "dead_at", "claimed_until", "last_error", "last_status_code", "sending_since"]
+    )
+    raise_integration_failure(message)
+
+
+def raise_integration_failure(message: OutboundMessage) -> None:
+    """An integration-failure case for IT support, in the transaction that made the dead letter."""
+    try:
+        from exceptions.services import case_raise
+    except ImportError:
+        logger.warning("no exceptions service; dead letter not raised as a case", extra={"message_id": message.pk})
+        return
+    partner = message.partner
+    try:
+        with transaction.atomic():
+            case_raise(
+                type_code="integration_failure",
+                subject=message,
+                subject_label=message.subject_label,
+                summary=(
+                    f"{message.message_type} to {partner.name or partner.code} failed after {message.attempts} "
+                    f"attempt(s): {message.last_error[:200] or 'no answer'}"
+                ),
+                context={
+                    "partner": partner.code,
+                    "partner_kind": partner.kind,
+                    "message_id": message.pk,
+                    "message_type": message.message_type,
+                    "ordering_key": message.ordering_key,
+                    "last_error": message.last_error[:1000],
+                    "last_status_code": message.last_status_code,
+                    "attempts": message.attempts,
+                },
+                actor=DELIVERY_ACTOR,
+                reason="Outbound message became a dead letter",
+                order_number=message.order_number,
+            )
+    except Exception:
+        logger.exception("integration failure case not raised", extra={"message_id": message.pk})
+
+
+def _auto_resolve_case(message: OutboundMessage) -> None:
+    """A dead letter that was later delivered (replayed from the monitor) no longer needs its case."""
+    try:
+        from exceptions.services import case_auto_resolve
+    except ImportError:
+        return
+    try:
+        with transaction.atomic():
+            case_auto_resolve(
+                type_code="integration_failure",
+                subject_type=message._meta.label_lower,
+                subject_id=str(message.pk),
+                actor=DELIVERY_ACTOR,
+                reason="The message was delivered",
+            )
+    except Exception:
+        logger.exception("integration failure case not auto-resolved", extra={"message_id": message.pk})
+
+
+# --- the tick ------------------------------------------------------------------------------
+
+
+def sending_sweep(*, now: dt.datetime | None = None, lease_seconds: float | None = None) -> int:
+    """Put rows stuck in *sending* past the lease back to *pending* (their worker died); returns how many."""
+    now = now or timezone.now()
+    lease = lease_seconds if lease_seconds is not None else float(setting("OUTBOUND_SENDING_LEASE_SECONDS", 120))
+    cutoff = now - dt.timedelta(seconds=lease)
+    swept = 0
+    with transaction.atomic():
+        stuck = list(
+            OutboundMessage.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("partner")
+            .filter(status=Status.SENDING, sending_since__lt=cutoff)
+            .order_by("pk")[:1000]
+        )
+        attempts = []
+        for message in stuck:
+            attempts.append(
+                OutboundAttempt(
+                    message=message,
+                    number=message.attempts,
+                    started_at=message.sending_since,
+                    outcome=Outcome.LOST,
+                    error="No outcome within the sending lease (worker lost); re-queued",
+                )
+            )
+            message.sending_since = None
+            if message.attempts >= max_attempts_for(message):
+                message.last_error = "Worker lost during the last attempt"
+                _mark_dead(message, now=now)
+                continue
+            message.status = Status.PENDING
+            message.next_attempt_at = now
+            message.claimed_until = None
+            message.save(update_fields=["status", "sending_since", "next_attempt_at", "claimed_until"])
+            swept += 1
+        OutboundAttempt.objects.bulk_create(attempts)
+    if stuck:
+        logger.warning("outbound rows re-queued after their sending lease", extra={"count": len(stuck)})
+    return swept
+
+
+DUE_SQL = """
+SELECT m.id FROM integrations_outboundmessage m
+  JOIN integrations_partner pa ON pa.id = m.partner_id AND pa.is_enabled
+ WHERE m.status = 'pending' AND m.next_attempt_at <= %(now)s
+   AND (m.claimed_until IS NULL OR m.claimed_until < %(now)s)
+   AND NOT EXISTS (
+     SELECT 1 FROM integrations_outboundmessage p
+      WHERE p.partner_id = m.partner_id AND p.ordering_key = m.ordering_key AND p.id < m.id
+        AND p.status IN ('pending', 'sending', 'dead'))
+ ORDER BY m.next_attempt_at, m.id
+ LIMIT %(limit)s
+ FOR UPDATE OF m SKIP LOCKED
+"""
+
+
+def due_messages_claim(*, now: dt.datetime | None = None, limit: int | None = None) -> list[int]:
+    """Claim due, unblocked pending rows (SKIP LOCKED: ticks and workers never wait on each other)."""
+    now = now or timezone.now()
+    limit = limit or int(setting("OUTBOUND_TICK_BATCH", 500))
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(DUE_SQL, {"now": now, "limit": limit})
+            ids = [row[0] for row in cursor.fetchall()]
+        if ids:
+            OutboundMessage.objects.filter(pk__in=ids).update(claimed_until=claim_window(now))
+    return ids
+
+
+def outbound_tick(*, now: dt.datetime | None = None) -> dict[str, int]:
+    """The beat's few-seconds job: sweep expired leases, then queue what is due."""
+    swept = sending_sweep(now=now)
+    ids = due_messages_claim(now=now)
+    for message_id in ids:
+        enqueue_delivery(message_id)
+    return {"swept": swept, "queued": len(ids)}

@@ -1,0 +1,40 @@
+"""Demo partners: the ERP, WMS, TMS and WCS the partner simulator plays (``make run`` starts it)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from integrations.models import Partner
+from portal.actors import Actor, stamp_history
+
+DEMO_ACTOR = Actor.system("demo-seed")
+
+PARTNERS = [
+    ("erp", "ERP (simulated)", Partner.Kind.ERP, ["orders:write", "orders:read", "availability:read"]),
+    ("wms", "WMS (simulated)", Partner.Kind.WMS, ["events:write", "orders:read"]),
+    ("tms", "TMS (simulated)", Partner.Kind.TMS, ["events:write"]),
+    ("wcs", "WCS (simulated)", Partner.Kind.WCS, ["events:write"]),
+]
+
+
+def simulator_url(kind: str) -> str:
+    return f"http://127.0.0.1:{settings.SIMULATOR_PORT}/{kind}"
+
+
+def seed(*, stdout=None, **_options) -> list[Partner]:
+    """Create (or point at the simulator again) one partner per kind, with the simulator's signing secrets."""
+    partners = []
+    for code, name, kind, scopes in PARTNERS:
+        partner = Partner.objects.filter(code=code).first() or Partner(code=code)
+        partner.name = name
+        partner.kind = kind
+        partner.scopes = scopes
+        partner.webhook_secret = f"simulator-{kind}-secret"
+        partner.outbound_base_url = simulator_url(kind)
+        partner.is_enabled = True
+        stamp_history(partner, actor=DEMO_ACTOR, reason="Demo partner played by the simulator")
+        partner.save()
+        partners.append(partner)
+    if stdout is not None:
+        stdout.write(f"  {len(partners)} partners pointing at the simulator on port {settings.SIMULATOR_PORT}")
+    return partners

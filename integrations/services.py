@@ -1,0 +1,155 @@
+"""IT support's fixes for outbound messages: replay (optionally with a corrected payload) and discard.
+
+The ``integration_failure`` case type's resolutions "replay" and "discard" call these with
+the resolving person as actor; the case itself is resolved by ``case_resolve``, never here.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import transaction
+from django.utils import timezone
+
+from integrations.models import OutboundAction, OutboundMessage
+from integrations.outbound import claim_window, enqueue_delivery
+from portal.actors import Actor
+from portal.domain import DomainError, InvalidInput, NotFound, PermissionRefused, TransitionRefused
+from portal.events import emit
+from portal.roles import Role, has_role
+
+Status = OutboundMessage.Status
+REPLAYABLE = (Status.DEAD, Status.DISCARDED, Status.PENDING)
+DISCARDABLE = (Status.DEAD, Status.PENDING)
+FIXER_ROLES = (Role.IT_SUPPORT, Role.OPERATIONS_ADMIN)
+
+
+def _require_reason(reason: str) -> None:
+    if not reason or not reason.strip():
+        raise InvalidInput("A reason is required.", fields={"reason": ["Say why, for the record."]})
+
+
+def _require_fixer(actor: Actor) -> None:
+    if actor.kind == "user" and not (has_role(actor.user, *FIXER_ROLES) or getattr(actor.user, "is_superuser", False)):
+        raise PermissionRefused("Only IT support or an operations admin may replay or discard partner messages.")
+
+
+def _lock(message_id) -> OutboundMessage:
+    try:
+        return OutboundMessage.objects.select_for_update(of=("self",)).select_related("partner").get(pk=message_id)
+    except (OutboundMessage.DoesNotExist, ValueError, TypeError):
+        raise NotFound(f"No outbound message {message_id}.") from None
+
+
+def _payload_event(name: str, message: OutboundMessage, *, actor: Actor, reason: str, **extra) -> None:
+    emit(
+        name,
+        subject=message,
+        actor=actor,
+        reason=reason,
+        payload={
+            "message_id": message.pk,
+            "partner": message.partner.code,
+            "message_type": message.message_type,
+            "order": message.order_number,
+            "status": message.status,
+            **extra,
+        },
+    )
+
+
+def message_replay(*, message_id: int, actor: Actor, reason: str, payload: dict | None = None) -> OutboundMessage:
+    """Send a dead, discarded or waiting message again now, with fresh attempts; a corrected payload is recorded."""
+    _require_reason(reason)
+    _require_fixer(actor)
+    if payload is not None and not isinstance(payload, dict):
+        raise InvalidInput("A corrected payload must be a JSON object.", fields={"payload": ["Must be an object."]})
+    with transaction.atomic():
+        message = _lock(message_id)
+        if message.status not in REPLAYABLE:
+            raise TransitionRefused(
+                f"Message #{message.pk} is {message.get_status_display().lower()}; only dead, discarded or "
+                "waiting messages can be replayed."
+            )
+        now = timezone.now()
+        corrected = payload is not None and payload != message.payload
+        action = OutboundAction(
+            message=message,
+            kind=OutboundAction.Kind.CORRECT if corrected else OutboundAction.Kind.REPLAY,
+            actor=actor.label,
+            reason=reason,
+            previous_status=message.status,
+        )
+        fields = ["status", "attempts", "next_attempt_at", "claimed_until", "sending_since"]
+        if corrected:
+            action.previous_payload = message.payload
+            action.previous_idempotency_key = message.idempotency_key
+            if message.corrected_from is None:
+                message.corrected_from = message.payload
+            message.payload = payload
+            # A receiver that keeps the first answer per key would refuse a different body under the old key.
+            message.idempotency_key = uuid.uuid4()
+            fields += ["payload", "corrected_from", "idempotency_key"]
+        message.status = Status.PENDING
+        message.attempts = 0
+        message.next_attempt_at = now
+        message.claimed_until = claim_window(now)
+        message.sending_since = None
+        message.save(update_fields=fields)
+        action.save()
+        _payload_event("integration.message_replayed", message, actor=actor, reason=reason, corrected=corrected)
+        transaction.on_commit(lambda: enqueue_delivery(message.pk))
+    return message
+
+
+def message_discard(*, message_id: int, actor: Actor, reason: str) -> OutboundMessage:
+    """Give up on a message on purpose: it is never sent, and later messages of its key may go."""
+    _require_reason(reason)
+    _require_fixer(actor)
+    with transaction.atomic():
+        message = _lock(message_id)
+        if message.status not in DISCARDABLE:
+            raise TransitionRefused(
+                f"Message #{message.pk} is {message.get_status_display().lower()}; only dead or waiting "
+                "messages can be discarded."
+            )
+        OutboundAction.objects.create(
+            message=message,
+            kind=OutboundAction.Kind.DISCARD,
+            actor=actor.label,
+            reason=reason,
+            previous_status=message.status,
+        )
+        message.status = Status.DISCARDED
+        message.claimed_until = None
+        message.save(update_fields=["status", "claimed_until"])
+        _payload_event("integration.message_discarded", message, actor=actor, reason=reason)
+        follower = (
+            OutboundMessage.objects.filter(
+                partner_id=message.partner_id,
+                ordering_key=message.ordering_key,
+                pk__gt=message.pk,
+                status=Status.PENDING,
+            )
+            .order_by("pk")
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if follower:
+            transaction.on_commit(lambda: enqueue_delivery(follower))
+    return message
+
+
+def messages_replay_bulk(*, message_ids: list[int], actor: Actor, reason: str) -> dict:
+    """Replay each message on its own (each re-checked); returns {"done": [ids], "refused": {id: message}}."""
+    _require_reason(reason)
+    done: list[int] = []
+    refused: dict[int, str] = {}
+    for message_id in dict.fromkeys(message_ids):
+        try:
+            message_replay(message_id=message_id, actor=actor, reason=reason)
+        except DomainError as error:
+            refused[message_id] = error.message
+        else:
+            done.append(message_id)
+    return {"done": done, "refused": refused}

@@ -1,0 +1,217 @@
+"""The simulator's active side: orders into the portal's API, warehouse and carrier events back to it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import heapq
+import hmac
+import json
+import logging
+import random
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+logger = logging.getLogger("integrations.simulator")
+BASE_DIR = Path(__file__).resolve().parents[2]
+
+
+def signed_headers(token: str, secret: str, body: bytes) -> dict[str, str]:
+    timestamp = str(int(time.time()))
+    signature = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return {
+        "Authorization": f"Bearer {token}",
+        "Content-Type": "application/json",
+        "X-Timestamp": timestamp,
+        "X-Signature": f"sha256={signature}",
+    }
+
+
+def issue_token(partner_code: str) -> str | None:
+    """A fresh token through ``manage.py partner_token <code>`` (the last printed line that looks like one)."""
+    try:
+        result = subprocess.run(
+            [sys.executable, str(BASE_DIR / "manage.py"), "partner_token", partner_code],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=BASE_DIR,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    tokens = [word for line in result.stdout.splitlines() for word in line.split() if word.startswith("pt_")]
+    return tokens[-1] if tokens else None
+
+
+def master_data() -> tuple[list[str], list[str]]:
+    """Customer codes and active SKUs, as the ERP's own master data would have them."""
+    import django
+
+    django.setup()
+    from inventory.models import Item
+    from orchestration.models import Customer
+
+    customers = list(Customer.objects.order_by("code").values_list("code", flat=True)[:50])
+    skus = list(Item.objects.filter(is_active=True).order_by("sku").values_list("sku", flat=True)[:200])
+    return customers, skus
+
+
+class Driver:
+    """Sends orders at a rate and reacts to the portal's messages like a warehouse and a carrier would."""
+
+    def __init__(
+        self,
+        *,
+        portal: str,
+        tokens: dict[str, str],
+        secrets: dict[str, str],
+        order_rate: float,
+        short_rate: float,
+        work_seconds: float,
+        customers: list[str],
+        skus: list[str],
+        seed: int | None = None,
+    ):
+        self.portal = portal.rstrip("/")
+        self.tokens = tokens
+        self.secrets = secrets
+        self.order_rate = order_rate
+        self.short_rate = short_rate
+        self.work_seconds = work_seconds
+        self.customers = customers
+        self.skus = skus
+        self.rng = random.Random(seed)
+        self.client = httpx.Client(timeout=10.0)
+        self.agenda: list[tuple[float, int, object]] = []
+        self.agenda_lock = threading.Condition()
+        self.counter = 0
+        self.sent = {"orders": 0, "orders_refused": 0, "events": 0, "events_refused": 0}
+        self.stopping = threading.Event()
+
+    # --- scheduling -------------------------------------------------------------------
+    def later(self, seconds: float, action) -> None:
+        with self.agenda_lock:
+            self.counter += 1
+            heapq.heappush(self.agenda, (time.monotonic() + seconds, self.counter, action))
+            self.agenda_lock.notify()
+
+    def run_agenda(self) -> None:
+        while not self.stopping.is_set():
+            with self.agenda_lock:
+                while not self.agenda or self.agenda[0][0] > time.monotonic():
+                    wait = (self.agenda[0][0] - time.monotonic()) if self.agenda else 1.0
+                    self.agenda_lock.wait(timeout=max(0.01, min(wait, 1.0)))
+                    if self.stopping.is_set():
+                        return
+                _, _, action = heapq.heappop(self.agenda)
+            try:
+                action()
+            except Exception:
+                logger.exception("simulator action failed")
+
+    # --- to the portal ----------------------------------------------------------------
+    def send_order(self) -> None:
+        token = self.tokens.get("erp")
+        if not token or not self.customers or not self.skus:
+            return
+        skus = self.rng.sample(self.skus, k=min(len(self.skus), self.rng.randint(1, 3)))
+        body = {
+            "external_ref": f"SIM-{uuid.uuid4().hex[:12].upper()}",
+            "customer": self.rng.choice(self.customers),
+            "ship_to": {
+                "name": "Simulated customer",
+                "lines": ["1 Harbour Road"],
+                "city": "Leeds",
+                "postal_code": "LS1 4AP",
+                "country": "GB",
+            },
+            "requested_ship_date": dt.date.today().isoformat(),
+            "service_level": "standard",
+            "priority": self.rng.choice([1, 2, 2, 2, 3]),
+            "lines": [{"line_no": n, "sku": sku, "quantity": self.rng.randint(1, 3)} for n, sku in enumerate(skus, 1)],
+        }
+        response = self.client.post(
+            f"{self.portal}/api/v1/orders",
+            json=body,
+            headers={"Authorization": f"Bearer {token}", "Idempotency-Key": str(uuid.uuid4())},
+        )
+        self.sent["orders" if response.status_code < 300 else "orders_refused"] += 1
+
+    def send_event(self, kind: str, event_type: str, payload: dict) -> None:
+        token, secret = self.tokens.get(kind), self.secrets.get(kind, "")
+        if not token:
+            return
+        body = json.dumps(
+            {
+                "event_id": str(uuid.uuid4()),
+                "type": event_type,
+                "occurred_at": dt.datetime.now(dt.UTC).isoformat(),
+                "payload": payload,
+            }
+        ).encode()
+        response = self.client.post(
+            f"{self.portal}/api/v1/events", content=body, headers=signed_headers(token, secret, body)
+        )
+        self.sent["events" if response.status_code < 300 else "events_refused"] += 1
+
+    # --- reactions to outbound messages ---------------------------------------------------
+    def on_message(self, kind: str, message_type: str, message: dict) -> None:
+        data = message.get("data") or {}
+        pause = self.work_seconds * (0.5 + self.rng.random())
+        if kind == "wms" and message_type == "order.released":
+            self.later(pause, lambda: self.pick_order(data))
+        elif kind == "tms" and message_type == "shipment.ready":
+            self.later(pause, lambda: self.collect(data))
+        elif kind == "wcs" and message_type.endswith("instruction"):
+            self.later(pause / 2, lambda: self.machine_work(data))
+
+    def pick_order(self, data: dict) -> None:
+        for task in data.get("tasks", []):
+            quantity = int(task.get("quantity") or 1)
+            if quantity > 1 and self.rng.random() < self.short_rate:
+                self.send_event("wms", "task.short", {"task_id": task["task_id"], "done_quantity": quantity - 1})
+            else:
+                self.send_event("wms", "task.completed", {"task_id": task["task_id"], "done_quantity": quantity})
+        self.later(
+            self.work_seconds,
+            lambda: self.send_event("wms", "shipment.packed", {"order": data.get("order"), "packages": 1}),
+        )
+
+    def collect(self, data: dict) -> None:
+        self.send_event(
+            "tms",
+            "shipment.shipped",
+            {
+                "order": data.get("order"),
+                "shipment": data.get("shipment") or "",
+                "carrier": data.get("carrier") or "SIMCAR",
+                "tracking_number": f"TRK{self.rng.randint(10**9, 10**10 - 1)}",
+            },
+        )
+
+    def machine_work(self, data: dict) -> None:
+        payload = {key: data[key] for key in ("task_id", "instruction_seq", "equipment") if key in data}
+        if "task_id" not in payload:
+            return
+        self.send_event("wcs", "wcs.task.acknowledged", payload)
+        self.send_event("wcs", "wcs.task.started", payload)
+        self.send_event("wcs", "wcs.task.completed", {**payload, "done_quantity": data.get("quantity")})
+
+    def run_orders(self) -> None:
+        if self.order_rate <= 0:
+            return
+        while not self.stopping.wait(1.0 / self.order_rate):
+            try:
+                self.send_order()
+            except httpx.HTTPError as error:
+                logger.warning("order not sent: %s", error)
+
+    def start(self) -> None:
+        threading.Thread(target=self.run_agenda, name="agenda", daemon=True).start()
+        threading.Thread(target=self.run_orders, name="orders", daemon=True).start()
