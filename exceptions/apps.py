@@ -3,3 +3,11 @@ from django.apps import AppConfig
 
 class ExceptionsConfig(AppConfig):
     name = "exceptions"
+    verbose_name = "Exceptions: queues, routing, SLA and cases"
+
+    def ready(self):
+        from exceptions import resolutions, subscribers  # noqa: F401  (registers resolutions and event subscribers)
+        from exceptions.timeline import cases_for_order
+        from portal.timeline import register_source
+
+        register_source("exceptions", cases_for_order)

@@ -226,6 +226,7 @@ CELERY_BEAT_SCHEDULE: dict = {
     "automation-dispatch-pending": {"task": "automation.tasks.dispatch_pending", "schedule": 30.0},
     "automation-score-open-orders": {"task": "automation.tasks.score_open_orders", "schedule": 60.0},
     "automation-retrain-risk": {"task": "automation.tasks.retrain_risk", "schedule": 86400.0},
+    "exceptions-check-sla": {"task": "exceptions.tasks.check_sla", "schedule": 30.0},
     "integrations-outbound-tick": {
         "task": "integrations.tasks.outbound_tick",
         "schedule": float(os.environ.get("OUTBOUND_TICK_SECONDS", "2")),
