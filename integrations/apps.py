@@ -6,7 +6,8 @@ class IntegrationsConfig(AppConfig):
     verbose_name = "Integrations: partners, messages and delivery"
 
     def ready(self) -> None:
-        from integrations import subscribers  # noqa: F401  (partner messages commit with the change)
+        # Inbound event handlers and tasks; outbound subscribers write partner messages with the change.
+        from integrations import inbound, inbound_tasks, subscribers  # noqa: F401
         from integrations.selectors import timeline_entries
         from portal.timeline import register_source
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 
 
@@ -45,6 +46,10 @@ class IdempotencyRecord(models.Model):
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     response = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    locked_until = models.DateTimeField(
+        null=True, blank=True, help_text="While in progress: after this the first request counts as abandoned"
+    )
+    order_number = models.CharField(max_length=40, blank=True, default="")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["partner", "key"], name="idempotency_key_per_partner")]
@@ -70,7 +75,11 @@ class InboundEvent(models.Model):
     payload = models.JSONField(encoder=DjangoJSONEncoder)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(
+        null=True, blank=True, help_text="After an unexpected error: when the worker tries again"
+    )
     last_error = models.TextField(blank=True, default="")
+    duplicates = models.PositiveIntegerField(default=0, help_text="Times the partner sent this event id again")
     order_number = models.CharField(max_length=40, blank=True, default="", db_index=True)
     received_at = models.DateTimeField(default=timezone.now, db_index=True)
     processed_at = models.DateTimeField(null=True, blank=True)
@@ -78,6 +87,10 @@ class InboundEvent(models.Model):
     class Meta:
         ordering = ["received_at", "id"]
         constraints = [models.UniqueConstraint(fields=["partner", "event_id"], name="inbound_event_once")]
+        indexes = [
+            # The event queue: the oldest pending event of each subject is the next one to run.
+            models.Index(fields=["subject_key", "id"], name="inbound_event_queue_idx", condition=Q(status="pending")),
+        ]
 
     def __str__(self) -> str:
         return f"{self.partner_id}:{self.event_id} {self.type}"

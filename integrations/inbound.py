@@ -1,0 +1,685 @@
+"""Inbound warehouse events (WMS / WCS / TMS): accepted once, stored first, processed in order per subject.
+
+Flow::
+
+    POST /api/v1/events ──► event_accept: one InboundEvent row (unique per partner + event id)
+                              └─ on commit: inbound task for the event's subject
+    worker ──► events_process_subject: lock the *oldest pending* event of the subject
+               (FOR UPDATE SKIP LOCKED), run its handler in a savepoint, mark it processed /
+               ignored / failed, commit; repeat until the subject has nothing due.
+
+Ordering: only the head of a subject (its oldest pending event) is ever claimed, and it
+stays pending — and locked — until its handler's work commits, so two workers never run
+events of one subject at once and a later event never overtakes an earlier one. A
+worker killed mid-event rolls back; the row is still pending and the sweep
+(``events_process_due``, every few seconds under beat) picks it up again.
+
+Handlers are registered per event type with ``register_event_handler(type, handler)``;
+a handler gets the ``InboundEvent`` (``.type``, ``.payload``, ``.partner``,
+``.occurred_at``, ``.event_id``), calls core services with ``Actor.partner(code)`` and
+raises ``DomainError`` to refuse: the event is then *failed* with the message and an
+``integration_failure`` case is raised. A handler may return an object whose
+``applied`` is False (a stale or repeated confirmation): the event is *ignored*, with
+the note. An unexpected error is retried with backoff, then failed the same way.
+
+Event types handled here (automation registers ``equipment.status`` and ``wcs.*``):
+
+    task.acknowledged  {task_id, instruction_seq?, note?}
+    task.started       {task_id, instruction_seq?, note?}
+    task.completed     {task_id, done_quantity?, instruction_seq?, note?}
+    task.short         {task_id, done_quantity, instruction_seq?, note?}
+    stock.received     {sku, warehouse, location, quantity, lot?, receipt?, receipt_line?, note?}
+    count.recorded     {count_id, counted_quantity, note?}
+                       or {sku, warehouse, location, counted_quantity, lot?, note?}
+    shipment.packed    {order, packages?, note?}
+    shipment.shipped   {order, shipment?, carrier, tracking_number, note?}
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
+from django.utils import timezone
+from rest_framework import serializers
+
+from integrations.models import InboundEvent, Partner
+from portal.actors import Actor
+from portal.domain import DomainError, InvalidInput, NotFound
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 5
+PROCESSOR = Actor.system("inbound-events")
+BIGINT_MAX = 2**63 - 1
+
+
+# --- the registry ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EventHandler:
+    """What the portal does with one event type: the handler, its subject and (optionally) its payload check."""
+
+    event_type: str
+    handler: Callable[[Any], Any]
+    subject: Callable[[dict], str] | None = None
+    payload_serializer: type[serializers.Serializer] | None = None
+
+
+_handlers: dict[str, EventHandler] = {}
+
+
+def register_event_handler(
+    event_type: str,
+    handler: Callable[[Any], Any],
+    *,
+    subject: Callable[[dict], str] | None = None,
+    payload_serializer: type[serializers.Serializer] | None = None,
+) -> None:
+    """Handle events of `event_type` with `handler(event)` (replaces an earlier registration of that type).
+
+    `subject(payload) -> str` names what the event is about (events of one subject run in
+    order); without it the subject is derived from the payload (order, task, equipment …).
+    `payload_serializer` checks the payload when the event is posted: a bad payload is
+    refused with 422 and never stored.
+    """
+    _handlers[event_type] = EventHandler(event_type, handler, subject, payload_serializer)
+
+
+def handler_for(event_type: str) -> EventHandler | None:
+    return _handlers.get(event_type)
+
+
+def event_types() -> list[str]:
+    return sorted(_handlers)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A handler's result: applied, or ignored with the reason (already done, stale)."""
+
+    applied: bool
+    note: str = ""
+
+
+# --- subjects --------------------------------------------------------------------------
+
+
+def _bounded(key: str) -> str:
+    if len(key) <= 100:
+        return key
+    return key[:59] + "#" + hashlib.sha256(key.encode()).hexdigest()[:40]
+
+
+def _int_or_none(value) -> int | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if 0 < number <= BIGINT_MAX else None
+
+
+def _task_subject(payload: dict) -> tuple[str, str]:
+    """Events about a task run in order with every other event of its order (picks, pack, ship)."""
+    from orchestration.models import Task
+
+    task_id = _int_or_none(payload.get("task_id"))
+    if task_id is None:
+        return f"task:{payload.get('task_id')!s}", ""
+    number = Task.objects.filter(pk=task_id).values_list("order__number", flat=True).first()
+    return (f"order:{number}", number) if number else (f"task:{task_id}", "")
+
+
+def subject_of(event_type: str, payload: dict, event_id: str) -> tuple[str, str]:
+    """(subject key, order number) of an event: the ordering unit and the order it concerns, if any."""
+    registered = handler_for(event_type)
+    if registered and registered.subject:
+        return _bounded(registered.subject(payload)), ""
+    if "task_id" in payload:
+        key, number = _task_subject(payload)
+        return _bounded(key), number
+    order = payload.get("order")
+    if isinstance(order, str) and order:
+        return _bounded(f"order:{order}"), order[:40]
+    for field in ("equipment", "equipment_code"):
+        if isinstance(payload.get(field), str) and payload[field]:
+            return _bounded(f"equipment:{payload[field]}"), ""
+    if isinstance(payload.get("count_id"), int):
+        return f"count:{payload['count_id']}", ""
+    if isinstance(payload.get("sku"), str):
+        return _bounded(f"stock:{payload.get('warehouse', '')}:{payload['sku']}"), ""
+    return _bounded(f"event:{event_id}"), ""
+
+
+# --- accepting an event ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Accepted:
+    event: InboundEvent
+    duplicate: bool
+
+
+def event_accept(
+    *, partner: Partner, event_id: str, event_type: str, occurred_at: dt.datetime, payload: dict
+) -> Accepted:
+    """Store a partner's event once (a repeated event id is counted and ignored); process it after commit."""
+    registered = handler_for(event_type)
+    if registered is None:
+        raise InvalidInput(
+            f"Unknown event type {event_type!r}.",
+            code="unknown_event_type",
+            fields={"type": [f"One of: {', '.join(event_types())}."]},
+        )
+    if registered.payload_serializer is not None:
+        checked = registered.payload_serializer(data=payload)
+        if not checked.is_valid():
+            from portal.api import flatten_field_errors
+
+            raise InvalidInput(
+                f"The payload of a {event_type} event has invalid values.",
+                fields=flatten_field_errors(checked.errors, "payload"),
+            )
+    subject_key, order_number = subject_of(event_type, payload, event_id)
+    event = InboundEvent(
+        partner=partner,
+        event_id=event_id,
+        type=event_type,
+        subject_key=subject_key,
+        occurred_at=occurred_at,
+        payload=payload,
+        order_number=order_number,
+    )
+    try:
+        with transaction.atomic():
+            event.save(force_insert=True)
+    except IntegrityError:
+        existing = InboundEvent.objects.get(partner=partner, event_id=event_id)
+        InboundEvent.objects.filter(pk=existing.pk).update(duplicates=F("duplicates") + 1)
+        return Accepted(existing, duplicate=True)
+    transaction.on_commit(lambda: enqueue_subject(subject_key))
+    return Accepted(event, duplicate=False)
+
+
+def enqueue_subject(subject_key: str) -> None:
+    """Hand the subject to a worker; on a broker outage the sweep picks the event up later."""
+    from integrations.inbound_tasks import process_inbound_subject
+
+    try:
+        process_inbound_subject.delay(subject_key)
+    except Exception:
+        logger.warning("inbound event not queued; the sweep will process it", extra={"subject": subject_key})
+
+
+def inbound_event_replay(*, event: InboundEvent, actor: Actor, reason: str) -> InboundEvent:
+    """Put a failed or ignored event back in its subject's queue (after the cause was fixed)."""
+    if not reason or not reason.strip():
+        raise InvalidInput("A reason is required.", fields={"reason": ["Say why, for the record."]})
+    with transaction.atomic():
+        event = InboundEvent.objects.select_for_update().get(pk=event.pk)
+        if event.status == InboundEvent.Status.PENDING:
+            return event
+        if event.status == InboundEvent.Status.PROCESSED:
+            raise DomainError(f"Event {event.event_id} was processed already; replaying it would apply it twice.")
+        event.status = InboundEvent.Status.PENDING
+        event.next_attempt_at = None
+        event.last_error = f"Replayed by {actor.label}: {reason}"
+        event.save(update_fields=["status", "next_attempt_at", "last_error"])
+        subject_key = event.subject_key
+        transaction.on_commit(lambda: enqueue_subject(subject_key))
+    return event
+
+
+# --- processing ------------------------------------------------------------------------
+
+HEAD_SQL = """
+SELECT id, next_attempt_at FROM integrations_inboundevent
+WHERE subject_key = %s AND status = 'pending' ORDER BY id LIMIT 1
+"""
+
+DUE_HEADS_SQL = """
+SELECT subject_key FROM (
+    SELECT DISTINCT ON (subject_key) subject_key, id, next_attempt_at, received_at
+    FROM integrations_inboundevent WHERE status = 'pending' ORDER BY subject_key, id
+) heads
+WHERE (next_attempt_at IS NULL OR next_attempt_at <= %s) AND received_at <= %s
+ORDER BY id LIMIT %s
+"""
+
+
+def _backoff(attempts: int) -> dt.timedelta:
+    return dt.timedelta(seconds=min(300, 2 ** (attempts + 1)))
+
+
+def _raise_case(event: InboundEvent, error: str) -> None:
+    """An integration-failure case for IT support; never lets the case machinery fail the event's bookkeeping."""
+    try:
+        from exceptions.services import case_raise
+    except ImportError:
+        logger.warning("exceptions.services not available; no case raised", extra={"event": event.event_id})
+        return
+    try:
+        with transaction.atomic():
+            case_raise(
+                type_code="integration_failure",
+                subject=event,
+                subject_label=f"{event.partner.code} event {event.event_id}"[:160],
+                summary=f"Inbound {event.type} from {event.partner.code} failed: {error}"[:300],
+                context={
+                    "direction": "inbound",
+                    "partner": event.partner.code,
+                    "event_id": event.event_id,
+                    "event_type": event.type,
+                    "inbound_event_id": event.pk,
+                    "error": error,
+                    "attempts": event.attempts,
+                },
+                actor=PROCESSOR,
+                reason=f"Inbound event {event.event_id} failed",
+                order_number=event.order_number,
+            )
+    except Exception:
+        logger.exception("integration failure case not raised", extra={"event": event.event_id})
+
+
+def _apply(event: InboundEvent, now: dt.datetime) -> None:
+    """Run the handler in a savepoint and record the outcome on the (locked) event row."""
+    registered = handler_for(event.type)
+    event.attempts += 1
+    event.next_attempt_at = None
+    error = ""
+    try:
+        if registered is None:
+            raise DomainError(f"No handler is registered for {event.type!r} events.", code="unknown_event_type")
+        with transaction.atomic():
+            result = registered.handler(event)
+        if getattr(result, "applied", True) is False:
+            event.status = InboundEvent.Status.IGNORED
+            event.last_error = str(getattr(result, "note", ""))[:2000]
+        else:
+            event.status = InboundEvent.Status.PROCESSED
+            event.last_error = ""
+    except DomainError as refused:
+        event.status = InboundEvent.Status.FAILED
+        error = refused.message
+        if refused.fields:
+            error += " " + "; ".join(f"{k}: {' '.join(map(str, v))}" for k, v in refused.fields.items())
+    except Exception as unexpected:  # the savepoint rolled the handler's writes back
+        logger.exception("inbound event handler error", extra={"event": event.event_id, "type": event.type})
+        error = f"{type(unexpected).__name__}: {unexpected}"
+        if event.attempts >= MAX_ATTEMPTS:
+            event.status = InboundEvent.Status.FAILED
+        else:
+            event.next_attempt_at = now + _backoff(event.attempts)
+    if error:
+        event.last_error = error[:2000]
+    event.processed_at = now if event.status != InboundEvent.Status.PENDING else None
+    event.save(update_fields=["status", "attempts", "next_attempt_at", "last_error", "processed_at", "order_number"])
+    if event.status == InboundEvent.Status.FAILED:
+        _raise_case(event, error)
+
+
+def event_process_next(*, subject_key: str, now: dt.datetime | None = None) -> InboundEvent | None:
+    """Process the oldest pending event of `subject_key` if it is due and no one else holds it."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(HEAD_SQL, [subject_key])
+            head = cursor.fetchone()
+        if head is None or (head[1] is not None and head[1] > now):
+            return None
+        event = (
+            InboundEvent.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("partner")
+            .filter(pk=head[0], status=InboundEvent.Status.PENDING)
+            .first()
+        )
+        if event is None:
+            return None  # another worker is on this subject's head right now
+        _apply(event, now)
+    return event
+
+
+def events_process_subject(*, subject_key: str, limit: int = 500, now: dt.datetime | None = None) -> int:
+    """Drain one subject in order; returns how many events were settled."""
+    done = 0
+    while done < limit:
+        event = event_process_next(subject_key=subject_key, now=now)
+        if event is None or event.status == InboundEvent.Status.PENDING:
+            break
+        done += 1
+    return done
+
+
+def events_process_due(*, now: dt.datetime | None = None, older_than_seconds: float = 5, limit: int = 200) -> int:
+    """The sweep: every subject whose head is due (a lost task, a retry after an error) is drained."""
+    now = now or timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(DUE_HEADS_SQL, [now, now - dt.timedelta(seconds=older_than_seconds), limit])
+        subjects = [row[0] for row in cursor.fetchall()]
+    return sum(events_process_subject(subject_key=subject, now=now) for subject in subjects)
+
+
+# --- handlers for WMS / TMS events ------------------------------------------------------
+
+
+def _actor(event) -> Actor:
+    partner = getattr(event, "partner", None)
+    return Actor.partner(getattr(partner, "code", None) or str(partner or "partner"))
+
+
+def _reason(event, default: str) -> str:
+    note = (event.payload or {}).get("note")
+    label = getattr(getattr(event, "partner", None), "code", "partner")
+    return f"{default} ({label}: {note})" if isinstance(note, str) and note.strip() else f"{default} ({label})"
+
+
+class TaskPayload(serializers.Serializer):
+    task_id = serializers.IntegerField(min_value=1, max_value=BIGINT_MAX)
+    instruction_seq = serializers.IntegerField(min_value=0, max_value=2**31 - 1, required=False, allow_null=True)
+    done_quantity = serializers.IntegerField(min_value=0, max_value=2**31 - 1, required=False, allow_null=True)
+    note = serializers.CharField(max_length=300, required=False, allow_blank=True)
+
+
+class ShortPayload(TaskPayload):
+    done_quantity = serializers.IntegerField(min_value=0, max_value=2**31 - 1)
+
+
+def handle_task_event(event) -> Outcome:
+    """A WMS confirmation for a task: acknowledged, started, completed or short."""
+    from orchestration import services as orchestration
+    from orchestration.models import Task
+
+    payload = event.payload
+    what = event.type.rsplit(".", 1)[-1]
+    actor = _actor(event)
+    task = Task.objects.filter(pk=_int_or_none(payload.get("task_id"))).first()
+    if task is None:
+        raise NotFound(f"Task {payload.get('task_id')!r} does not exist.", fields={"payload.task_id": ["Unknown."]})
+    seq = payload.get("instruction_seq")
+    reason = _reason(event, f"Task {what}")
+    if task.status in Task.DONE_STATES:
+        return Outcome(False, f"task {task.pk} is already {task.status}")
+    if what == "acknowledged":
+        if task.status != Task.Status.DISPATCHED:
+            return Outcome(False, f"task {task.pk} is {task.status}; no acknowledgement needed")
+        orchestration.task_acknowledge(task=task, actor=actor, reason=reason, instruction_seq=seq)
+        return Outcome(True)
+    if what == "started":
+        if task.status == Task.Status.IN_PROGRESS:
+            return Outcome(False, f"task {task.pk} is already in progress")
+        orchestration.task_start(task=task, actor=actor, reason=reason, instruction_seq=seq)
+        return Outcome(True)
+    done = payload.get("done_quantity")
+    if what == "short" and done >= task.quantity:
+        raise InvalidInput(
+            f"A short confirmation must report fewer than {task.quantity} units.",
+            fields={"payload.done_quantity": [f"Less than {task.quantity}."]},
+        )
+    if task.status == Task.Status.CREATED:  # a WMS that reports the finish only: the start is implied
+        task = orchestration.task_start(task=task, actor=actor, reason=_reason(event, "Started (implied)"))
+        seq = None
+    orchestration.task_complete(task=task, done_quantity=done, actor=actor, reason=reason, instruction_seq=seq)
+    return Outcome(True)
+
+
+class StockReceivedPayload(serializers.Serializer):
+    sku = serializers.CharField(max_length=40)
+    warehouse = serializers.CharField(max_length=16)
+    location = serializers.CharField(max_length=32)
+    quantity = serializers.IntegerField(min_value=1, max_value=10_000_000)
+    lot = serializers.CharField(max_length=40, required=False, allow_blank=True)
+    receipt = serializers.CharField(max_length=40, required=False, allow_blank=True)
+    receipt_line = serializers.IntegerField(min_value=1, max_value=100_000, required=False)
+    note = serializers.CharField(max_length=300, required=False, allow_blank=True)
+
+
+def _location(payload: dict):
+    from inventory.models import Location
+
+    location = (
+        Location.objects.select_related("warehouse")
+        .filter(warehouse__code=payload.get("warehouse"), code=payload.get("location"))
+        .first()
+    )
+    if location is None:
+        raise NotFound(
+            f"No location {payload.get('location')!r} in warehouse {payload.get('warehouse')!r}.",
+            fields={"payload.location": ["Unknown."]},
+        )
+    return location
+
+
+def _lot(item, payload: dict):
+    from inventory.models import Lot
+
+    code = payload.get("lot")
+    if not code:
+        return None
+    lot = Lot.objects.filter(item=item, code=code).first()
+    if lot is None:
+        raise NotFound(f"No lot {code!r} of {item.sku}.", fields={"payload.lot": ["Unknown."]})
+    return lot
+
+
+def _item(payload: dict):
+    from inventory.models import Item
+
+    item = Item.objects.filter(sku=payload.get("sku")).first()
+    if item is None:
+        raise NotFound(f"Unknown SKU {payload.get('sku')!r}.", fields={"payload.sku": ["Unknown."]})
+    return item
+
+
+def handle_stock_received(event) -> Outcome:
+    """Units arrived at a location: against a receipt line when named, else as a plain receipt to stock."""
+    from inventory import services as inventory
+    from inventory.models import ReceiptLine
+
+    payload = event.payload
+    actor = _actor(event)
+    location = _location(payload)
+    if payload.get("receipt"):
+        line = (
+            ReceiptLine.objects.select_related("receipt", "item")
+            .filter(receipt__number=payload["receipt"], line_no=payload.get("receipt_line") or 1)
+            .first()
+        )
+        if line is None:
+            raise NotFound(
+                f"Receipt {payload['receipt']} has no line {payload.get('receipt_line') or 1}.",
+                fields={"payload.receipt_line": ["Unknown."]},
+            )
+        if line.item.sku != payload["sku"]:
+            raise InvalidInput(
+                f"Line {line.line_no} of {line.receipt.number} is {line.item.sku}, not {payload['sku']}.",
+                fields={"payload.sku": [f"Expected {line.item.sku}."]},
+            )
+        inventory.receipt_receive_line(
+            line=line, quantity=payload["quantity"], location=location, actor=actor, reason=_reason(event, "Received")
+        )
+        return Outcome(True)
+    item = _item(payload)
+    inventory.stock_receive(
+        item=item,
+        location=location,
+        quantity=payload["quantity"],
+        lot=_lot(item, payload),
+        actor=actor,
+        reason=_reason(event, "Received"),
+        source_type="event",
+        source_ref=str(event.event_id)[:64],
+    )
+    return Outcome(True)
+
+
+class CountRecordedPayload(serializers.Serializer):
+    count_id = serializers.IntegerField(min_value=1, max_value=BIGINT_MAX, required=False)
+    sku = serializers.CharField(max_length=40, required=False)
+    warehouse = serializers.CharField(max_length=16, required=False)
+    location = serializers.CharField(max_length=32, required=False)
+    lot = serializers.CharField(max_length=40, required=False, allow_blank=True)
+    counted_quantity = serializers.IntegerField(min_value=0, max_value=2**31 - 1)
+    note = serializers.CharField(max_length=300, required=False, allow_blank=True)
+
+    def validate(self, attrs):
+        if "count_id" not in attrs and not all(attrs.get(k) for k in ("sku", "warehouse", "location")):
+            raise serializers.ValidationError("Give count_id, or sku, warehouse and location.")
+        return attrs
+
+
+def handle_count_recorded(event) -> Outcome:
+    """A counter's result: for the open count named, or for the stock row (an unplanned count is opened)."""
+    from inventory import services as inventory
+    from inventory.models import CycleCount
+
+    payload = event.payload
+    actor = _actor(event)
+    if payload.get("count_id"):
+        count = CycleCount.objects.filter(pk=payload["count_id"]).first()
+        if count is None:
+            raise NotFound(f"Count {payload['count_id']} does not exist.", fields={"payload.count_id": ["Unknown."]})
+    else:
+        item = _item(payload)
+        level = inventory.stock_level_for(item=item, location=_location(payload), lot=_lot(item, payload))
+        count = inventory.count_request(stock_level=level, actor=actor, reason=_reason(event, "Counted by the WMS"))
+    if count.status != CycleCount.Status.OPEN:
+        return Outcome(False, f"count {count.pk} is already {count.status}")
+    inventory.count_record(
+        count=count, counted_quantity=payload["counted_quantity"], actor=actor, reason=_reason(event, "Counted")
+    )
+    return Outcome(True)
+
+
+class ShipmentPackedPayload(serializers.Serializer):
+    order = serializers.CharField(max_length=40)
+    packages = serializers.IntegerField(min_value=1, max_value=10_000, required=False)
+    note = serializers.CharField(max_length=300, required=False, allow_blank=True)
+
+
+class ShipmentShippedPayload(serializers.Serializer):
+    order = serializers.CharField(max_length=40)
+    shipment = serializers.CharField(max_length=40, required=False, allow_blank=True)
+    carrier = serializers.CharField(max_length=40)
+    tracking_number = serializers.CharField(max_length=80)
+    note = serializers.CharField(max_length=300, required=False, allow_blank=True)
+
+
+def _order(payload: dict):
+    from orchestration.models import Order
+
+    order = Order.objects.filter(number=payload.get("order")).first()
+    if order is None:
+        raise NotFound(f"Order {payload.get('order')!r} does not exist.", fields={"payload.order": ["Unknown."]})
+    return order
+
+
+def handle_shipment_packed(event) -> Outcome:
+    """The warehouse packed what was picked of an order."""
+    from orchestration import services as orchestration
+    from orchestration.models import Order
+
+    order = _order(event.payload)
+    if order.status != Order.Status.PICKING and order.status != Order.Status.RELEASED:
+        return Outcome(False, f"order {order.number} is {order.status}; nothing to pack")
+    orchestration.shipment_pack(
+        order=order, packages=event.payload.get("packages") or 1, actor=_actor(event), reason=_reason(event, "Packed")
+    )
+    return Outcome(True)
+
+
+def handle_shipment_shipped(event) -> Outcome:
+    """The carrier collected a shipment of an order (its latest packed one unless named)."""
+    from orchestration import services as orchestration
+    from orchestration.models import Shipment
+
+    payload = event.payload
+    order = _order(payload)
+    shipments = Shipment.objects.filter(order=order).order_by("-pk")
+    shipment = (
+        shipments.filter(number=payload["shipment"]).first()
+        if payload.get("shipment")
+        else shipments.filter(status=Shipment.Status.PACKED).first() or shipments.first()
+    )
+    if shipment is None:
+        raise NotFound(f"Order {order.number} has no such shipment.", fields={"payload.shipment": ["Unknown."]})
+    if shipment.status != Shipment.Status.PACKED:
+        return Outcome(False, f"shipment {shipment.number} is already {shipment.status}")
+    orchestration.shipment_ship(
+        shipment=shipment,
+        carrier=payload["carrier"],
+        tracking_number=payload["tracking_number"],
+        actor=_actor(event),
+        reason=_reason(event, "Shipped"),
+    )
+    return Outcome(True)
+
+
+for _kind in ("acknowledged", "started", "completed"):
+    register_event_handler(f"task.{_kind}", handle_task_event, payload_serializer=TaskPayload)
+register_event_handler("task.short", handle_task_event, payload_serializer=ShortPayload)
+register_event_handler("stock.received", handle_stock_received, payload_serializer=StockReceivedPayload)
+register_event_handler("count.recorded", handle_count_recorded, payload_serializer=CountRecordedPayload)
+register_event_handler("shipment.packed", handle_shipment_packed, payload_serializer=ShipmentPackedPayload)
+register_event_handler("shipment.shipped", handle_shipment_shipped, payload_serializer=ShipmentShippedPayload)
+
+
+# --- orders from partners ---------------------------------------------------------------
+
+
+class DuplicateOrder(DomainError):
+    status = 409
+    code = "duplicate_external_ref"
+
+
+def partner_order_submit(*, partner: Partner, data: dict, actor: Actor):
+    """Receive an order from a partner and take it as far as policy allows (validate, credit, allocate, release).
+
+    `data` is the validated API payload (customer resolved). One transaction: a refusal
+    anywhere leaves no order behind. The partner's code is the order's source, so its
+    external reference is unique per partner.
+    """
+    from orchestration import services as orchestration
+    from orchestration.models import Order
+
+    reference = data["external_ref"]
+    existing = Order.objects.filter(source=partner.code, external_ref=reference).values_list("number", flat=True)
+    if existing:
+        raise DuplicateOrder(
+            f"Order {reference} was received already (portal order {existing[0]}).",
+            fields={"external_ref": ["Already used by an earlier order of this partner."]},
+        )
+    try:
+        with transaction.atomic():
+            order = orchestration.order_create(
+                customer=data["customer"],
+                lines=[
+                    orchestration.LineInput(line_no=line["line_no"], sku=line["sku"], quantity=line["quantity"])
+                    for line in data["lines"]
+                ],
+                actor=actor,
+                reason=f"Order {reference} received from {partner.code}",
+                external_ref=reference,
+                source=partner.code,
+                ship_to=data["ship_to"],
+                requested_ship_date=data.get("requested_ship_date"),
+                service_level=data.get("service_level") or "standard",
+                priority=data.get("priority") or Order.Priority.NORMAL,
+            )
+            return orchestration.order_process(order=order, actor=actor)
+    except IntegrityError as error:
+        if Order.objects.filter(source=partner.code, external_ref=reference).exists():
+            raise DuplicateOrder(
+                f"Order {reference} was received already.",
+                fields={"external_ref": ["Already used by an earlier order of this partner."]},
+            ) from error
+        raise

@@ -1,0 +1,209 @@
+"""Fixtures and helpers for the partner API tests: a stocked warehouse, a customer, partners with tokens.
+
+Test modules take them with ``from tests.integrations.api_support import *``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from django.test import Client
+
+from integrations.auth import partner_token_issue
+from integrations.models import Partner
+from inventory import services as inventory
+from inventory.models import Item, Location, Warehouse
+from orchestration.models import Customer
+from portal.actors import Actor
+
+ACTOR = Actor.system("test")
+BASE_DIR = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+SECRET = "whsec-test-secret"
+SKUS = ["API-A", "API-B", "API-C"]
+SHIP_TO = {"name": "Acme Retail", "lines": ["1 Dock Road"], "city": "Leeds", "postal_code": "LS1 4AP", "country": "GB"}
+
+__all__ = [
+    "ACTOR",
+    "SECRET",
+    "SHIP_TO",
+    "SKUS",
+    "api_client",
+    "erp",
+    "free_port",
+    "network",
+    "order_body",
+    "other_erp",
+    "PartnerClient",
+    "server_env",
+    "sign",
+    "start_process",
+    "stop_process",
+    "wms",
+]
+
+
+def make_partner(code: str, kind: str, scopes: list[str], **fields) -> tuple[Partner, str]:
+    partner, _ = Partner.objects.update_or_create(
+        code=code,
+        defaults={"name": code.upper(), "kind": kind, "scopes": scopes, "webhook_secret": SECRET, **fields},
+    )
+    return partner, partner_token_issue(partner=partner, actor=ACTOR, reason="Test token")
+
+
+@pytest.fixture
+def network(db):
+    """Warehouse DCA with two pick locations, three items (100 units each in P-01), customer acme."""
+    warehouse, _ = Warehouse.objects.get_or_create(
+        code="DCA", defaults={"name": "Test DC", "time_zone": "UTC", "default_cutoff_time": dt.time(23, 59)}
+    )
+    first = Location.objects.get_or_create(
+        warehouse=warehouse, code="P-01", defaults={"zone": "A", "kind": Location.Kind.PICK, "pick_sequence": 10}
+    )[0]
+    Location.objects.get_or_create(
+        warehouse=warehouse, code="P-02", defaults={"zone": "A", "kind": Location.Kind.PICK, "pick_sequence": 20}
+    )
+    for sku in SKUS:
+        item, _ = Item.objects.get_or_create(sku=sku, defaults={"description": sku, "unit_value": Decimal("5.00")})
+        inventory.stock_receive(item=item, location=first, quantity=100, actor=ACTOR, reason="Test stock")
+    Customer.objects.get_or_create(
+        code="acme",
+        defaults={"name": "Acme", "credit_limit": Decimal("100000000"), "default_warehouse": warehouse},
+    )
+    return warehouse
+
+
+@pytest.fixture
+def erp(db):
+    """An ERP partner with every scope: (partner, token)."""
+    return make_partner("erp-a", Partner.Kind.ERP, [scope.value for scope in Partner.Scope])
+
+
+@pytest.fixture
+def other_erp(db):
+    return make_partner("erp-b", Partner.Kind.STOREFRONT, [scope.value for scope in Partner.Scope])
+
+
+@pytest.fixture
+def wms(db):
+    """A WMS partner that may only post events."""
+    return make_partner("wms-a", Partner.Kind.WMS, [Partner.Scope.EVENTS_WRITE.value])
+
+
+class PartnerClient:
+    """Django's test client with the partner's bearer token and JSON bodies."""
+
+    def __init__(self, token: str):
+        self.client = Client()
+        self.token = token
+
+    def headers(self, extra: dict | None = None) -> dict:
+        return {"HTTP_AUTHORIZATION": f"Bearer {self.token}", **(extra or {})}
+
+    def get(self, path: str, params: dict | None = None, **extra):
+        return self.client.get(path, params or {}, **self.headers(extra))
+
+    def post(self, path: str, body=None, *, raw: bytes | None = None, content_type="application/json", **extra):
+        data = raw if raw is not None else json.dumps(body)
+        return self.client.post(path, data=data, content_type=content_type, **self.headers(extra))
+
+    def event(self, body: dict | bytes, *, secret: str = SECRET, timestamp: int | None = None, **extra):
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        stamp = str(int(time.time()) if timestamp is None else timestamp)
+        headers = {"HTTP_X_TIMESTAMP": stamp, "HTTP_X_SIGNATURE": sign(raw, stamp, secret), **extra}
+        return self.post("/api/v1/events", raw=raw, **headers)
+
+
+def sign(raw: bytes, timestamp: str, secret: str = SECRET) -> str:
+    return "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + raw, hashlib.sha256).hexdigest()
+
+
+@pytest.fixture
+def api_client():
+    return PartnerClient
+
+
+def order_body(external_ref: str | None = None, lines=None, **fields) -> dict:
+    return {
+        "external_ref": external_ref or f"PO-{uuid.uuid4().hex[:10]}",
+        "customer": "acme",
+        "ship_to": SHIP_TO,
+        "requested_ship_date": dt.date.today().isoformat(),
+        "service_level": "standard",
+        "priority": 2,
+        "lines": lines or [{"line_no": i, "sku": sku, "quantity": 2} for i, sku in enumerate(SKUS, start=1)],
+        **fields,
+    }
+
+
+# --- real servers and workers -----------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def server_env(**extra) -> dict:
+    """Environment for a subprocess that must use this test's database and Redis database."""
+    from django.conf import settings
+
+    db = connection.settings_dict
+    url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "portal.settings",
+        "DATABASE_URL": url,
+        "DATABASE_CONN_MAX_AGE": "0",
+        "REDIS_URL": settings.REDIS_URL,
+        "LOG_LEVEL": "WARNING",
+        **extra,
+    }
+
+
+def start_process(command: list[str], env: dict, *, ready=None, timeout: float = 40) -> subprocess.Popen:
+    process = subprocess.Popen(
+        command,
+        env=env,
+        cwd=BASE_DIR,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + timeout
+    while ready is not None and time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{command[0]} exited early:\n{process.stdout.read()}")
+        if ready():
+            return process
+        time.sleep(0.2)
+    if ready is not None:
+        stop_process(process)
+        raise RuntimeError(f"{command[0]} did not become ready in {timeout} s")
+    return process
+
+
+def stop_process(process: subprocess.Popen) -> str:
+    if process.poll() is None:
+        process.terminate()
+    try:
+        out, _ = process.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, _ = process.communicate()
+    return out or ""
