@@ -208,6 +208,14 @@ WHITENOISE_USE_FINDERS = True
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("MAX_BODY_BYTES", str(1024 * 1024)))
 
+# Partner API (integrations/api): Idempotency-Key retention, a rate limit that overrides every partner's own,
+# and the benchmark-only endpoints (never on in production).
+IDEMPOTENCY_KEY_TTL_HOURS = float(os.environ.get("IDEMPOTENCY_KEY_TTL_HOURS", "24"))
+PARTNER_RATE_LIMIT_PER_MINUTE = (
+    int(os.environ["PARTNER_RATE_LIMIT_PER_MINUTE"]) if os.environ.get("PARTNER_RATE_LIMIT_PER_MINUTE") else None
+)
+BENCH_ENDPOINTS = env_bool("BENCH_ENDPOINTS", False)
+
 # Celery: the database rows are the source of truth; tasks are thin and idempotent.
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = None
@@ -226,6 +234,11 @@ CELERY_BEAT_SCHEDULE: dict = {
     "automation-dispatch-pending": {"task": "automation.tasks.dispatch_pending", "schedule": 30.0},
     "automation-score-open-orders": {"task": "automation.tasks.score_open_orders", "schedule": 60.0},
     "automation-retrain-risk": {"task": "automation.tasks.retrain_risk", "schedule": 86400.0},
+    "integrations-inbound-process-due": {"task": "integrations.inbound.process_due", "schedule": 5.0},
+    "integrations-expire-idempotency-keys": {
+        "task": "integrations.inbound.expire_idempotency_keys",
+        "schedule": 3600.0,
+    },
     "exceptions-check-sla": {"task": "exceptions.tasks.check_sla", "schedule": 30.0},
     "integrations-outbound-tick": {
         "task": "integrations.tasks.outbound_tick",
