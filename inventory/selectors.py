@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db import connection
 from django.db.models import Count, F, Q, Sum
 
-from inventory.models import Item, StockLevel, Warehouse
+from inventory.models import Item, Reservation, StockLevel, StockMovement, Warehouse
 
 
 def availability(*, item: Item, warehouse: Warehouse | None = None) -> list[dict]:
@@ -142,3 +142,70 @@ def stock_by_item(*, warehouse: Warehouse | None = None, search: str = ""):
         .annotate(available_total=F("on_hand_total") - F("reserved_total") - F("quarantined_total"))
         .order_by("warehouse_code", "sku")
     )
+
+
+# --- the order timeline (registered as the "inventory" source) -------------------------
+
+
+def order_timeline(order) -> list:
+    """Reservations of an order (their history) and the ledger lines its picks and short picks wrote (3 queries).
+
+    `order` is anything with ``number``; inventory knows orders only by number and line id.
+    """
+    from portal.timeline import TimelineEntry
+
+    reservations = list(
+        Reservation.objects.filter(order_number=order.number).values_list("pk", "stock_level_id", "tasks__id")
+    )
+    if not reservations:
+        return []
+    reservation_ids = {pk for pk, _, _ in reservations}
+    stock_ids = {stock_id for _, stock_id, _ in reservations}
+    refs = {str(pk) for pk in reservation_ids} | {f"task:{task_id}" for _, _, task_id in reservations if task_id}
+    entries = []
+    previous: dict = {}
+    rows = (
+        Reservation.history.filter(id__in=reservation_ids)
+        .select_related("stock_level__location")
+        .order_by("history_date", "history_id")
+    )
+    for row in rows:
+        before = previous.get(row.id)
+        where = row.stock_level.location.code if row.stock_level else "?"
+        if row.history_type == "+" or before is None:
+            title = f"Reserved {row.quantity} × item {row.item_id} at {where} (reservation {row.id})"
+        elif before.status != row.status:
+            title = f"Reservation {row.id} {row.get_status_display().lower()}" + (
+                f": {row.picked_quantity} of {row.quantity} picked" if row.status == Reservation.Status.PICKED else ""
+            )
+        else:
+            title = f"Reservation {row.id} updated"
+        entries.append(
+            TimelineEntry(
+                at=row.history_date,
+                kind="reservation",
+                title=title,
+                actor=row.history_actor,
+                detail=row.history_reason,
+                extra={"status": row.status},
+            )
+        )
+        previous[row.id] = row
+    movements = (
+        StockMovement.objects.filter(stock_level_id__in=stock_ids, source_type="reservation", source_ref__in=refs)
+        .select_related("stock_level__location", "stock_level__item")
+        .order_by("created_at", "pk")
+    )
+    for movement in movements:
+        level = movement.stock_level
+        change = movement.on_hand_delta or movement.quarantined_delta
+        entries.append(
+            TimelineEntry(
+                at=movement.created_at,
+                kind="movement",
+                title=f"Ledger: {movement.get_kind_display().lower()} {change:+d} {level.item.sku} at {level.location.code}",
+                actor=movement.actor,
+                detail=movement.reason,
+            )
+        )
+    return entries

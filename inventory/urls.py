@@ -1,3 +1,9 @@
+from django.urls import path
+
+from inventory import views
+
 app_name = "inventory"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("stock/", views.stock_list, name="stock-list"),
+]

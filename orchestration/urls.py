@@ -1,3 +1,11 @@
+from django.urls import path
+
+from orchestration import views
+
 app_name = "orchestration"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.order_list, name="order-list"),
+    path("<str:number>/", views.order_detail, name="order-detail"),
+    path("<str:number>/<slug:action>/", views.order_action, name="order-action"),
+]

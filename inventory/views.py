@@ -1,0 +1,105 @@
+"""The stock page: on hand, reserved, quarantined and available per warehouse and item, or per location."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+from inventory import selectors
+from inventory.models import Warehouse
+from portal.roles import Role, has_role
+
+STOCK_ROLES = (Role.WAREHOUSE_SUPERVISOR, Role.PROCUREMENT, Role.CUSTOMER_SERVICE, Role.OPERATIONS_ADMIN)
+PAGE_SIZES = (25, 50, 100, 200)
+
+
+def _bar(on_hand: int, reserved: int, quarantined: int) -> dict:
+    """Shares of on hand for the row's bar, in percent (reserved, quarantined, available)."""
+    if on_hand <= 0:
+        return {"reserved": 0, "quarantined": 0, "available": 0}
+    reserved_share = round(100 * reserved / on_hand)
+    quarantined_share = round(100 * quarantined / on_hand)
+    return {
+        "reserved": reserved_share,
+        "quarantined": quarantined_share,
+        "available": max(0, 100 - reserved_share - quarantined_share),
+    }
+
+
+@login_required
+@require_GET
+def stock_list(request):
+    """Stock per warehouse × item (or per location with ?by=location), with a bar of what is promised and held."""
+    if not (request.user.is_superuser or has_role(request.user, *STOCK_ROLES)):
+        raise PermissionDenied("Stock belongs to supervisors, procurement and customer service.")
+    warehouses = list(Warehouse.objects.order_by("code"))
+    code = request.GET.get("warehouse", "")
+    warehouse = next((w for w in warehouses if w.code == code), None)
+    search = request.GET.get("q", "")[:64].strip()
+    by_location = request.GET.get("by") == "location"
+    try:
+        size = int(request.GET.get("size", "50"))
+    except ValueError:
+        size = 50
+    size = size if size in PAGE_SIZES else 50
+    if by_location:
+        rows = selectors.stock_overview(warehouse=warehouse, search=search)
+    else:
+        rows = selectors.stock_by_item(warehouse=warehouse, search=search)
+    page = Paginator(rows, size).get_page(request.GET.get("page"))
+    lines = []
+    for row in page.object_list:
+        if by_location:
+            figures = (row.on_hand, row.reserved, row.quarantined)
+            lines.append(
+                {
+                    "warehouse": row.location.warehouse.code,
+                    "sku": row.item.sku,
+                    "description": row.item.description,
+                    "where": row.location.code,
+                    "lot": row.lot.code if row.lot_id else "",
+                    "expires": row.lot.expires_on if row.lot_id else None,
+                    "figures": figures,
+                }
+            )
+        else:
+            figures = (row["on_hand_total"], row["reserved_total"], row["quarantined_total"])
+            lines.append(
+                {
+                    "warehouse": row["warehouse_code"],
+                    "sku": row["sku"],
+                    "description": row["description"],
+                    "where": f"{row['locations']} location{'s' if row['locations'] != 1 else ''}",
+                    "lot": "",
+                    "expires": None,
+                    "figures": figures,
+                }
+            )
+        on_hand, reserved, quarantined = figures
+        lines[-1].update(
+            on_hand=on_hand,
+            reserved=reserved,
+            quarantined=quarantined,
+            available=on_hand - reserved - quarantined,
+            bar=_bar(on_hand, reserved, quarantined),
+        )
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "inventory/stock_list.html",
+        {
+            "page": page,
+            "lines": lines,
+            "warehouses": warehouses,
+            "warehouse": warehouse,
+            "search": search,
+            "by_location": by_location,
+            "size": size,
+            "page_sizes": PAGE_SIZES,
+            "querystring": query.urlencode(),
+        },
+    )

@@ -1,0 +1,231 @@
+"""Reads shared by the order pages, the timeline and the API: bounded queries whatever the data size."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from django.db.models import Count, Prefetch, Q, QuerySet, Sum
+from django.utils import timezone
+
+from inventory.models import CarrierCutoff, Reservation
+from orchestration import events
+from orchestration.models import Order, OrderLine, Shipment, ShipmentLine, Task
+from orchestration.services import local_now
+from portal.models import DomainEvent
+from portal.timeline import TimelineEntry
+
+STATUS_TONE = {
+    Order.Status.RECEIVED: "",
+    Order.Status.VALIDATED: "",
+    Order.Status.REJECTED: "bad",
+    Order.Status.CREDIT_HOLD: "bad",
+    Order.Status.ALLOCATED: "info",
+    Order.Status.PARTIALLY_ALLOCATED: "warn",
+    Order.Status.BACKORDERED: "warn",
+    Order.Status.RELEASED: "info",
+    Order.Status.PICKING: "info",
+    Order.Status.PACKED: "info",
+    Order.Status.SHIPPED: "ok",
+    Order.Status.INVOICED: "ok",
+    Order.Status.CLOSED: "ok",
+    Order.Status.ON_HOLD: "bad",
+    Order.Status.CANCELLED: "",
+}
+TASK_TONE = {
+    Task.Status.COMPLETED: "ok",
+    Task.Status.SHORT: "bad",
+    Task.Status.FAILED: "bad",
+    Task.Status.CANCELLED: "",
+    Task.Status.IN_PROGRESS: "info",
+    Task.Status.DISPATCHED: "info",
+    Task.Status.ACKNOWLEDGED: "info",
+}
+
+
+@dataclass(frozen=True)
+class OrderFilters:
+    status: str = ""
+    warehouse: str = ""
+    customer: str = ""
+    ship_date: dt.date | None = None
+    search: str = ""
+
+
+def order_list(filters: OrderFilters) -> QuerySet[Order]:
+    """Orders for the list page, newest first, with customer, warehouse, its cutoffs and line totals (3 queries)."""
+    orders = (
+        Order.objects.select_related("customer", "warehouse")
+        .prefetch_related(Prefetch("warehouse__carrier_cutoffs", queryset=CarrierCutoff.objects.all()))
+        .annotate(line_count=Count("lines"), units=Sum("lines__quantity"))
+        .order_by("-created_at", "-pk")
+    )
+    if filters.status:
+        orders = orders.filter(status=filters.status)
+    if filters.warehouse:
+        orders = orders.filter(warehouse__code=filters.warehouse)
+    if filters.customer:
+        orders = orders.filter(customer__code=filters.customer)
+    if filters.ship_date:
+        orders = orders.filter(requested_ship_date=filters.ship_date)
+    if filters.search:
+        term = filters.search.strip()
+        orders = orders.filter(Q(number__icontains=term) | Q(external_ref__icontains=term))
+    return orders
+
+
+def cutoff_for(order: Order, now: dt.datetime | None = None) -> dt.datetime:
+    """Today's carrier cutoff at the order's warehouse (uses prefetched cutoffs, no query)."""
+    from orchestration.services import carrier_cutoff
+
+    return carrier_cutoff(order, now)
+
+
+def due_state(order: Order, now: dt.datetime | None = None) -> dict:
+    """How urgent the order is: its ship date against today, and today's cutoff at its warehouse."""
+    now = now or timezone.now()
+    cutoff = cutoff_for(order, now)
+    today = local_now(order.warehouse, now).date()
+    open_ = order.status in Order.OPEN_STATES
+    if not order.requested_ship_date:
+        label, tone = "no date", ""
+    elif order.requested_ship_date < today:
+        label, tone = "overdue" if open_ else "", "bad" if open_ else ""
+    elif order.requested_ship_date == today:
+        label, tone = "today", "warn" if open_ else ""
+    else:
+        label, tone = f"in {(order.requested_ship_date - today).days} d", ""
+    return {
+        "label": label,
+        "tone": tone,
+        "cutoff": cutoff,
+        "cutoff_passed": open_ and order.requested_ship_date == today and now >= cutoff,
+    }
+
+
+def order_detail(number: str) -> dict | None:
+    """Everything the order page shows, in a fixed number of queries."""
+    order = (
+        Order.objects.select_related("customer", "warehouse")
+        .prefetch_related("warehouse__carrier_cutoffs")
+        .filter(number=number)
+        .first()
+    )
+    if order is None:
+        return None
+    lines = list(order.lines.select_related("item", "substitute_for").order_by("line_no"))
+    reservations = list(
+        Reservation.objects.filter(order_number=order.number)
+        .select_related("stock_level__location", "stock_level__lot", "item")
+        .order_by("pk")
+    )
+    line_no = {line.pk: line.line_no for line in lines}
+    for reservation in reservations:
+        reservation.line_no = line_no.get(reservation.order_line_id)
+    tasks = list(order.tasks.select_related("location", "item", "assignee", "order_line").order_by("created_at", "pk"))
+    shipments = list(
+        order.shipments.prefetch_related(
+            Prefetch("lines", queryset=ShipmentLine.objects.select_related("order_line__item"))
+        ).order_by("pk")
+    )
+    return {"order": order, "lines": lines, "reservations": reservations, "tasks": tasks, "shipments": shipments}
+
+
+# --- the order timeline (registered as the "orchestration" source) ----------------------
+
+# Events whose news is already told by a status change in the order's history are left out of the timeline.
+TIMELINE_EVENTS = {
+    events.ORDER_LINE_CHANGED,
+    events.ORDER_ADDRESS_INVALID,
+    events.ORDER_BACKORDER_FILLED,
+    events.ORDER_ALLOCATED,
+    events.ORDER_CREDIT_HOLD,
+    events.ORDER_REJECTED,
+}
+
+
+def _history_entries(rows, *, kind: str, label, url: str = "") -> list[TimelineEntry]:
+    """One entry per history row: a creation, a status change, or another recorded change."""
+    entries = []
+    previous: dict = {}
+    for row in rows:
+        before = previous.get(row.id)
+        if row.history_type == "+":
+            title = f"{label(row)} created ({row.get_status_display().lower()})"
+        elif before is not None and before.status != row.status:
+            title = f"{label(row)}: {before.get_status_display().lower()} → {row.get_status_display().lower()}"
+        elif row.history_type == "-":
+            title = f"{label(row)} deleted"
+        else:
+            title = f"{label(row)} updated"
+        entries.append(
+            TimelineEntry(
+                at=row.history_date,
+                kind=kind,
+                title=title,
+                actor=row.history_actor,
+                detail=row.history_reason,
+                url=url,
+                extra={"status": row.status},
+            )
+        )
+        previous[row.id] = row
+    return entries
+
+
+def _event_title(event: DomainEvent) -> str:
+    payload = event.payload or {}
+    if event.name == events.ORDER_LINE_CHANGED:
+        return f"Line {payload.get('line_no')} ({payload.get('sku')}) {payload.get('change', 'changed')}"
+    if event.name == events.ORDER_ALLOCATED:
+        short = [
+            f"line {line['line_no']} short {line['shortfall']}"
+            for line in payload.get("lines", [])
+            if line.get("shortfall")
+        ]
+        outcome = str(payload.get("outcome", "")).replace("_", " ")
+        return f"Allocation: {outcome}" + (f" ({', '.join(short)})" if short else "")
+    if event.name == events.ORDER_CREDIT_HOLD:
+        return f"Credit hold: exposure {payload.get('exposure')} against limit {payload.get('credit_limit')}"
+    if event.name == events.ORDER_ADDRESS_INVALID:
+        return f"Ship-to address incomplete: missing {', '.join(payload.get('missing', []))}"
+    if event.name == events.ORDER_BACKORDER_FILLED:
+        return "Backorder filled: stock arrived"
+    return event.name
+
+
+def order_timeline(order: Order) -> list[TimelineEntry]:
+    """The order's own story: its history, line changes, tasks, shipments and its events (5 queries)."""
+    entries = _history_entries(
+        order.history.order_by("history_date", "history_id"), kind="order", label=lambda row: f"Order {row.number}"
+    )
+    task_rows = Task.history.filter(order_id=order.pk).order_by("history_date", "history_id")
+    entries += _history_entries(task_rows, kind="task", label=lambda row: f"{row.get_kind_display()} task {row.id}")
+    shipment_rows = Shipment.history.filter(order_id=order.pk).order_by("history_date", "history_id")
+    entries += _history_entries(shipment_rows, kind="shipment", label=lambda row: f"Shipment {row.number}")
+    order_events = DomainEvent.objects.filter(
+        subject_type=Order._meta.label_lower, subject_id=str(order.pk), name__in=TIMELINE_EVENTS
+    ).order_by("occurred_at", "pk")
+    entries += [
+        TimelineEntry(
+            at=event.occurred_at,
+            kind="event",
+            title=_event_title(event),
+            actor=event.actor,
+            detail=event.reason,
+            extra={"event": event.name, "event_id": event.pk},
+        )
+        for event in order_events
+    ]
+    return entries
+
+
+def line_progress(lines: list[OrderLine]) -> dict:
+    """Units ordered, allocated, picked and shipped over the live lines of an order."""
+    live = [line for line in lines if line.status != OrderLine.Status.CANCELLED]
+    return {
+        "ordered": sum(line.quantity for line in live),
+        "allocated": sum(line.allocated_quantity for line in live),
+        "picked": sum(line.picked_quantity for line in live),
+        "shipped": sum(line.shipped_quantity for line in live),
+    }

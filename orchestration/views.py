@@ -1,0 +1,162 @@
+"""The order pages: a filtered, paginated list and an order's detail with its timeline; a few decisions by role."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from inventory.models import Warehouse
+from orchestration import selectors, services
+from orchestration.models import Customer, Order
+from portal.actors import Actor
+from portal.domain import DomainError
+from portal.roles import Role, has_role
+from portal.timeline import entries_for
+
+ORDER_ROLES = (
+    Role.CUSTOMER_SERVICE,
+    Role.WAREHOUSE_SUPERVISOR,
+    Role.FINANCE,
+    Role.TRANSPORTATION,
+    Role.OPERATIONS_ADMIN,
+)
+PAGE_SIZES = (25, 50, 100, 200)
+
+# What a role may decide on the order page: action → (roles, service call, label for the message).
+ORDER_ACTIONS = {
+    "hold": ((Role.CUSTOMER_SERVICE, Role.OPERATIONS_ADMIN), services.order_hold, "put on hold"),
+    "unhold": ((Role.CUSTOMER_SERVICE, Role.OPERATIONS_ADMIN), services.order_unhold, "released from hold"),
+    "cancel": ((Role.CUSTOMER_SERVICE, Role.OPERATIONS_ADMIN), services.order_cancel, "cancelled"),
+    "release_credit_hold": ((Role.FINANCE,), services.order_release_credit_hold, "released from credit hold"),
+    "release": (
+        (Role.WAREHOUSE_SUPERVISOR, Role.OPERATIONS_ADMIN),
+        services.order_release,
+        "released to the warehouse",
+    ),
+}
+
+
+def _require_order_role(request) -> None:
+    if not (request.user.is_superuser or has_role(request.user, *ORDER_ROLES)):
+        raise PermissionDenied("Orders belong to customer service, supervisors, finance and transportation.")
+
+
+def _parse_date(value: str) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+def _page_size(value: str) -> int:
+    try:
+        size = int(value)
+    except (TypeError, ValueError):
+        return 50
+    return size if size in PAGE_SIZES else 50
+
+
+@login_required
+@require_GET
+def order_list(request):
+    """Orders, newest first: filter by status, warehouse, customer and ship date; search number or external ref."""
+    _require_order_role(request)
+    filters = selectors.OrderFilters(
+        status=request.GET.get("status", "") if request.GET.get("status") in Order.Status.values else "",
+        warehouse=request.GET.get("warehouse", "")[:16],
+        customer=request.GET.get("customer", "")[:32],
+        ship_date=_parse_date(request.GET.get("ship_date", "")),
+        search=request.GET.get("q", "")[:64],
+    )
+    size = _page_size(request.GET.get("size", ""))
+    page = Paginator(selectors.order_list(filters), size).get_page(request.GET.get("page"))
+    now = timezone.now()
+    rows = [
+        {"order": order, "tone": selectors.STATUS_TONE.get(order.status, ""), "due": selectors.due_state(order, now)}
+        for order in page.object_list
+    ]
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "orchestration/order_list.html",
+        {
+            "page": page,
+            "rows": rows,
+            "filters": filters,
+            "size": size,
+            "page_sizes": PAGE_SIZES,
+            "statuses": Order.Status.choices,
+            "warehouses": Warehouse.objects.order_by("code").values_list("code", "name"),
+            "customers": Customer.objects.order_by("code").values_list("code", "name"),
+            "querystring": query.urlencode(),
+        },
+    )
+
+
+@login_required
+@require_GET
+def order_detail(request, number: str):
+    """One order: lines, reservations, tasks, shipments, why it is not released yet, and its timeline."""
+    _require_order_role(request)
+    detail = selectors.order_detail(number)
+    if detail is None:
+        raise Http404(f"No order {number}.")
+    order = detail["order"]
+    now = timezone.now()
+    for task in detail["tasks"]:
+        task.tone = selectors.TASK_TONE.get(task.status, "")
+    actions = [
+        {"name": name, "label": label}
+        for name, (roles, _, label) in ORDER_ACTIONS.items()
+        if request.user.is_superuser or has_role(request.user, *roles)
+    ]
+    return render(
+        request,
+        "orchestration/order_detail.html",
+        {
+            **detail,
+            "tone": selectors.STATUS_TONE.get(order.status, ""),
+            "due": selectors.due_state(order, now),
+            "progress": selectors.line_progress(detail["lines"]),
+            "blockers": services.release_blockers(order, now=now)
+            if order.status in (Order.Status.ALLOCATED, Order.Status.PARTIALLY_ALLOCATED)
+            else [],
+            "timeline": entries_for(order),
+            "actions": actions,
+        },
+    )
+
+
+@login_required
+@require_POST
+def order_action(request, number: str, action: str):
+    """A decision on an order (hold, unhold, cancel, credit release, release): through its service, with a reason."""
+    _require_order_role(request)
+    if action not in ORDER_ACTIONS:
+        raise Http404("No such action.")
+    roles, service, label = ORDER_ACTIONS[action]
+    if not (request.user.is_superuser or has_role(request.user, *roles)):
+        raise PermissionDenied("Your role does not take this decision.")
+    order = Order.objects.filter(number=number).first()
+    if order is None:
+        raise Http404(f"No order {number}.")
+    reason = request.POST.get("reason", "").strip()
+    if not reason:
+        messages.error(request, "A reason is required: say why, for the record. Nothing was changed.")
+        return redirect("orchestration:order-detail", number=number)
+    try:
+        service(order=order, actor=Actor.for_user(request.user), reason=reason)
+    except DomainError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, f"Order {number} {label}.")
+    return redirect("orchestration:order-detail", number=number)

@@ -1,0 +1,161 @@
+"""The order pages: who may see them, what they show, and a constant number of queries whatever the data size."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from inventory.models import CarrierCutoff
+from orchestration import services
+from orchestration.models import Order
+from portal.roles import Role
+from tests.inventory import factories as stock_factories
+from tests.orchestration import factories
+
+ALLOWED = [Role.CUSTOMER_SERVICE, Role.WAREHOUSE_SUPERVISOR, Role.FINANCE, Role.TRANSPORTATION, Role.OPERATIONS_ADMIN]
+REFUSED = [Role.PROCUREMENT, Role.IT_SUPPORT]
+
+
+@pytest.fixture
+def released(warehouse, customer, tape, gloves):
+    order = factories.processed_order(customer, warehouse, [("TAPE", 5), ("GLOVES", 2)], external_ref="PO-4711")
+    assert order.status == Order.Status.RELEASED
+    return order
+
+
+def _signed_in(client, user_with_role, *roles, **fields):
+    client.force_login(user_with_role(*roles, **fields))
+    return client
+
+
+@pytest.mark.parametrize("role", ALLOWED)
+def test_order_roles_see_the_list_and_the_detail(role, client, user_with_role, released):
+    _signed_in(client, user_with_role, role)
+    assert client.get(reverse("orchestration:order-list")).status_code == 200
+    assert client.get(reverse("orchestration:order-detail", args=[released.number])).status_code == 200
+
+
+@pytest.mark.parametrize("role", [*REFUSED, None])
+def test_other_roles_are_refused(role, client, user_with_role, released):
+    _signed_in(client, user_with_role, *([role] if role else []))
+    assert client.get(reverse("orchestration:order-list")).status_code == 403
+    assert client.get(reverse("orchestration:order-detail", args=[released.number])).status_code == 403
+    url = reverse("orchestration:order-action", args=[released.number, "cancel"])
+    assert client.post(url, {"reason": "x"}).status_code == 403
+    released.refresh_from_db()
+    assert released.status == Order.Status.RELEASED
+
+
+def test_signed_out_visitors_are_sent_to_the_login(client, released):
+    response = client.get(reverse("orchestration:order-list"))
+    assert response.status_code == 302
+    assert reverse("login") in response["Location"]
+
+
+def test_list_shows_status_badges_due_and_cutoff_and_filters(client, user_with_role, warehouse, customer, released):
+    CarrierCutoff.objects.create(warehouse=warehouse, carrier="DHL", service_level="standard", cutoff_time="15:30")
+    held = factories.order_for(customer, warehouse, [("TAPE", 1)], external_ref="PO-HOLD", carrier="DHL")
+    services.order_validate(order=held, actor=factories.ACTOR)
+    services.order_hold(order=held, actor=factories.ACTOR, reason="Customer asked to wait")
+    _signed_in(client, user_with_role, Role.CUSTOMER_SERVICE)
+
+    page = client.get(reverse("orchestration:order-list")).content.decode()
+    assert 'data-status="released"' in page and 'data-status="on_hold"' in page
+    assert "Released to warehouse" in page and "On hold" in page
+    assert "today" in page and "15:30" in page
+
+    filtered = client.get(reverse("orchestration:order-list"), {"status": "on_hold"}).content.decode()
+    assert held.number in filtered and released.number not in filtered
+    searched = client.get(reverse("orchestration:order-list"), {"q": "PO-4711"}).content.decode()
+    assert released.number in searched and held.number not in searched
+    by_customer = client.get(reverse("orchestration:order-list"), {"customer": "nobody"}).content.decode()
+    assert "No orders match" in by_customer
+    bad_input = client.get(reverse("orchestration:order-list"), {"ship_date": "yesterday", "page": "x", "size": "9"})
+    assert bad_input.status_code == 200
+
+
+def test_detail_shows_lines_reservations_tasks_and_the_timeline(client, user_with_role, released):
+    _signed_in(client, user_with_role, Role.CUSTOMER_SERVICE)
+    page = client.get(reverse("orchestration:order-detail", args=[released.number])).content.decode()
+    assert "TAPE" in page and "GLOVES" in page
+    assert "Reserved 5" in page  # the inventory source: reservation history
+    assert "Pick" in page and "A-01" in page
+    assert f"Order {released.number}: validated → allocated" in page  # the orchestration source: order history
+    assert "Allocation: allocated" in page  # an order event
+    assert "system:test" in page
+
+
+def test_unknown_order_is_404(client, user_with_role, db):
+    _signed_in(client, user_with_role, Role.FINANCE)
+    assert client.get(reverse("orchestration:order-detail", args=["SO-NOPE"])).status_code == 404
+
+
+def test_customer_service_holds_an_order_with_a_reason_through_the_service(
+    client, user_with_role, warehouse, customer, tape
+):
+    order = factories.validated_order(customer, warehouse, [("TAPE", 1)])
+    _signed_in(client, user_with_role, Role.CUSTOMER_SERVICE, username="casey")
+    url = reverse("orchestration:order-action", args=[order.number, "hold"])
+
+    refused = client.post(url, {"reason": " "}, follow=True)
+    assert "A reason is required" in refused.content.decode()
+    order.refresh_from_db()
+    assert order.status == Order.Status.VALIDATED
+
+    client.post(url, {"reason": "Customer called: wait for PO change"})
+    order.refresh_from_db()
+    assert order.status == Order.Status.ON_HOLD
+    latest = order.history.latest("history_id")
+    assert (latest.history_actor, latest.history_reason) == ("user:casey", "Customer called: wait for PO change")
+
+
+def test_finance_may_not_cancel_an_order(client, user_with_role, released):
+    _signed_in(client, user_with_role, Role.FINANCE)
+    assert (
+        client.post(
+            reverse("orchestration:order-action", args=[released.number, "cancel"]), {"reason": "x"}
+        ).status_code
+        == 403
+    )
+
+
+def _queries(client, url, params=None) -> int:
+    with CaptureQueriesContext(connection) as captured:
+        assert client.get(url, params or {}).status_code == 200
+    return len(captured)
+
+
+def test_list_issues_the_same_number_of_queries_whatever_the_page_size_and_data(
+    client, user_with_role, warehouse, customer, tape
+):
+    _signed_in(client, user_with_role, Role.CUSTOMER_SERVICE)
+    url = reverse("orchestration:order-list")
+    factories.order_for(customer, warehouse, [("TAPE", 1)])
+    _queries(client, url)  # warm the session and role caches
+    few = _queries(client, url, {"size": 25})
+    other_warehouse = stock_factories.WarehouseFactory(code="DCX")
+    for n in range(30):
+        factories.order_for(
+            factories.CustomerFactory(code=f"c{n}"), other_warehouse if n % 2 else warehouse, [("TAPE", 1 + n % 3)]
+        )
+    many = _queries(client, url, {"size": 100})
+    filtered = _queries(client, url, {"size": 25, "warehouse": "DCO", "status": "received", "q": "SO"})
+    assert few == many == filtered
+
+
+def test_detail_issues_the_same_number_of_queries_for_a_small_and_a_big_order(
+    client, user_with_role, warehouse, location_a, customer, tape
+):
+    _signed_in(client, user_with_role, Role.WAREHOUSE_SUPERVISOR)
+    small = factories.processed_order(customer, warehouse, [("TAPE", 1)])
+    items = [stock_factories.ItemFactory(sku=f"BIG-{n}") for n in range(12)]
+    for item in items:
+        stock_factories.stock(item, location_a, 5)
+    big = factories.processed_order(customer, warehouse, [(item.sku, 2) for item in items])
+    assert small.status == big.status == Order.Status.RELEASED
+    _queries(client, reverse("orchestration:order-detail", args=[small.number]))
+    assert _queries(client, reverse("orchestration:order-detail", args=[small.number])) == _queries(
+        client, reverse("orchestration:order-detail", args=[big.number])
+    )
