@@ -234,3 +234,22 @@ def test_a_refused_transition_changes_nothing(supervisor):
     with pytest.raises(TransitionRefused):
         services.case_start(case=case, actor=as_user(supervisor))
     assert DomainEvent.objects.count() == before
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_two_processes_raising_the_same_case_at_once_make_one_case_with_two_occurrences():
+    from tests.exceptions.processes import run_in_processes
+
+    for _ in range(3):
+        Case.objects.all().delete()
+        ids = run_in_processes("tests.exceptions.processes:raise_same_case", ["one", "two"])
+        assert len(set(ids)) == 1
+        case = Case.objects.get()
+        assert case.occurrences == 2
+        assert list(
+            DomainEvent.objects.filter(subject_id=str(case.pk)).values_list("name", flat=True).order_by("pk")
+        ) == [
+            "case.raised",
+            "case.repeated",
+        ]
