@@ -95,9 +95,10 @@ RETURNING id
 
 
 def idempotency_claim(*, partner: Partner, key: str, request_hash: str, now: dt.datetime | None = None) -> Claim:
-    """Claim `key` for this request, or say why not (replay, in progress, reused with another body)."""
-    if connection.in_atomic_block:
-        raise RuntimeError("idempotency_claim must run outside a transaction: the claim has to be visible at once")
+    """Claim `key` for this request, or say why not (replay, in progress, reused with another body).
+
+    Call it outside a transaction (the API view does): the claim must be visible to copies at once.
+    """
     now = now or timezone.now()
     locked_until = now + dt.timedelta(seconds=LOCK_SECONDS)
     with connection.cursor() as cursor:

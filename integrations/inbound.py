@@ -212,10 +212,12 @@ def event_accept(
 
 def enqueue_subject(subject_key: str) -> None:
     """Hand the subject to a worker; on a broker outage the sweep picks the event up later."""
+    from django.conf import settings
+
     from integrations.inbound_tasks import process_inbound_subject
 
     try:
-        process_inbound_subject.delay(subject_key)
+        process_inbound_subject.apply_async([subject_key], queue=getattr(settings, "INBOUND_QUEUE", "inbound"))
     except Exception:
         logger.warning("inbound event not queued; the sweep will process it", extra={"subject": subject_key})
 

@@ -38,12 +38,14 @@ SHIP_TO = {"name": "Acme Retail", "lines": ["1 Dock Road"], "city": "Leeds", "po
 
 __all__ = [
     "ACTOR",
+    "BIN",
     "SECRET",
     "SHIP_TO",
     "SKUS",
     "api_client",
     "erp",
     "free_port",
+    "make_partner",
     "network",
     "order_body",
     "other_erp",
