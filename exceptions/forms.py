@@ -57,21 +57,26 @@ class CommentForm(forms.Form):
     )
 
 
-# Extra values some resolutions need: (name, label, kind, help). Anything else is passed through as text.
+# Extra values some resolutions read from ``params`` (see exceptions.resolutions): (name, label, kind, help).
+LINE_NO = ("line_no", "Order line number", "text", "Only when the case is about a whole order")
 RESOLUTION_PARAMS: dict[str, list[tuple[str, str, str, str]]] = {
     "reallocate": [
-        ("warehouse", "From warehouse (code)", "text", "Empty: the case's warehouse, then any other"),
+        ("warehouse", "From warehouse (code)", "text", "Empty: other locations of the order's warehouse"),
+        LINE_NO,
     ],
-    "substitute": [("sku", "Substitute SKU", "text", "Empty: the item's first listed substitute")],
+    "backorder": [LINE_NO],
+    "cancel_line": [LINE_NO],
+    "substitute": [("sku", "Substitute SKU", "text", "Empty: the item's first listed substitute"), LINE_NO],
     "reassign_carrier": [
         ("carrier", "Carrier", "text", "The carrier to book instead"),
         ("service_level", "Service level", "text", "Empty: keep the current one"),
     ],
     "fix_address": [
-        ("ship_to_lines", "Street and number", "text", ""),
-        ("ship_to_city", "City", "text", ""),
-        ("ship_to_postal_code", "Postal code", "text", ""),
-        ("ship_to_country", "Country (2 letters)", "text", ""),
+        ("ship_to_name", "Name", "text", "Empty: keep"),
+        ("ship_to_lines", "Street lines", "textarea", "One line per row; empty: keep"),
+        ("ship_to_city", "City", "text", "Empty: keep"),
+        ("ship_to_postal_code", "Postal code", "text", "Empty: keep"),
+        ("ship_to_country", "Country (2 letters)", "text", "Empty: keep"),
     ],
     "replay": [("payload", "Corrected payload (JSON, optional)", "textarea", "Empty: replay the message unchanged")],
 }

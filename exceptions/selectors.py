@@ -534,6 +534,8 @@ def case_facts(case: Case) -> list[tuple[str, str]]:
     """The case's context as label/value pairs in plain words (what the raiser recorded)."""
     facts = []
     for key, value in (case.context or {}).items():
+        if value in (None, "", [], {}):
+            continue
         if isinstance(value, (dict, list)):
             value = json.dumps(value, default=str)
         facts.append((str(key).replace("_", " ").capitalize(), str(value)))
@@ -552,25 +554,35 @@ def subject_context(case: Case) -> dict:
     item_ids: set[int] = set()
     warehouse_id = case.warehouse_id
     order = None
-    if subject_type == "orchestration.task" and subject_id.isdigit():
+    task_id = subject_id if subject_type == "orchestration.task" else (case.context or {}).get("task_id")
+    if subject_type == "orchestration.orderline" and subject_id.isdigit():
+        line = (
+            OrderLine.objects.select_related("order", "order__customer", "order__warehouse")
+            .filter(pk=int(subject_id))
+            .first()
+        )
+        if line is not None:
+            order = line.order
+            item_ids.add(line.item_id)
+    if str(task_id or "").isdigit():
         task = (
             Task.objects.select_related("order", "item", "location", "order_line", "warehouse")
-            .filter(pk=int(subject_id))
+            .filter(pk=int(task_id))
             .first()
         )
         context["task"] = task
         if task is not None:
-            order = task.order
+            order = order or task.order
             warehouse_id = warehouse_id or task.warehouse_id
             if task.item_id:
                 item_ids.add(task.item_id)
             if task.equipment_code:
                 context["equipment"] = _equipment(task.equipment_code)
-    elif subject_type == "orchestration.order" and subject_id.isdigit():
+    if subject_type == "orchestration.order" and subject_id.isdigit():
         order = Order.objects.select_related("customer", "warehouse").filter(pk=int(subject_id)).first()
     elif subject_type == "automation.equipment":
         context["equipment"] = _equipment(subject_id, by_pk=subject_id.isdigit())
-    else:
+    elif not subject_type.startswith("orchestration."):
         context["subject"] = _generic_subject(subject_type, subject_id)
     if order is None and case.order_number:
         order = Order.objects.select_related("customer", "warehouse").filter(number=case.order_number).first()
@@ -579,7 +591,7 @@ def subject_context(case: Case) -> dict:
         lines = list(OrderLine.objects.filter(order=order).select_related("item").order_by("line_no"))
         context["lines"] = lines
         warehouse_id = warehouse_id or order.warehouse_id
-        if context["task"] is None:
+        if not item_ids:
             item_ids.update(line.item_id for line in lines)
     if context["subject"] is not None:
         item_ids.update(context["subject"].get("item_ids", []))
@@ -724,20 +736,37 @@ def _case_change_title(row, previous, status_labels) -> str:
 
 
 def _subject_history(case: Case, *, limit: int) -> list[TimelineItem]:
+    """History rows of what the case concerns: its subject, the task in its context and its order (≤ 4 queries)."""
+    sources = [(case.subject_type, case.subject_id, case.subject_label or case.subject_id)]
+    task_id = (case.context or {}).get("task_id")
+    if task_id and case.subject_type != "orchestration.task":
+        sources.append(("orchestration.task", str(task_id), str(task_id)))
+    if case.order_number and case.subject_type != "orchestration.order":
+        from orchestration.models import Order
+
+        order_id = Order.objects.filter(number=case.order_number).values_list("pk", flat=True).first()
+        if order_id:
+            sources.append(("orchestration.order", str(order_id), case.order_number))
+    items: list[TimelineItem] = []
+    for subject_type, subject_id, label in sources:
+        items.extend(_history_of(subject_type, subject_id, label, limit=limit))
+    return items
+
+
+def _history_of(subject_type: str, subject_id: str, label: str, *, limit: int) -> list[TimelineItem]:
     from django.apps import apps
 
     try:
-        model = apps.get_model(case.subject_type)
+        model = apps.get_model(subject_type)
     except (LookupError, ValueError):
         return []
-    history = getattr(model, "history", None)
-    if history is None or not hasattr(model._meta, "simple_history_manager_attribute"):
+    if not hasattr(model._meta, "simple_history_manager_attribute"):
         return []
     try:
-        rows = list(model.history.filter(id=case.subject_id).order_by("-history_date")[:limit])
+        rows = list(model.history.filter(id=subject_id).order_by("-history_date")[:limit])
     except (ValueError, TypeError):
         return []
-    label = model._meta.verbose_name.capitalize()
+    kind = model._meta.verbose_name.capitalize()
     items = []
     for row in reversed(rows):
         status = getattr(row, "get_status_display", None)
@@ -746,7 +775,7 @@ def _subject_history(case: Case, *, limit: int) -> list[TimelineItem]:
             TimelineItem(
                 at=row.history_date,
                 kind="subject",
-                title=f"{label} {case.subject_label or case.subject_id}{state}",
+                title=f"{kind} {label}{state}",
                 actor=getattr(row, "history_actor", ""),
                 detail=getattr(row, "history_reason", ""),
             )
