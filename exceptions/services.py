@@ -651,10 +651,12 @@ def _queue_by_code(queue_code: str) -> Queue:
     return queue
 
 
-def case_route_to(*, case: Case | int, queue_code: str, actor: Actor, reason: str) -> Case:
+def case_route_to(
+    *, case: Case | int, queue_code: str, actor: Actor, reason: str, now: dt.datetime | None = None
+) -> Case:
     """Move the case to another role's queue (it disappears from one and appears in the other)."""
     _require_reason(reason)
-    now = timezone.now()
+    now = now or timezone.now()
     with transaction.atomic():
         case = _lock_case(case)
         _check_queue_role(actor, case.queue, admin_may=True)

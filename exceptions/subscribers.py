@@ -53,6 +53,8 @@ def _safely(what: str, event, action) -> None:
             action()
     except DomainError as error:
         logger.warning("exception case not written", extra={"what": what, "event_id": event.pk, "error": error.message})
+    except Exception:  # rolled back to the savepoint: the domain change that published the event stands
+        logger.exception("exception case not written", extra={"what": what, "event_id": event.pk})
 
 
 def _raise(event, **kwargs) -> None:
