@@ -4,9 +4,9 @@ through the domain service (so every case comes with its queue change and sequen
 from __future__ import annotations
 
 import itertools
+import uuid
 
 import pytest
-from django.core.cache import cache
 
 from portal.actors import Actor
 from portal.roles import Role
@@ -15,12 +15,18 @@ _subjects = itertools.count(1)
 
 
 @pytest.fixture
-def seeded(db):
-    """The default queues and exception types (flushed away in transactional tests, so seed again)."""
+def seeded(db, settings):
+    """The default queues and exception types (flushed away in transactional tests, so seed again).
+
+    Queue counts are cached per queue sequence, and a rolled-back test leaves the next one the same
+    numbers: each test gets a cache key prefix of its own (parallel workers share the Redis database).
+    """
     from exceptions.seed import seed_defaults
 
+    caches = {name: dict(config) for name, config in settings.CACHES.items()}
+    caches["default"]["KEY_PREFIX"] = f"portal-test-{uuid.uuid4().hex}"
+    settings.CACHES = caches
     seed_defaults()
-    cache.clear()  # counts are cached per queue sequence; a new test database reuses the numbers
 
 
 @pytest.fixture
