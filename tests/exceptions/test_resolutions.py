@@ -421,3 +421,43 @@ def test_replay_and_discard_need_a_message_and_the_integrations_service(monkeypa
     with pytest.raises(InvalidInput):
         resolve(case, "replay", it, payload="{not json")
     assert_untouched(case)
+
+
+@pytest.fixture
+def dead_letter(db):
+    from integrations.delivery import raise_integration_failure
+    from integrations.models import OutboundMessage, Partner
+    from integrations.outbound import message_send
+
+    Partner.objects.create(code="erp", name="ERP", kind="erp", outbound_base_url="http://127.0.0.1:9/erp")
+    message = message_send(
+        partner_kind="erp",
+        message_type="order.accepted",
+        payload={"order": "SO1", "qty": "two"},
+        ordering_key="order:SO1",
+        order_number="SO1",
+        actor=SYSTEM,
+    )
+    OutboundMessage.objects.filter(pk=message.pk).update(status="dead", attempts=8, last_error="HTTP 422")
+    message.refresh_from_db()
+    raise_integration_failure(message)
+    return message
+
+
+def test_replay_with_a_corrected_payload_resends_the_message(dead_letter):
+    it = factories.person(Role.IT_SUPPORT, username="ivy")
+    case = the_case("integration_failure")
+    assert (case.queue.code, case.subject_id) == ("it_support", str(dead_letter.pk))
+    resolve(case, "replay", it, reason="Quantity must be a number", payload='{"order": "SO1", "qty": 2}')
+    assert_resolved(case, "replay", "user:ivy")
+    dead_letter.refresh_from_db()
+    assert (dead_letter.status, dead_letter.payload) == ("pending", {"order": "SO1", "qty": 2})
+
+
+def test_discard_gives_up_on_the_message(dead_letter):
+    it = factories.person(Role.IT_SUPPORT, username="ivy")
+    case = the_case("integration_failure")
+    resolve(case, "discard", it, reason="Order was re-keyed by hand in the ERP")
+    assert_resolved(case, "discard", "user:ivy")
+    dead_letter.refresh_from_db()
+    assert dead_letter.status == "discarded"
