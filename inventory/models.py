@@ -182,7 +182,9 @@ class Reservation(ConcurrentTransitionMixin, TimeStampedModel):
 
     ACTIVE = (Status.RESERVED,)
 
-    stock_level = models.ForeignKey(StockLevel, on_delete=models.PROTECT, related_name="reservations")
+    # No plain index on stock_level: every query of a row's reservations asks for the active ones, which the
+    # partial index below serves; a second, full index would only cost every reservation insert.
+    stock_level = models.ForeignKey(StockLevel, on_delete=models.PROTECT, related_name="reservations", db_index=False)
     # Item and warehouse are copies of the stock row's (written from it by the reserving statement), kept for
     # filtering. The database constraint is on stock_level; constraints on these two would make every
     # reservation share-lock the same warehouse row, a hot spot under concurrent allocation.

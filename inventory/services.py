@@ -16,10 +16,10 @@ Concurrency rules (the only ones; every write here follows them):
 from __future__ import annotations
 
 import datetime as dt
-import weakref
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+import psycopg
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -155,11 +155,10 @@ def _require_reason(reason: str) -> None:
 
 
 RESERVE_LINES_SQL = """
-PREPARE inventory_reserve_lines(bigint[], text[], bigint[], integer[], bigint, timestamptz, text, integer, text, text) AS
 WITH demand AS MATERIALIZED (
     SELECT d.line_no, d.order_line_id, d.order_number, d.item_id, d.quantity,
            SUM(d.quantity) OVER (PARTITION BY d.item_id ORDER BY d.line_no) - d.quantity AS need_start
-    FROM unnest($1, $2, $3, $4) WITH ORDINALITY AS d(order_line_id, order_number, item_id, quantity, line_no)
+    FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::integer[]) WITH ORDINALITY AS d(order_line_id, order_number, item_id, quantity, line_no)
 ),
 candidate AS MATERIALIZED (
     SELECT s.id, s.item_id, GREATEST(s.on_hand - s.reserved - s.quarantined, 0) AS available,
@@ -168,7 +167,7 @@ candidate AS MATERIALIZED (
     JOIN inventory_location l ON l.id = s.location_id
     JOIN inventory_warehouse w ON w.id = l.warehouse_id
     LEFT JOIN inventory_lot lot ON lot.id = s.lot_id
-    WHERE s.item_id = ANY($3) AND l.warehouse_id = $5
+    WHERE s.item_id = ANY($3::bigint[]) AND l.warehouse_id = $5::bigint
       AND l.kind IN ('pick', 'reserve') AND l.is_active AND w.is_active
     ORDER BY s.id
     FOR NO KEY UPDATE OF s
@@ -191,7 +190,7 @@ plan AS MATERIALIZED (
     ) split
 ),
 raised AS (
-    UPDATE inventory_stocklevel s SET reserved = s.reserved + t.quantity, updated_at = $6
+    UPDATE inventory_stocklevel s SET reserved = s.reserved + t.quantity, updated_at = $6::timestamptz
     FROM (SELECT stock_level_id, SUM(quantity) AS quantity FROM plan GROUP BY stock_level_id) t
     WHERE s.id = t.stock_level_id
 ),
@@ -199,7 +198,7 @@ inserted AS (
     INSERT INTO inventory_reservation (id, created_at, updated_at, stock_level_id, item_id, warehouse_id,
                                        order_line_id, order_number, quantity, picked_quantity, status,
                                        expires_at, closed_at)
-    SELECT p.id, $6, $6, p.stock_level_id, p.item_id, $5, p.order_line_id,
+    SELECT p.id, $6::timestamptz, $6::timestamptz, p.stock_level_id, p.item_id, $5::bigint, p.order_line_id,
            p.order_number, p.quantity, 0, 'reserved', NULL, NULL
     FROM plan p
     RETURNING *
@@ -210,26 +209,32 @@ recorded AS (
                                                  expires_at, closed_at, history_date, history_type,
                                                  history_change_reason, history_user_id, history_actor, history_reason)
     SELECT i.id, i.created_at, i.updated_at, i.stock_level_id, i.item_id, i.warehouse_id, i.order_line_id,
-           i.order_number, i.quantity, i.picked_quantity, i.status, i.expires_at, i.closed_at, $6, '+',
-           $10, $8, $7, $9
+           i.order_number, i.quantity, i.picked_quantity, i.status, i.expires_at, i.closed_at, $6::timestamptz, '+',
+           $10::text, $8::integer, $7::text, $9::text
     FROM inserted i
 )
 SELECT p.line_no, p.id, p.stock_level_id, p.quantity FROM plan p ORDER BY p.id
 """
 
 
-# Raw psycopg connections on which RESERVE_LINES_SQL is prepared (a prepared statement lives as long as its
-# session and survives rollbacks; a reconnect brings a new connection object, which prepares it again).
-_prepared_connections: weakref.WeakSet = weakref.WeakSet()
+class _PreparedCursor(psycopg.RawCursor):
+    """A server-side binding cursor whose statements psycopg prepares once per connection.
+
+    The reservation statement is the hot path of allocation: prepared, it is planned once
+    per connection and its arrays travel as bound parameters instead of SQL literals.
+    psycopg keeps the prepared statements per connection and forgets them when a
+    transaction that prepared one is rolled back, so nothing here tracks that.
+    """
+
+    def execute(self, query, params=None, *, prepare=None, binary=None):
+        return super().execute(query, params, prepare=True, binary=binary)
 
 
 def _execute_reserve_lines(params: list) -> list[tuple]:
-    """Run the prepared reservation statement on the current connection, preparing it on first use."""
-    with connection.cursor() as cursor:
-        if connection.connection not in _prepared_connections:
-            cursor.execute(RESERVE_LINES_SQL)
-            _prepared_connections.add(connection.connection)
-        cursor.execute("EXECUTE inventory_reserve_lines(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", params)
+    """Run RESERVE_LINES_SQL on the current connection (through Django's cursor wrapper: logged and counted)."""
+    connection.ensure_connection()
+    with connection._prepare_cursor(_PreparedCursor(connection.connection)) as cursor:
+        cursor.execute(RESERVE_LINES_SQL, params)
         return cursor.fetchall()
 
 
@@ -238,7 +243,7 @@ def reservation_reserve_lines(
 ) -> list[LineAllocation]:
     """Reserve stock for order lines at one warehouse; partial results are reported, never oversold.
 
-    One statement (``RESERVE_LINES_SQL``, prepared once per connection): it locks every
+    One statement (``RESERVE_LINES_SQL``, prepared once per connection, parameters bound): it locks every
     candidate stock row of the requested items in primary-key order (``FOR NO KEY UPDATE``,
     never SKIP LOCKED), splits each line over those rows in allocation order (FEFO for
     lots, then pick sequence, location code and row id) from the figures it holds locked,
