@@ -230,6 +230,9 @@ class Case(ConcurrentTransitionMixin, TimeStampedModel):
     # beat job reads only cases that are due instead of scanning every open case.
     at_risk_at = models.DateTimeField(null=True, blank=True)
     next_escalation_at = models.DateTimeField(null=True, blank=True)
+    sla_timer_at = models.DateTimeField(
+        null=True, blank=True, help_text="The earliest of the timers above and due times"
+    )
     escalation_level = models.PositiveSmallIntegerField(default=0)
     resolution_code = models.CharField(max_length=40, blank=True, default="")
     resolution_note = models.TextField(blank=True, default="")
@@ -239,7 +242,8 @@ class Case(ConcurrentTransitionMixin, TimeStampedModel):
 
     objects = CaseQuerySet.as_manager()
     history = HistoricalRecords(
-        bases=[HistoryActorFields], excluded_fields=["updated_at", "last_seq", "at_risk_at", "next_escalation_at"]
+        bases=[HistoryActorFields],
+        excluded_fields=["updated_at", "last_seq", "at_risk_at", "next_escalation_at", "sla_timer_at"],
     )
 
     class Meta:
@@ -254,11 +258,7 @@ class Case(ConcurrentTransitionMixin, TimeStampedModel):
         indexes = [
             models.Index(fields=["queue", "status", "resolution_due_at"], name="case_queue_status_due_idx"),
             models.Index(fields=["subject_type", "subject_id"], name="case_subject_idx"),
-            models.Index(
-                fields=["next_escalation_at"],
-                name="case_escalation_due_idx",
-                condition=Q(status__in=["open", "assigned", "in_progress", "escalated"]),
-            ),
+            models.Index(fields=["sla_timer_at"], name="case_sla_timer_idx", condition=Q(sla_timer_at__isnull=False)),
             models.Index(
                 fields=["at_risk_at"],
                 name="case_at_risk_due_idx",

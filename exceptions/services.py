@@ -18,9 +18,10 @@ Rules written down once:
   their roles' queues only (an operations admin may also assign and route), resolves only
   with a resolution that names one of their roles, and never approves what they requested.
   Policies, rules and system jobs are bounded by their own configuration.
-* **SLA timers are rows**: due times and the next timer (``at_risk_at``, ``next_escalation_at``)
-  are columns, so a restart loses nothing; a fired escalation step is a ``CaseEscalation`` row
-  whose unique (case, step) pair makes a second firing impossible.
+* **SLA timers are rows**: due times and the next timers (``at_risk_at``, ``next_escalation_at``
+  and their earliest, ``sla_timer_at``, which the beat job reads) are columns, so a restart
+  loses nothing; a fired escalation step is a ``CaseEscalation`` row whose unique
+  (case, step) pair makes a second firing impossible.
 """
 
 from __future__ import annotations
@@ -167,7 +168,10 @@ def _publish(
     for queue, kind in sorted(changes or [], key=lambda change: change[0].pk):
         _queue_change(case, queue, kind, now)
     event = emit(name, subject=case, payload=_payload(case, **extra), actor=actor, reason=reason)
-    Case.objects.filter(pk=case.pk).update(last_seq=Greatest(F("last_seq"), event.pk))
+    updates = {"last_seq": Greatest(F("last_seq"), event.pk)}
+    if not case.is_active:  # closed: the SLA timer has nothing more to do
+        updates.update(next_escalation_at=None, sla_timer_at=None)
+    Case.objects.filter(pk=case.pk).update(**updates)
     case.last_seq = max(case.last_seq or 0, event.pk)
     return event
 
@@ -331,6 +335,36 @@ def _shift_clock(case: Case, paused: dt.timedelta) -> None:
         case.at_risk_at += paused
 
 
+def _sla_timer_at(case: Case) -> dt.datetime | None:
+    """The next moment the beat timer has something to do for this case (None: paused, closed or no clock)."""
+    if not case.is_active or case.paused_at:
+        return None
+    moments = [case.next_escalation_at]
+    if case.sla_state == Case.SlaState.OK:
+        moments.append(case.at_risk_at)
+    if case.sla_state != Case.SlaState.BREACHED:
+        moments.append(case.resolution_due_at)
+        if case.first_responded_at is None:
+            moments.append(case.first_response_due_at)
+    moments = [moment for moment in moments if moment is not None]
+    return min(moments) if moments else None
+
+
+def _store_clock(case: Case, now: dt.datetime, *, steps: list[EscalationStep] | None = None) -> bool:
+    """Recompute the SLA state and timers and write them (derived columns: no history row); True if the state moved."""
+    previous = case.sla_state
+    case.sla_state = _sla_state_at(case, now) if case.is_active else case.sla_state
+    case.next_escalation_at = _next_escalation_at(case, steps) if case.is_active else None
+    case.sla_timer_at = _sla_timer_at(case)
+    Case.objects.filter(pk=case.pk).update(
+        sla_state=case.sla_state,
+        at_risk_at=case.at_risk_at,
+        next_escalation_at=case.next_escalation_at,
+        sla_timer_at=case.sla_timer_at,
+    )
+    return case.sla_state != previous
+
+
 # --- raising -------------------------------------------------------------------------
 
 
@@ -472,6 +506,7 @@ def _open_case(fields: dict, *, actor: Actor, reason: str, now: dt.datetime) -> 
     )
     _start_clock(case, route.sla_policy, now)
     case.next_escalation_at = _next_escalation_at(case)
+    case.sla_timer_at = _sla_timer_at(case)
     stamp_history(case, actor=actor, reason=reason)
     case.save()
     _publish(
@@ -537,11 +572,11 @@ def case_assign(*, case: Case | int, assignee, actor: Actor, reason: str = "Assi
             "assign",
             actor=actor,
             reason=reason,
-            update_fields=["assignee", "first_responded_at", "sla_state"],
+            update_fields=["assignee", "first_responded_at"],
             assignee=assignee,
             now=now,
         )
-        _refresh_sla_state(case, now)
+        _store_clock(case, now)
         _publish(
             case, "case.assigned", actor=actor, reason=reason, now=now, changes=[(case.queue, QueueChange.Kind.UPDATED)]
         )
@@ -565,7 +600,7 @@ def case_start(*, case: Case | int, actor: Actor, reason: str = "Started", now: 
         if actor.kind == "user" and case.assignee_id is None:
             case.assignee = actor.user
         transition(case, "start", actor=actor, reason=reason, update_fields=["assignee", "first_responded_at"], now=now)
-        _refresh_sla_state(case, now)
+        _store_clock(case, now)
         _publish(
             case, "case.started", actor=actor, reason=reason, now=now, changes=[(case.queue, QueueChange.Kind.UPDATED)]
         )
@@ -583,10 +618,7 @@ def case_wait_on_external(*, case: Case | int, actor: Actor, reason: str, now: d
         transition(
             case, "wait_on_external", actor=actor, reason=reason, update_fields=["paused_at"], now=now, pause=pause
         )
-        fields = ["sla_state", "next_escalation_at"]
-        case.sla_state = _sla_state_at(case, now)
-        case.next_escalation_at = _next_escalation_at(case)
-        Case.objects.filter(pk=case.pk).update(**{name: getattr(case, name) for name in fields})
+        _store_clock(case, now)
         _publish(
             case,
             "case.waiting",
@@ -615,14 +647,10 @@ def case_resume(*, case: Case | int, actor: Actor, reason: str = "Resumed", now:
             "resume",
             actor=actor,
             reason=reason,
-            update_fields=["paused_at", "paused_seconds", "resolution_due_at", "first_response_due_at", "sla_state"],
+            update_fields=["paused_at", "paused_seconds", "resolution_due_at", "first_response_due_at"],
             now=now,
         )
-        case.sla_state = _sla_state_at(case, now)
-        case.next_escalation_at = _next_escalation_at(case)
-        Case.objects.filter(pk=case.pk).update(
-            sla_state=case.sla_state, at_risk_at=case.at_risk_at, next_escalation_at=case.next_escalation_at
-        )
+        _store_clock(case, now)
         _publish(
             case,
             "case.resumed",
@@ -718,7 +746,7 @@ def case_cancel(*, case: Case | int, actor: Actor, reason: str, now: dt.datetime
             "cancel",
             actor=actor,
             reason=reason,
-            update_fields=["resolution_note", "resolved_by", "resolved_at", "paused_at", "next_escalation_at"],
+            update_fields=["resolution_note", "resolved_by", "resolved_at", "paused_at"],
             note=reason,
             actor_label=actor.label,
             now=now,
@@ -820,7 +848,6 @@ def case_resolve(
                 "resolved_by",
                 "resolved_at",
                 "paused_at",
-                "next_escalation_at",
             ],
             resolution=resolution,
             note=outcome or "",
@@ -895,7 +922,6 @@ def _auto_resolve(case: Case, *, actor: Actor, reason: str, now: dt.datetime) ->
             "resolved_by",
             "resolved_at",
             "paused_at",
-            "next_escalation_at",
         ],
         note=reason,
         actor_label=actor.label,
@@ -955,34 +981,15 @@ def cases_bulk_resolve(*, case_ids, resolution: str, actor: Actor, reason: str, 
 # --- the SLA timer -------------------------------------------------------------------
 
 
-def _refresh_sla_state(case: Case, now: dt.datetime) -> bool:
-    """Store the SLA state the clock shows now; True when it changed."""
-    state = _sla_state_at(case, now)
-    if state == case.sla_state:
-        return False
-    case.sla_state = state
-    Case.objects.filter(pk=case.pk).update(sla_state=state)
-    return True
-
-
 def cases_check_sla(*, now: dt.datetime, actor: Actor = SLA_TIMER, limit: int = 500) -> int:
     """The beat timer: mark cases at risk or breached and fire due escalation steps, each step once per case.
 
-    Reads only cases with something due (indexed timer columns); each case is handled in its
-    own short transaction. Returns how many cases changed.
+    Reads only cases whose next timer (``sla_timer_at``, partially indexed) has passed; each case
+    is handled in its own short transaction. Returns how many cases changed.
     """
     due = (
-        Case.objects.filter(status__in=Case.ACTIVE_STATES, paused_at__isnull=True)
-        .filter(
-            Q(next_escalation_at__lte=now)
-            | Q(sla_state=Case.SlaState.OK, at_risk_at__lte=now)
-            | (Q(resolution_due_at__lte=now) & ~Q(sla_state=Case.SlaState.BREACHED))
-            | (
-                Q(first_responded_at__isnull=True, first_response_due_at__lte=now)
-                & ~Q(sla_state=Case.SlaState.BREACHED)
-            )
-        )
-        .order_by("pk")
+        Case.objects.filter(sla_timer_at__lte=now, status__in=Case.ACTIVE_STATES, paused_at__isnull=True)
+        .order_by("sla_timer_at", "pk")
         .values_list("pk", flat=True)[:limit]
     )
     changed = 0
@@ -996,8 +1003,9 @@ def _check_case(case_id: int, *, now: dt.datetime, actor: Actor) -> int:
     case = _lock_case(case_id)
     if not case.is_active or case.paused_at:
         return 0
+    steps = _steps(case)
     touched = False
-    if _refresh_sla_state(case, now):
+    if _store_clock(case, now, steps=steps):
         touched = True
         _publish(
             case,
@@ -1007,15 +1015,11 @@ def _check_case(case_id: int, *, now: dt.datetime, actor: Actor) -> int:
             now=now,
             changes=[(case.queue, QueueChange.Kind.UPDATED)],
         )
-    steps = _steps(case)
     active_minutes = _active_seconds(case, now) / 60
     for step in steps:
         if step.after_minutes <= active_minutes and _fire_step(case, step, now=now, actor=actor):
             touched = True
-    next_at = _next_escalation_at(case, steps)
-    if next_at != case.next_escalation_at:
-        case.next_escalation_at = next_at
-        Case.objects.filter(pk=case.pk).update(next_escalation_at=next_at)
+    _store_clock(case, now, steps=steps)
     return int(touched)
 
 

@@ -31,8 +31,15 @@ def reload(case: Case) -> Case:
 def test_due_times_follow_the_policy():
     case = raise_case()  # short pick: Urgent floor, 15 min / 2 h, at risk at 75 %
     assert (case.first_response_due_at, case.resolution_due_at, case.at_risk_at) == (at(15), at(120), at(90))
-    assert case.next_escalation_at == at(15)
+    assert case.next_escalation_at == at(15) and case.sla_timer_at == at(15)
     assert case.sla_state == "ok"
+
+
+def test_the_timer_reads_only_cases_with_something_due(django_assert_num_queries):
+    for n in range(30):
+        raise_case(str(n))
+    with django_assert_num_queries(1):
+        assert services.cases_check_sla(now=at(14)) == 0
 
 
 def test_a_case_goes_at_risk_then_breaches_and_escalates_step_by_step(supervisor):
@@ -105,6 +112,7 @@ def test_waiting_on_external_pauses_the_clock_and_resume_adds_the_paused_time(su
     assert services.cases_check_sla(now=at(300)) == 0  # paused: nothing fires
     case = reload(case)
     assert (case.sla_state, case.escalation_level, case.next_escalation_at) == ("paused", 0, None)
+    assert case.sla_timer_at is None
     services.case_resume(case=case, actor=actor, reason="Confirmed", now=at(70))
     case = reload(case)
     assert case.paused_seconds == 3600
@@ -149,6 +157,7 @@ def test_closed_cases_are_left_alone(supervisor):
     services.case_resolve(case=case, resolution="acknowledge", actor=as_user(supervisor), reason="Cleared", now=at(3))
     assert services.cases_check_sla(now=at(1000)) == 0
     assert not CaseEscalation.objects.exists()
+    assert reload(case).sla_timer_at is None
 
 
 @pytest.mark.slow
