@@ -10,6 +10,7 @@ from rest_framework import serializers
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
+from integrations.inbound import event_types
 from inventory.models import Item
 from orchestration.models import Customer, Order
 
@@ -152,7 +153,7 @@ class EventSerializer(serializers.Serializer):
     """A warehouse event. Sign `<X-Timestamp>.<raw body>` with HMAC-SHA256 and the partner's webhook secret."""
 
     event_id = serializers.CharField(max_length=100, help_text="Unique per partner; a repeat is acknowledged only")
-    type = serializers.CharField(max_length=60, help_text="task.completed, stock.received, shipment.shipped …")
+    type = serializers.ChoiceField(choices=event_types(), help_text="What happened; the payload depends on it")
     occurred_at = serializers.DateTimeField()
     payload = serializers.DictField(help_text="Depends on the type; see the event types in the description")
 
