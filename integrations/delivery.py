@@ -120,7 +120,7 @@ def message_deliver(*, message_id: int, now: dt.datetime | None = None) -> str:
         if message is None:
             return "busy"  # another worker holds it, or it is gone
         if message.status != Status.PENDING:
-            return message.status
+            return f"already_{message.status}"  # a duplicate task (the tick re-queued a slow one): harmless
         if message.next_attempt_at > started:
             return "not_due"
         if not message.partner.is_enabled:

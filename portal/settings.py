@@ -255,7 +255,7 @@ CELERY_TASK_ROUTES: dict = {
 }
 
 # Outbound partner messages (integrations/delivery.py).
-OUTBOUND_QUEUE = "outbound"
+OUTBOUND_QUEUE = os.environ.get("OUTBOUND_QUEUE", "outbound")
 OUTBOUND_MAX_ATTEMPTS = int(os.environ.get("OUTBOUND_MAX_ATTEMPTS", "8"))  # a partner's own max_attempts wins
 OUTBOUND_BACKOFF_BASE_SECONDS = float(os.environ.get("OUTBOUND_BACKOFF_BASE_SECONDS", "2"))
 OUTBOUND_BACKOFF_MAX_SECONDS = float(os.environ.get("OUTBOUND_BACKOFF_MAX_SECONDS", "900"))

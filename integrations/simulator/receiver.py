@@ -141,6 +141,7 @@ class SimulatorState:
                 book.out_of_order += 1
             book.last_id_per_key[ordering_key] = max(message_id, book.last_id_per_key.get(ordering_key, 0))
             record = {
+                "key": key,
                 "at": time.time(),
                 "message_id": message_id,
                 "ordering_key": ordering_key,
