@@ -253,3 +253,64 @@ def test_two_processes_raising_the_same_case_at_once_make_one_case_with_two_occu
             "case.raised",
             "case.repeated",
         ]
+
+
+def test_manual_escalation_raises_priority_and_may_move_the_case(supervisor):
+    case = raise_case()
+    services.case_escalate(
+        case=case, actor=as_user(supervisor), reason="Customer chasing", queue_code="customer_service"
+    )
+    case.refresh_from_db()
+    assert (case.status, case.priority, case.escalation_level, case.queue.code) == (
+        "escalated",
+        4,
+        1,
+        "customer_service",
+    )
+    event = DomainEvent.objects.get(name="case.escalated")
+    assert event.payload["previous_queue"] == "warehouse_supervisor"
+
+
+def test_every_queue_change_reaches_the_role_group_as_a_hint_after_commit(
+    django_capture_on_commit_callbacks, supervisor
+):
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)("role.warehouse_supervisor", channel)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            case = raise_case()
+        message = async_to_sync(layer.receive)(channel)
+        assert message == {
+            "type": "live.change",
+            "data": {
+                "type": "queue_change",
+                "queue": "warehouse_supervisor",
+                "seq": 1,
+                "case_id": case.pk,
+                "kind": "added",
+                "status": "open",
+            },
+        }
+        with django_capture_on_commit_callbacks(execute=True):
+            services.case_claim(case=case, actor=as_user(supervisor))
+        message = async_to_sync(layer.receive)(channel)
+        assert (message["data"]["seq"], message["data"]["kind"], message["data"]["status"]) == (
+            2,
+            "updated",
+            "assigned",
+        )
+    finally:
+        async_to_sync(layer.group_discard)("role.warehouse_supervisor", channel)
+
+
+def test_the_sla_timer_runs_every_30_seconds_in_beat():
+    from django.conf import settings
+
+    assert settings.CELERY_BEAT_SCHEDULE["exceptions-check-sla"] == {
+        "task": "exceptions.tasks.check_sla",
+        "schedule": 30.0,
+    }
