@@ -120,13 +120,24 @@ def short_pick(event) -> None:
 @subscribe("inventory.receiving_variance", in_transaction=True, key="exceptions.receiving_variance")
 def receiving_variance(event) -> None:
     """A receipt closed with lines beyond tolerance: one case per receipt, a line per occurrence."""
+    from exceptions.models import Case
+
     payload = event.payload or {}
+    receipt_id = str(payload.get("receipt_id") or event.subject_id)
     line = {key: payload.get(key) for key in ["line_no", "sku", "expected", "received", "variance", "value"]}
+    # The value at stake is the receipt's: every flagged line so far (the receipt row is locked by its close).
+    earlier = (
+        Case.objects.active()
+        .filter(type__code="receiving_variance", subject_type="inventory.receipt", subject_id=receipt_id)
+        .values_list("context", flat=True)
+        .first()
+    )
+    lines = {**((earlier or {}).get("lines") or {}), str(payload.get("line_no")): line}
     _raise(
         event,
         type_code="receiving_variance",
         subject_type="inventory.receipt",
-        subject_id=str(payload.get("receipt_id") or event.subject_id),
+        subject_id=receipt_id,
         subject_label=f"Receipt {payload.get('receipt')}",
         summary=(
             f"Receipt {payload.get('receipt')} from {payload.get('supplier')}: line {payload.get('line_no')} "
@@ -138,7 +149,7 @@ def receiving_variance(event) -> None:
             "supplier": payload.get("supplier"),
             "lines": {str(payload.get("line_no")): line},
         },
-        materiality=_amount(payload.get("value")),
+        materiality=sum((_amount(entry.get("value")) for entry in lines.values()), Decimal("0")),
         warehouse=_warehouse(payload.get("warehouse_id")),
     )
 

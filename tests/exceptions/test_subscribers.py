@@ -127,3 +127,23 @@ def test_cases_appear_on_the_order_timeline_with_bounded_queries(warehouse, item
     assert titles[-1].endswith("closed automatically: the cause disappeared")
     assert entries[-1].actor == "system:test" and "Customer withdrew" in entries[-1].detail
     assert any(entry.kind == "case" for entry in entries_for(order))
+
+
+def test_a_receipt_with_two_lines_beyond_tolerance_is_one_case(warehouse, item):
+    second = factories.ItemFactory(sku="SECOND", unit_value=Decimal("5.00"))
+    dock = factories.location(warehouse, "DOCK-9")
+    receipt = inventory.receipt_create(
+        number="ASN-2",
+        warehouse=warehouse,
+        supplier="Acme",
+        lines=[{"item": item, "expected_quantity": 10}, {"item": second, "expected_quantity": 10}],
+        actor=SYSTEM,
+        reason="ASN",
+    )
+    for line in receipt.lines.all():
+        inventory.receipt_receive_line(line=line, quantity=5, location=dock, actor=SYSTEM)
+    inventory.receipt_close(receipt=receipt, actor=SYSTEM, reason="Unloaded")
+    case = Case.objects.get(type__code="receiving_variance")
+    assert case.occurrences == 2
+    assert set(case.context["lines"]) == {"1", "2"}
+    assert case.materiality == Decimal("75.00")  # the receipt's: 5 × 10.00 + 5 × 5.00
