@@ -79,7 +79,12 @@ def _require_reason(reason: str) -> None:
 
 
 def _case_id(case: Case | int) -> int:
-    return case.pk if isinstance(case, Case) else int(case)
+    if isinstance(case, Case):
+        return case.pk
+    try:
+        return int(case)
+    except (TypeError, ValueError):
+        raise NotFound(f"No case {case!r}.") from None
 
 
 def _lock_case(case: Case | int) -> Case:
@@ -89,7 +94,7 @@ def _lock_case(case: Case | int) -> Case:
             .select_related("type", "queue", "warehouse", "assignee", "sla_policy")
             .get(pk=_case_id(case))
         )
-    except (Case.DoesNotExist, ValueError, TypeError):
+    except Case.DoesNotExist:
         raise NotFound(f"No case {case}.") from None
 
 

@@ -314,3 +314,11 @@ def test_the_sla_timer_runs_every_30_seconds_in_beat():
         "task": "exceptions.tasks.check_sla",
         "schedule": 30.0,
     }
+
+
+@pytest.mark.parametrize("bad", ["abc", None, 999999])
+def test_an_unknown_case_is_not_found(bad, supervisor):
+    with pytest.raises(NotFound):
+        services.case_resolve(case=bad, resolution="acknowledge", actor=as_user(supervisor), reason="x")
+    with pytest.raises(NotFound):
+        services.case_claim(case=bad, actor=as_user(supervisor))
