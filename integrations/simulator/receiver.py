@@ -91,9 +91,11 @@ class SimulatorState:
         self.stock: dict[str, dict[str, int]] = defaultdict(dict)  # the ERP's book: warehouse -> sku -> on hand
         self.listeners: list = []  # callables(kind, message_type, body) run after a message is applied
 
-    def reset(self) -> None:
+    def reset(self, *, faults: bool = True) -> None:
+        """Forget what was received (and, unless told otherwise, the faults set so far)."""
         with self.lock:
-            self.faults = {kind: Faults() for kind in KINDS}
+            if faults:
+                self.faults = {kind: Faults() for kind in KINDS}
             self.books = {kind: PartnerBook() for kind in KINDS}
             self.stock = defaultdict(dict)
 
@@ -226,7 +228,7 @@ def make_handler(state: SimulatorState):
             except json.JSONDecodeError:
                 return self._send(400, {"error": "body is not JSON"})
             if action == "reset":
-                state.reset()
+                state.reset(faults=bool(data.get("faults", True)))
             elif action == "config":
                 with state.lock:
                     for kind, values in data.items():

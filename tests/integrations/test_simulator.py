@@ -1,0 +1,146 @@
+"""The partner simulator as a real process: dedupe on Idempotency-Key, signatures, faults and outage windows,
+the ERP stock report; and the ERP adapter's reading of it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from integrations.adapters.base import encode, sign
+
+pytestmark = [pytest.mark.slow]
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+SECRET = "sim-test-secret"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def simulator():
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "integrations.simulator", "--no-drive", "--port", str(port), "--outage", "tms:0:5"],
+        cwd=BASE_DIR,
+        env={**os.environ, **{f"SIMULATOR_{kind}_SECRET": SECRET for kind in ("ERP", "WMS", "TMS", "WCS")}},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(150):
+        try:
+            httpx.get(f"{url}/healthz", timeout=1)
+            break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    yield url
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(timeout=10)
+
+
+def post(url: str, body: dict, *, key=None, secret=SECRET, message_id=1, ordering="k", message_type="order.accepted"):
+    raw = encode(body)
+    timestamp = str(int(time.time()))
+    return httpx.post(
+        url,
+        content=raw,
+        headers={
+            "Content-Type": "application/json",
+            "Idempotency-Key": key or str(uuid.uuid4()),
+            "X-Timestamp": timestamp,
+            "X-Signature": sign(secret, timestamp, raw),
+            "X-Message-Id": str(message_id),
+            "X-Ordering-Key": ordering,
+            "X-Message-Type": message_type,
+        },
+    )
+
+
+def stats(url: str, kind: str = "erp") -> dict:
+    return httpx.get(f"{url}/_control/stats").json()[kind]
+
+
+def test_an_outage_window_from_the_command_line(simulator):
+    # started with --outage tms:0:5; the other tests' resets keep faults
+    deadline = time.monotonic() + 15
+    while post(f"{simulator}/tms/shipments", {}).status_code == 503:
+        assert time.monotonic() < deadline, "the outage never ended"
+        time.sleep(0.3)
+    counts = stats(simulator, "tms")
+    assert counts["failed"] >= 1 and counts["applied"] == 1
+
+
+def test_a_repeated_idempotency_key_is_applied_once_and_counted(simulator):
+    httpx.post(f"{simulator}/_control/reset", json={"faults": False})
+    key = str(uuid.uuid4())
+    first = post(f"{simulator}/erp/orders/acknowledgements", {"a": 1}, key=key)
+    again = post(f"{simulator}/erp/orders/acknowledgements", {"a": 1}, key=key)
+
+    assert first.status_code == 200 and first.json()["status"] == "applied"
+    assert again.status_code == 200 and again.json()["status"] == "duplicate"
+    counts = stats(simulator)
+    assert counts["applied"] == 1 and counts["duplicates"] == 1
+
+
+def test_a_bad_signature_is_refused(simulator):
+    httpx.post(f"{simulator}/_control/reset", json={"faults": False})
+    response = post(f"{simulator}/erp/orders/acknowledgements", {"a": 1}, secret="not-the-secret")
+    assert response.status_code == 401
+    assert stats(simulator)["bad_signatures"] == 1 and stats(simulator)["applied"] == 0
+
+
+def test_faults_set_through_the_control_endpoint(simulator):
+    httpx.post(f"{simulator}/_control/reset", json={})
+    httpx.post(f"{simulator}/_control/config", json={"erp": {"error_rate": 1, "error_status": 503, "retry_after": 7}})
+    failed = post(f"{simulator}/erp/x", {})
+    assert failed.status_code == 503 and failed.headers["Retry-After"] == "7"
+
+    httpx.post(f"{simulator}/_control/config", json={"erp": {"error_rate": 0, "refuse_status": 422}})
+    assert post(f"{simulator}/erp/x", {}).status_code == 422
+
+    httpx.post(f"{simulator}/_control/config", json={"erp": {"refuse_status": None, "outage_seconds": 30}})
+    assert post(f"{simulator}/erp/x", {}).status_code == 503
+    httpx.post(f"{simulator}/_control/config", json={"erp": {"outage_seconds": 0}})
+    assert post(f"{simulator}/erp/x", {}).status_code == 200
+    counts = stats(simulator)
+    assert counts == {**counts, "failed": 2, "refused": 1, "applied": 1}
+
+
+def test_messages_arriving_out_of_order_per_key_are_counted(simulator):
+    httpx.post(f"{simulator}/_control/reset", json={})
+    post(f"{simulator}/erp/x", {}, message_id=5, ordering="order:A")
+    post(f"{simulator}/erp/x", {}, message_id=3, ordering="order:A")
+    post(f"{simulator}/erp/x", {}, message_id=4, ordering="order:B")
+    assert stats(simulator)["out_of_order"] == 1
+
+
+@pytest.mark.django_db
+def test_the_erp_adapter_reads_the_simulated_stock_book(simulator):
+    from integrations.adapters import adapter_for
+    from integrations.models import Partner
+
+    httpx.post(f"{simulator}/_control/reset", json={})
+    httpx.post(f"{simulator}/_control/stock", json={"DC1": {"SKU-1": 10, "SKU-2": 0}})
+    partner = Partner(code="erp", kind="erp", outbound_base_url=f"{simulator}/erp", timeout_seconds=2)
+
+    assert adapter_for("erp").stock_report(partner, warehouse="DC1") == {"SKU-1": 10, "SKU-2": 0}
+    assert adapter_for("erp").stock_report(partner, warehouse="DC9") == {}
+
+    # an applied adjustment moves the ERP's book
+    adjustment = {"data": {"warehouse": "DC1", "sku": "SKU-1", "quantity_delta": -3}}
+    post(f"{simulator}/erp/inventory/adjustments", adjustment, message_type="inventory.adjusted")
+    assert adapter_for("erp").stock_report(partner, warehouse="DC1") == {"SKU-1": 7, "SKU-2": 0}
