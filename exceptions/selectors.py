@@ -337,15 +337,17 @@ def _after_q(sort: Sort, values: list, *, backwards: bool) -> Q:
 
 
 def _order_by(sort: Sort, *, backwards: bool) -> list:
-    """The SQL ordering of `sort` (nulls last), or its exact reverse (nulls first) to page backwards."""
+    """The SQL ordering of `sort` (nulls last), or its exact reverse (nulls first) to page backwards.
+
+    Columns that cannot be null get no NULLS clause, so the ordering matches the queue indexes exactly.
+    """
     from django.db.models import F
 
     order = []
-    for column, descending, _ in sort.columns:
-        if descending != backwards:
-            order.append(F(column).desc(nulls_first=True) if backwards else F(column).desc(nulls_last=True))
-        else:
-            order.append(F(column).asc(nulls_first=True) if backwards else F(column).asc(nulls_last=True))
+    for column, descending, nullable in sort.columns:
+        descending = descending != backwards
+        nulls = ({"nulls_first": True} if backwards else {"nulls_last": True}) if nullable else {}
+        order.append(F(column).desc(**nulls) if descending else F(column).asc(**nulls))
     return order
 
 

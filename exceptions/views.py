@@ -127,6 +127,7 @@ def queue_detail(request, code: str):
         "rows": [_row_context(case, filters, page.now, request.user) for case in page.rows],
         "bulk_form": BulkForm(members=choices["members"], resolutions=_user_resolutions(request.user)),
         "query": filters.query_string(),
+        "next_url": _queue_url(queue, filters),
         "filter_query": filters.query_string(sort=filters.sort),
         "other_queues": [q for q in selectors.queues_for_user(request.user) if q.pk != queue.pk],
         "sort_links": {
@@ -140,15 +141,44 @@ def queue_detail(request, code: str):
 
 
 def _row_context(case: Case, filters, now, user) -> dict:
+    """What one row shows, computed here rather than in template tags: 50 rows render in a few milliseconds."""
     state = selectors.sla_state(case, now)
+    detail_url = CASE_URL.replace("0", str(case.pk), 1)
     return {
         "case": case,
+        "url": detail_url,
+        "claim_url": f"{detail_url}claim/",
         "sla": state,
-        "sla_label": dict(Case.SlaState.choices)[state],
+        "sla_label": SLA_LABELS[state],
+        "due": case.resolution_due_at.isoformat() if case.resolution_due_at else "",
+        "due_text": _span(case.resolution_due_at - now) if case.resolution_due_at else "",
+        "age": _span(now - case.created_at),
         "sort_key": selectors.sort_key(case, filters.sort),
         "can_claim": case.status in (Case.Status.OPEN, Case.Status.ASSIGNED, Case.Status.ESCALATED)
         and case.assignee_id != user.pk,
     }
+
+
+CASE_URL = "/queues/cases/0/"  # checked against the URL configuration in tests (reverse would cost per row)
+SLA_LABELS = dict(Case.SlaState.choices)
+
+
+def _span(delta) -> str:
+    """A short duration: "3d 4h", "2h 05m", "12m", or "overdue 5m" for a negative one."""
+    seconds = int(delta.total_seconds())
+    prefix = "overdue " if seconds < 0 else ""
+    seconds = abs(seconds)
+    days, hours, minutes = seconds // 86400, seconds % 86400 // 3600, seconds % 3600 // 60
+    if days:
+        return f"{prefix}{days}d {hours}h"
+    if hours:
+        return f"{prefix}{hours}h {minutes:02d}m"
+    return f"{prefix}{minutes}m"
+
+
+def _queue_url(queue, filters) -> str:
+    query = filters.query_string()
+    return reverse("exceptions:queue-detail", args=[queue.code]) + (f"?{query}" if query else "")
 
 
 @login_required
@@ -174,7 +204,7 @@ def queue_rows(request, code: str):
                 {
                     "row": _row_context(case, filters, now, request.user),
                     "queue": queue,
-                    "query": filters.query_string(),
+                    "next_url": _queue_url(queue, filters),
                 },
                 request=request,
             )

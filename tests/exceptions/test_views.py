@@ -430,3 +430,10 @@ def test_a_user_without_a_queue_role_is_told_what_to_do(client, user_with_role):
 
     assert response.status_code == 403
     assert "operations admin" in response.content.decode()
+
+
+def test_row_links_follow_the_url_configuration():
+    from exceptions.views import CASE_URL
+
+    assert reverse("exceptions:case-detail", args=[0]) == CASE_URL
+    assert reverse("exceptions:case-claim", args=[0]) == f"{CASE_URL}claim/"
