@@ -16,6 +16,7 @@ Concurrency rules (the only ones; every write here follows them):
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -158,7 +159,8 @@ RESERVE_LINES_SQL = """
 WITH demand AS MATERIALIZED (
     SELECT d.line_no, d.order_line_id, d.order_number, d.item_id, d.quantity,
            SUM(d.quantity) OVER (PARTITION BY d.item_id ORDER BY d.line_no) - d.quantity AS need_start
-    FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::integer[]) WITH ORDINALITY AS d(order_line_id, order_number, item_id, quantity, line_no)
+    FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS (order_line_id bigint, order_number text, item_id bigint, quantity integer))
+         WITH ORDINALITY AS d(order_line_id, order_number, item_id, quantity, line_no)
 ),
 candidate AS MATERIALIZED (
     SELECT s.id, s.item_id, GREATEST(s.on_hand - s.reserved - s.quarantined, 0) AS available,
@@ -167,7 +169,7 @@ candidate AS MATERIALIZED (
     JOIN inventory_location l ON l.id = s.location_id
     JOIN inventory_warehouse w ON w.id = l.warehouse_id
     LEFT JOIN inventory_lot lot ON lot.id = s.lot_id
-    WHERE s.item_id = ANY($3::bigint[]) AND l.warehouse_id = $5::bigint
+    WHERE s.item_id = ANY(ARRAY(SELECT item_id FROM demand)) AND l.warehouse_id = $2::bigint
       AND l.kind IN ('pick', 'reserve') AND l.is_active AND w.is_active
     ORDER BY s.id
     FOR NO KEY UPDATE OF s
@@ -190,7 +192,7 @@ plan AS MATERIALIZED (
     ) split
 ),
 raised AS (
-    UPDATE inventory_stocklevel s SET reserved = s.reserved + t.quantity, updated_at = $6::timestamptz
+    UPDATE inventory_stocklevel s SET reserved = s.reserved + t.quantity, updated_at = $3::timestamptz
     FROM (SELECT stock_level_id, SUM(quantity) AS quantity FROM plan GROUP BY stock_level_id) t
     WHERE s.id = t.stock_level_id
 ),
@@ -198,7 +200,7 @@ inserted AS (
     INSERT INTO inventory_reservation (id, created_at, updated_at, stock_level_id, item_id, warehouse_id,
                                        order_line_id, order_number, quantity, picked_quantity, status,
                                        expires_at, closed_at)
-    SELECT p.id, $6::timestamptz, $6::timestamptz, p.stock_level_id, p.item_id, $5::bigint, p.order_line_id,
+    SELECT p.id, $3::timestamptz, $3::timestamptz, p.stock_level_id, p.item_id, $2::bigint, p.order_line_id,
            p.order_number, p.quantity, 0, 'reserved', NULL, NULL
     FROM plan p
     RETURNING *
@@ -209,8 +211,8 @@ recorded AS (
                                                  expires_at, closed_at, history_date, history_type,
                                                  history_change_reason, history_user_id, history_actor, history_reason)
     SELECT i.id, i.created_at, i.updated_at, i.stock_level_id, i.item_id, i.warehouse_id, i.order_line_id,
-           i.order_number, i.quantity, i.picked_quantity, i.status, i.expires_at, i.closed_at, $6::timestamptz, '+',
-           $10::text, $8::integer, $7::text, $9::text
+           i.order_number, i.quantity, i.picked_quantity, i.status, i.expires_at, i.closed_at, $3::timestamptz, '+',
+           $7::text, $5::integer, $4::text, $6::text
     FROM inserted i
 )
 SELECT p.line_no, p.id, p.stock_level_id, p.quantity FROM plan p ORDER BY p.id
@@ -233,7 +235,12 @@ class _PreparedCursor(psycopg.RawCursor):
 def _execute_reserve_lines(params: list) -> list[tuple]:
     """Run RESERVE_LINES_SQL on the current connection (through Django's cursor wrapper: logged and counted)."""
     connection.ensure_connection()
-    with connection._prepare_cursor(_PreparedCursor(connection.connection)) as cursor:
+    raw = connection.connection
+    if raw.prepare_threshold is None:
+        # Django turns psycopg's automatic preparation off (threshold None), which also ignores prepare=True.
+        # A threshold no query reaches keeps it off for every other query and lets this one be prepared.
+        raw.prepare_threshold = 2**31 - 1
+    with connection._prepare_cursor(_PreparedCursor(raw)) as cursor:
         cursor.execute(RESERVE_LINES_SQL, params)
         return cursor.fetchall()
 
@@ -260,11 +267,19 @@ def reservation_reserve_lines(
     if not demands:
         return allocations
     now = timezone.now()
+    # The lines travel as one JSON document (one cheap parameter rather than four typed arrays).
     params = [
-        [d.order_line_id for d in demands],
-        [d.order_number for d in demands],
-        [d.item_id for d in demands],
-        [d.quantity for d in demands],
+        json.dumps(
+            [
+                {
+                    "order_line_id": d.order_line_id,
+                    "order_number": d.order_number,
+                    "item_id": d.item_id,
+                    "quantity": d.quantity,
+                }
+                for d in demands
+            ]
+        ),
         warehouse.pk,
         now,
         actor.label,
@@ -284,20 +299,26 @@ def reservation_reserve_lines(
         ) from error
     for line_no, reservation_id, stock_level_id, quantity in rows:
         demand = demands[line_no - 1]
-        reservation = Reservation(
-            pk=reservation_id,
-            created_at=now,
-            updated_at=now,
-            stock_level_id=stock_level_id,
-            item_id=demand.item_id,
-            warehouse_id=warehouse.pk,
-            order_line_id=demand.order_line_id,
-            order_number=demand.order_number,
-            quantity=quantity,
-            picked_quantity=0,
-            status=Reservation.Status.RESERVED,
+        # Exactly the row the statement inserted, built as if loaded from the database (positional: the fast path).
+        reservation = Reservation.from_db(
+            connection.alias,
+            None,
+            (
+                reservation_id,
+                now,
+                now,
+                stock_level_id,
+                demand.item_id,
+                warehouse.pk,
+                demand.order_line_id,
+                demand.order_number,
+                quantity,
+                0,
+                Reservation.Status.RESERVED,
+                None,
+                None,
+            ),
         )
-        reservation._state.adding, reservation._state.db = False, connection.alias  # as if loaded from the database
         allocations[line_no - 1].reservations.append(reservation)
     return allocations
 
