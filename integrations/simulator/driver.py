@@ -8,6 +8,7 @@ import heapq
 import hmac
 import json
 import logging
+import os
 import random
 import subprocess
 import sys
@@ -53,6 +54,7 @@ def master_data() -> tuple[list[str], list[str]]:
     """Customer codes and active SKUs, as the ERP's own master data would have them."""
     import django
 
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
     django.setup()
     from inventory.models import Item
     from orchestration.models import Customer
@@ -93,6 +95,7 @@ class Driver:
         self.counter = 0
         self.sent = {"orders": 0, "orders_refused": 0, "events": 0, "events_refused": 0}
         self.stopping = threading.Event()
+        self.machine_tasks: set[int] = set()  # tasks the WCS was given: the WMS leaves them to the machines
 
     # --- scheduling -------------------------------------------------------------------
     def later(self, seconds: float, action) -> None:
@@ -169,10 +172,14 @@ class Driver:
         elif kind == "tms" and message_type == "shipment.ready":
             self.later(pause, lambda: self.collect(data))
         elif kind == "wcs" and message_type.endswith("instruction"):
+            if "task_id" in data:
+                self.machine_tasks.add(int(data["task_id"]))
             self.later(pause / 2, lambda: self.machine_work(data))
 
     def pick_order(self, data: dict) -> None:
         for task in data.get("tasks", []):
+            if int(task.get("task_id") or 0) in self.machine_tasks:
+                continue
             quantity = int(task.get("quantity") or 1)
             if quantity > 1 and self.rng.random() < self.short_rate:
                 self.send_event("wms", "task.short", {"task_id": task["task_id"], "done_quantity": quantity - 1})
