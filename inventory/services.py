@@ -21,7 +21,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import psycopg
-from django.db import IntegrityError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -223,7 +223,7 @@ class _PreparedCursor(psycopg.RawCursor):
     """A server-side binding cursor whose statements psycopg prepares once per connection.
 
     The reservation statement is the hot path of allocation: prepared, it is planned once
-    per connection and its arrays travel as bound parameters instead of SQL literals.
+    per connection and its lines travel as one bound parameter instead of SQL literals.
     psycopg keeps the prepared statements per connection and forgets them when a
     transaction that prepared one is rolled back, so nothing here tracks that.
     """
@@ -232,15 +232,16 @@ class _PreparedCursor(psycopg.RawCursor):
         return super().execute(query, params, prepare=True, binary=binary)
 
 
-def _execute_reserve_lines(params: list) -> list[tuple]:
+def _execute_reserve_lines(params: list, db=None) -> list[tuple]:
     """Run RESERVE_LINES_SQL on the current connection (through Django's cursor wrapper: logged and counted)."""
-    connection.ensure_connection()
-    raw = connection.connection
+    db = db or connections[DEFAULT_DB_ALIAS]
+    db.ensure_connection()
+    raw = db.connection
     if raw.prepare_threshold is None:
         # Django turns psycopg's automatic preparation off (threshold None), which also ignores prepare=True.
         # A threshold no query reaches keeps it off for every other query and lets this one be prepared.
         raw.prepare_threshold = 2**31 - 1
-    with connection._prepare_cursor(_PreparedCursor(raw)) as cursor:
+    with db._prepare_cursor(_PreparedCursor(raw)) as cursor:
         cursor.execute(RESERVE_LINES_SQL, params)
         return cursor.fetchall()
 
@@ -287,12 +288,13 @@ def reservation_reserve_lines(
         reason,
         reason[:100],
     ]
+    db = connections[DEFAULT_DB_ALIAS]  # looked up once: the proxy costs a context-local lookup per use
     try:
-        if connection.in_atomic_block:
-            with transaction.atomic():
-                rows = _execute_reserve_lines(params)
+        if db.in_atomic_block:
+            with transaction.atomic(using=db.alias):
+                rows = _execute_reserve_lines(params, db)
         else:
-            rows = _execute_reserve_lines(params)
+            rows = _execute_reserve_lines(params, db)
     except IntegrityError as error:
         raise InsufficientStock(
             "The stock changed while this was being done; nothing was changed. Try again."
@@ -301,7 +303,7 @@ def reservation_reserve_lines(
         demand = demands[line_no - 1]
         # Exactly the row the statement inserted, built as if loaded from the database (positional: the fast path).
         reservation = Reservation.from_db(
-            connection.alias,
+            db.alias,
             None,
             (
                 reservation_id,
