@@ -40,12 +40,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import F, Q, Subquery
 from django.utils import timezone
 from rest_framework import serializers
 
@@ -200,7 +202,8 @@ def event_accept(
         order_number=order_number,
     )
     try:
-        with transaction.atomic():
+        # A savepoint only inside a caller's transaction: in autocommit the insert is its own transaction.
+        with transaction.atomic() if connection.in_atomic_block else nullcontext():
             event.save(force_insert=True)
     except IntegrityError:
         existing = InboundEvent.objects.get(partner=partner, event_id=event_id)
@@ -242,11 +245,6 @@ def inbound_event_replay(*, event: InboundEvent, actor: Actor, reason: str) -> I
 
 
 # --- processing ------------------------------------------------------------------------
-
-HEAD_SQL = """
-SELECT id, next_attempt_at FROM integrations_inboundevent
-WHERE subject_key = %s AND status = 'pending' ORDER BY id LIMIT 1
-"""
 
 DUE_HEADS_SQL = """
 SELECT subject_key FROM (
@@ -330,35 +328,61 @@ def _apply(event: InboundEvent, now: dt.datetime) -> None:
         _raise_case(event, error)
 
 
+def _claim_head(subject_key: str, now: dt.datetime) -> InboundEvent | None:
+    """Lock the subject's oldest pending event if it is due and no other worker holds it (one query).
+
+    Only the head is ever a candidate: when it is locked elsewhere SKIP LOCKED yields
+    nothing, so a later event of the subject can never be taken out of turn.
+    """
+    head = (
+        InboundEvent.objects.filter(subject_key=subject_key, status=InboundEvent.Status.PENDING)
+        .order_by("id")
+        .values("id")[:1]
+    )
+    return (
+        InboundEvent.objects.select_for_update(skip_locked=True, of=("self",))
+        .select_related("partner")
+        .filter(pk=Subquery(head), status=InboundEvent.Status.PENDING)
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .first()
+    )
+
+
 def event_process_next(*, subject_key: str, now: dt.datetime | None = None) -> InboundEvent | None:
     """Process the oldest pending event of `subject_key` if it is due and no one else holds it."""
     now = now or timezone.now()
     with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(HEAD_SQL, [subject_key])
-            head = cursor.fetchone()
-        if head is None or (head[1] is not None and head[1] > now):
-            return None
-        event = (
-            InboundEvent.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("partner")
-            .filter(pk=head[0], status=InboundEvent.Status.PENDING)
-            .first()
-        )
-        if event is None:
-            return None  # another worker is on this subject's head right now
-        _apply(event, now)
+        event = _claim_head(subject_key, now)
+        if event is not None:
+            _apply(event, now)
     return event
 
 
-def events_process_subject(*, subject_key: str, limit: int = 500, now: dt.datetime | None = None) -> int:
-    """Drain one subject in order; returns how many events were settled."""
+def events_process_subject(
+    *, subject_key: str, limit: int = 500, batch: int = 50, now: dt.datetime | None = None
+) -> int:
+    """Drain one subject in order; returns how many events were settled.
+
+    Up to `batch` events (or half a second's worth) share one transaction: the head stays
+    locked by this worker from one event to the next, each handler runs in its own
+    savepoint, and a crash rolls the whole batch back to pending.
+    """
     done = 0
     while done < limit:
-        event = event_process_next(subject_key=subject_key, now=now)
-        if event is None or event.status == InboundEvent.Status.PENDING:
+        settled_in_batch = 0
+        started = time.monotonic()
+        with transaction.atomic():
+            while settled_in_batch < batch and time.monotonic() - started < 0.5:
+                event = _claim_head(subject_key, now or timezone.now())
+                if event is None:
+                    break
+                _apply(event, now or timezone.now())
+                if event.status == InboundEvent.Status.PENDING:  # retry later: later events must wait
+                    break
+                settled_in_batch += 1
+        done += settled_in_batch
+        if settled_in_batch < batch:
             break
-        done += 1
     return done
 
 
@@ -661,7 +685,7 @@ def partner_order_submit(*, partner: Partner, data: dict, actor: Actor):
             fields={"external_ref": ["Already used by an earlier order of this partner."]},
         )
     try:
-        with transaction.atomic():
+        with transaction.atomic(savepoint=False):
             order = orchestration.order_create(
                 customer=data["customer"],
                 lines=[
@@ -679,7 +703,8 @@ def partner_order_submit(*, partner: Partner, data: dict, actor: Actor):
             )
             return orchestration.order_process(order=order, actor=actor)
     except IntegrityError as error:
-        if Order.objects.filter(source=partner.code, external_ref=reference).exists():
+        # A copy of this order committed between the check above and the insert.
+        if "order_external_ref_unique" in str(error):
             raise DuplicateOrder(
                 f"Order {reference} was received already.",
                 fields={"external_ref": ["Already used by an earlier order of this partner."]},

@@ -163,7 +163,8 @@ def storable(value):
 
 def order_document(order: Order) -> dict:
     """Status, lines, reservations, shipments and open exceptions of one order (six queries)."""
-    order = Order.objects.select_related("customer", "warehouse").get(pk=order.pk)
+    if not (Order.customer.is_cached(order) and Order.warehouse.is_cached(order)):
+        order = Order.objects.select_related("customer", "warehouse").get(pk=order.pk)
     lines = list(order.lines.select_related("item").order_by("line_no"))
     line_by_id = {line.pk: line for line in lines}
     reservations = (
@@ -507,14 +508,13 @@ class EventsView(PartnerAPIView):
         serializer = api.EventSerializer(data=api.parse_json_body(body))
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        with transaction.atomic():
-            accepted = inbound.event_accept(
-                partner=partner,
-                event_id=data["event_id"],
-                event_type=data["type"],
-                occurred_at=data["occurred_at"],
-                payload=data["payload"],
-            )
+        accepted = inbound.event_accept(
+            partner=partner,
+            event_id=data["event_id"],
+            event_type=data["type"],
+            occurred_at=data["occurred_at"],
+            payload=data["payload"],
+        )
         self._order_number = accepted.event.order_number
         return Response(
             {
