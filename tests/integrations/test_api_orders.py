@@ -71,7 +71,7 @@ def test_a_partner_without_the_scope_is_403(network, wms, api_client):
 # --- creating an order -------------------------------------------------------------------
 
 
-def test_an_order_is_created_allocated_and_released(network, erp, api_client, django_assert_max_num_queries):
+def test_an_order_is_created_allocated_and_released(network, erp, api_client):
     partner, token = erp
     body = order_body("PO-1")  # noqa: F405
 
@@ -301,3 +301,51 @@ def test_the_window_turns_and_zero_means_unlimited(db, erp):
     assert ratelimit.hit(partner, now=1_800_000_060.0) == (True, 60)
     partner.rate_limit_per_minute = 0
     assert all(ratelimit.hit(partner)[0] for _ in range(5))
+
+
+# --- credentials, schema and bench-only routes ----------------------------------------------
+
+
+def test_partner_token_command_prints_a_working_token_once_and_rotates(network, erp, api_client):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    first, second = StringIO(), StringIO()
+    call_command("partner_token", "erp-a", stdout=first, stderr=StringIO())
+    call_command("partner_token", "erp-a", stdout=second, stderr=StringIO())
+    old, new = first.getvalue().strip(), second.getvalue().strip()
+
+    assert old.startswith("pt_") and new.startswith("pt_") and old != new
+    assert api_client(old).get("/api/v1/availability", {"sku": "API-A"}).status_code == 401
+    assert api_client(new).get("/api/v1/availability", {"sku": "API-A"}).status_code == 200
+    assert not PartnerToken.objects.filter(token_hash=new).exists()  # only the hash is stored
+    assert PartnerToken.objects.filter(token_hash=PartnerToken.hash(new)).exists()
+
+
+def test_partner_token_command_creates_a_partner_only_when_asked(db):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError):
+        call_command("partner_token", "newcomer", stdout=StringIO(), stderr=StringIO())
+    call_command("partner_token", "newcomer", "--kind", "wms", "--scope", "events:write", stdout=StringIO())
+    assert Partner.objects.get(code="newcomer").scopes == ["events:write"]
+
+
+def test_the_schema_describes_headers_and_error_responses(client):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    create = schema["paths"]["/api/v1/orders"]["post"]
+    assert "Idempotency-Key" in {p["name"] for p in create["parameters"]}
+    assert {"201", "400", "401", "403", "409", "413", "422", "429"} <= set(create["responses"])
+    error = create["responses"]["422"]["content"]["application/json"]["schema"]["$ref"]
+    assert error.endswith("/Error")
+    events = schema["paths"]["/api/v1/events"]["post"]
+    assert {"X-Timestamp", "X-Signature"} <= {p["name"] for p in events["parameters"] if p["required"]}
+    assert {"200", "202", "401"} <= set(events["responses"])
+    assert "partnerToken" in schema["components"]["securitySchemes"]
+
+
+def test_the_bench_endpoint_is_not_routed_without_bench_endpoints(network, erp, api_client):
+    assert api_client(erp[1]).post("/api/v1/bench/reserve", {}).status_code == 404
