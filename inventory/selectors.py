@@ -166,14 +166,15 @@ def order_timeline(order) -> list:
     previous: dict = {}
     rows = (
         Reservation.history.filter(id__in=reservation_ids)
-        .select_related("stock_level__location")
+        .select_related("stock_level__location", "item")
         .order_by("history_date", "history_id")
     )
     for row in rows:
         before = previous.get(row.id)
         where = row.stock_level.location.code if row.stock_level else "?"
         if row.history_type == "+" or before is None:
-            title = f"Reserved {row.quantity} × item {row.item_id} at {where} (reservation {row.id})"
+            sku = row.item.sku if row.item else f"item {row.item_id}"
+            title = f"Reserved {row.quantity} × {sku} at {where} (reservation {row.id})"
         elif before.status != row.status:
             title = f"Reservation {row.id} {row.get_status_display().lower()}" + (
                 f": {row.picked_quantity} of {row.quantity} picked" if row.status == Reservation.Status.PICKED else ""

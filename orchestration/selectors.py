@@ -156,6 +156,8 @@ def _history_entries(rows, *, kind: str, label, url: str = "") -> list[TimelineE
             title = f"{label(row)}: {before.get_status_display().lower()} → {row.get_status_display().lower()}"
         elif row.history_type == "-":
             title = f"{label(row)} deleted"
+        elif before is None:  # rows created in bulk have no creation row: say where the first record finds them
+            title = f"{label(row)} {row.get_status_display().lower()}"
         else:
             title = f"{label(row)} updated"
         entries.append(

@@ -1014,7 +1014,7 @@ def _maybe_create_pack_task(order: Order, *, actor: Actor) -> Task | None:
     lines = list(order.lines.exclude(status=OrderLine.Status.CANCELLED))
     if not lines or any(line.picked_quantity + line.shipped_quantity < line.quantity for line in lines):
         return None  # something is missing: the short-pick case decides (reallocate, ship partial, …)
-    task = Task.objects.create(
+    task = Task(
         kind=Task.Kind.PACK,
         warehouse=order.warehouse,
         zone="PACK",
@@ -1022,6 +1022,8 @@ def _maybe_create_pack_task(order: Order, *, actor: Actor) -> Task | None:
         quantity=sum(line.picked_quantity for line in lines),
         priority=order.priority,
     )
+    stamp_history(task, actor=actor, reason="Picking complete")
+    task.save()
     emit(events.TASK_CREATED, subject=task, actor=actor, reason="Picking complete", payload=_task_payload(task))
     return task
 

@@ -30,16 +30,43 @@ ORDER_ROLES = (
 )
 PAGE_SIZES = (25, 50, 100, 200)
 
-# What a role may decide on the order page: action → (roles, service call, label for the message).
+# What a role may decide on the order page:
+# action → (roles, service call, button label, what the message says happened, states it applies to).
 ORDER_ACTIONS = {
-    "hold": ((Role.CUSTOMER_SERVICE, Role.OPERATIONS_ADMIN), services.order_hold, "put on hold"),
-    "unhold": ((Role.CUSTOMER_SERVICE, Role.OPERATIONS_ADMIN), services.order_unhold, "released from hold"),
-    "cancel": ((Role.CUSTOMER_SERVICE, Role.OPERATIONS_ADMIN), services.order_cancel, "cancelled"),
-    "release_credit_hold": ((Role.FINANCE,), services.order_release_credit_hold, "released from credit hold"),
+    "hold": (
+        (Role.CUSTOMER_SERVICE, Role.OPERATIONS_ADMIN),
+        services.order_hold,
+        "Put on hold",
+        "put on hold",
+        Order.HOLDABLE,
+    ),
+    "unhold": (
+        (Role.CUSTOMER_SERVICE, Role.OPERATIONS_ADMIN),
+        services.order_unhold,
+        "Release the hold",
+        "released from hold",
+        [Order.Status.ON_HOLD],
+    ),
+    "release_credit_hold": (
+        (Role.FINANCE,),
+        services.order_release_credit_hold,
+        "Release credit hold",
+        "released from credit hold",
+        [Order.Status.CREDIT_HOLD],
+    ),
     "release": (
         (Role.WAREHOUSE_SUPERVISOR, Role.OPERATIONS_ADMIN),
         services.order_release,
+        "Release to the warehouse",
         "released to the warehouse",
+        [Order.Status.ALLOCATED, Order.Status.PARTIALLY_ALLOCATED],
+    ),
+    "cancel": (
+        (Role.CUSTOMER_SERVICE, Role.OPERATIONS_ADMIN),
+        services.order_cancel,
+        "Cancel the order",
+        "cancelled",
+        Order.CANCELLABLE,
     ),
 }
 
@@ -116,8 +143,8 @@ def order_detail(request, number: str):
         task.tone = selectors.TASK_TONE.get(task.status, "")
     actions = [
         {"name": name, "label": label}
-        for name, (roles, _, label) in ORDER_ACTIONS.items()
-        if request.user.is_superuser or has_role(request.user, *roles)
+        for name, (roles, _, label, _, states) in ORDER_ACTIONS.items()
+        if order.status in states and (request.user.is_superuser or has_role(request.user, *roles))
     ]
     return render(
         request,
@@ -143,7 +170,7 @@ def order_action(request, number: str, action: str):
     _require_order_role(request)
     if action not in ORDER_ACTIONS:
         raise Http404("No such action.")
-    roles, service, label = ORDER_ACTIONS[action]
+    roles, service, _, done, _ = ORDER_ACTIONS[action]
     if not (request.user.is_superuser or has_role(request.user, *roles)):
         raise PermissionDenied("Your role does not take this decision.")
     order = Order.objects.filter(number=number).first()
@@ -158,5 +185,5 @@ def order_action(request, number: str, action: str):
     except DomainError as error:
         messages.error(request, error.message)
     else:
-        messages.success(request, f"Order {number} {label}.")
+        messages.success(request, f"Order {number} {done}.")
     return redirect("orchestration:order-detail", number=number)
