@@ -1,5 +1,6 @@
 // Home and queue list: when a hint names one of the queues shown, refetch the counts (coalesced).
-(function () {
+// The panel's script tag comes before the shared live.js in the page: start once every deferred script ran.
+document.addEventListener("DOMContentLoaded", function () {
   "use strict";
   var root = document.querySelector(".queue-cards[data-summary-url]");
   if (!root || !window.PortalLive) return;
@@ -46,4 +47,4 @@
     if (!card || message.seq <= parseInt(card.getAttribute("data-seq") || "0", 10)) return;
     if (!timer) timer = setTimeout(refresh, 200);
   });
-})();
+});

@@ -28,6 +28,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(trans
 BASE_DIR = Path(__file__).resolve().parents[2]
 OUTPUT = BASE_DIR / "tests" / "output"
 CHROMIUM = "/usr/bin/chromium"
+OPEN_COUNT = '.queue-card[data-queue="warehouse_supervisor"] [data-field="open"]'
 
 
 def _chromium() -> str:
@@ -122,7 +123,7 @@ def browser_page(monkeypatch):
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, headless=True, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
         yield page
         # With Playwright's loop running, the test's ORM calls used a connection of their own: close it here.
         connections.close_all()
@@ -161,6 +162,10 @@ def test_a_short_pick_appears_live_and_is_resolved_from_the_case_page(
     page.wait_for_selector("#live-status[data-state=open]", timeout=10_000)
     assert page.locator("tr[data-case]").count() == 0
     page.evaluate("window.__notReloaded = true")
+    home = page.context.new_page()  # the role home in a second tab: its counts follow too
+    home.goto(f"{portal_server}/")
+    home.wait_for_selector("#live-status[data-state=open]", timeout=10_000)
+    assert home.locator(OPEN_COUNT).inner_text() == "0"
 
     # Another process picks short through the domain services; the case is raised in its transaction.
     raised = subprocess.run(
@@ -175,6 +180,7 @@ def test_a_short_pick_appears_live_and_is_resolved_from_the_case_page(
     assert page.evaluate("window.__notReloaded") is True
     assert "Short pick" in row.inner_text()
     assert page.locator("#queue-total").inner_text() == "1"
+    home.wait_for_function(f"document.querySelector('{OPEN_COUNT}').textContent === '1'", timeout=5_000)
 
     # Resolve it from the case page: backorder the missing units, with a reason.
     row.query_selector(f'a[href="/queues/cases/{case.pk}/"]').click()
@@ -187,6 +193,7 @@ def test_a_short_pick_appears_live_and_is_resolved_from_the_case_page(
     assert "resolved" in page.locator(".msg-success").inner_text().lower()
     case.refresh_from_db()
     assert case.status == Case.Status.RESOLVED and case.resolution_code == "backorder"
+    home.wait_for_function(f"document.querySelector('{OPEN_COUNT}').textContent === '0'", timeout=5_000)
     OUTPUT.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(OUTPUT / f"{request.node.name}.png"), full_page=True)
 

@@ -437,3 +437,12 @@ def test_row_links_follow_the_url_configuration():
 
     assert reverse("exceptions:case-detail", args=[0]) == CASE_URL
     assert reverse("exceptions:case-claim", args=[0]) == f"{CASE_URL}claim/"
+
+
+def test_the_case_page_links_to_the_order_timeline(client, supervisor, make_case):
+    case = make_case(order_number="SO-4711")
+    client.force_login(supervisor)
+
+    response = client.get(case_url(case))
+
+    assert f'href="{reverse("orchestration:order-detail", args=["SO-4711"])}"' in response.content.decode()
