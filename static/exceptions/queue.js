@@ -105,9 +105,17 @@
     });
   }
 
+  function stopped(reason) {
+    var note = document.getElementById("live-stopped");
+    if (!note) return;
+    note.textContent = "Live updates stopped (" + reason + "). This list no longer changes by itself: reload the page or sign in again.";
+    note.hidden = false;
+  }
+
   if (window.PortalLive) {
     window.PortalLive.subscribe(function (message) {
       if (message.type === "reconnected") { enqueue(function () { return catchUp(); }); return; }
+      if (message.type === "revoked") { stopped(message.reason); return; }
       if (message.type === "queue_change" && message.queue === code && typeof message.seq === "number") onHint(message);
     });
   }

@@ -31,6 +31,7 @@
       if (data.type === "revoked") {
         closedForGood = true;
         setState("closed", "stopped (" + data.reason + ")");
+        listeners.forEach(function (fn) { fn(data); }); // pages may say so; they ignore types they do not know
         return;
       }
       listeners.forEach(function (fn) { fn(data); });
