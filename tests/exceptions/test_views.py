@@ -446,3 +446,40 @@ def test_the_case_page_links_to_the_order_timeline(client, supervisor, make_case
     response = client.get(case_url(case))
 
     assert f'href="{reverse("orchestration:order-detail", args=["SO-4711"])}"' in response.content.decode()
+
+
+def test_bulk_resolve_applies_the_same_resolution_and_refuses_cases_whose_type_lacks_it(client, supervisor, make_case):
+    faults = [make_case("automation_fault", subject_type="automation.equipment") for _ in range(2)]
+    short = make_case()  # a short pick cannot be "acknowledged"
+    client.force_login(supervisor)
+
+    response = client.post(
+        reverse("exceptions:queue-bulk", args=[SUPERVISOR_QUEUE]),
+        {
+            "action": "resolve",
+            "case_ids": [faults[0].pk, faults[1].pk, short.pk],
+            "resolution": "acknowledge",
+            "reason": "Sorter restarted, jam cleared",
+        },
+        follow=True,
+    )
+
+    assert {c.status for c in Case.objects.filter(pk__in=[c.pk for c in faults])} == {Case.Status.RESOLVED}
+    assert Case.objects.get(pk=short.pk).status == Case.Status.OPEN
+    text = messages_of(response)
+    assert any("2 cases resolved" in message for message in text)
+    assert any(f"#{short.pk} not changed" in message for message in text)
+
+
+def test_the_case_page_stays_within_its_query_budget(client, supervisor, make_case, django_assert_max_num_queries):
+    case = make_case(order_number="SO-1")
+    for number in range(5):
+        from exceptions.services import case_comment
+        from portal.actors import Actor
+
+        case_comment(case=case, actor=Actor.for_user(supervisor), body=f"note {number}")
+    client.force_login(supervisor)
+
+    with django_assert_max_num_queries(25):
+        response = client.get(case_url(case))
+    assert response.status_code == 200
