@@ -1019,6 +1019,15 @@ def _execute_recommendation(recommendation: Recommendation, *, actor: Actor, rea
 # --- risk ----------------------------------------------------------------------------------
 
 
+def flag_policy() -> RiskPolicy | None:
+    """The enabled high-risk flag policy (its case type names what it raises, not what it covers)."""
+    return (
+        RiskPolicy.objects.filter(decision=RiskPolicy.Decision.FLAG_HIGH_RISK_ORDER, enabled=True)
+        .order_by("case_type_code", "pk")
+        .first()
+    )
+
+
 def policy_for(decision: str, case_type_code: str = "") -> RiskPolicy | None:
     """The enabled policy for a decision: the one for this case type, else the one for every type."""
     policies = {
@@ -1048,7 +1057,7 @@ def order_score_risk(
 
 
 def _maybe_flag_order(assessment, *, now: dt.datetime, actor: Actor) -> Recommendation | None:
-    policy = policy_for(RiskPolicy.Decision.FLAG_HIGH_RISK_ORDER)
+    policy = flag_policy()
     if policy is None or policy.mode == RiskPolicy.Mode.OFF or assessment.score < policy.confidence_threshold:
         return None
     if assessment.cutoff_at is not None and now >= assessment.cutoff_at:
@@ -1130,7 +1139,8 @@ def case_suggest_resolution(
 
     now = now or timezone.now()
     with transaction.atomic():
-        case = Case.objects.select_for_update(of=("self",)).select_related("type").get(pk=case_id)
+        # Read, not locked: case_resolve takes the locks in the fixed order (the case's cause, then the case).
+        case = Case.objects.select_related("type", "warehouse").get(pk=case_id)
         type_code = case.type.code
         policy = policy_for(RiskPolicy.Decision.CASE_RESOLUTION, type_code)
         if policy is not None and policy.mode == RiskPolicy.Mode.OFF:

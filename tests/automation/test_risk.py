@@ -231,44 +231,33 @@ def _raise_case(type_code: str, summary: str = "test case"):
     )
 
 
-def _first_resolution(type_code: str) -> str:
-    from exceptions.models import ExceptionType
-
-    kind = ExceptionType.objects.get(code=type_code)
-    allowed = risk.allowed_resolutions(type("C", (), {"type": kind})())
-    return sorted(allowed)[0] if allowed else "backorder"
-
-
 def test_suggestion_above_the_threshold_executes_when_the_policy_is_automatic():
-    type_code = "automation_fault"
-    resolution = _first_resolution(type_code)
-    resolution_model(type_code, {resolution: 19, "other": 1})
+    type_code = "damaged_stock"
+    resolution_model(type_code, {"acknowledge": 19, "investigate": 1})
     policy(
         decision=RiskPolicy.Decision.CASE_RESOLUTION, mode=RiskPolicy.Mode.AUTOMATIC, threshold=0.8, case_type=type_code
     )
     case = _raise_case(type_code)
     recommendation = services.case_suggest_resolution(case_id=case.pk)
     assert recommendation.confidence >= 0.8
-    assert recommendation.reasons[0] == f"19 of 20 past {type_code} cases were resolved with {resolution}"
+    assert recommendation.reasons[0] == f"19 of 20 past {type_code} cases were resolved with acknowledge"
+    assert (recommendation.status, recommendation.decided_by) == ("executed", "policy:risk-model")
     case.refresh_from_db()
-    assert recommendation.status in ("executed", "open")
-    if recommendation.status == "executed":
-        assert case.status == "resolved"
+    assert (case.status, case.resolution_code, case.resolved_by) == ("resolved", "acknowledge", "policy:risk-model")
 
 
 def test_suggestion_below_the_threshold_stays_advisory():
-    type_code = "automation_fault"
-    resolution = _first_resolution(type_code)
-    resolution_model(type_code, {resolution: 6, "other": 4})
+    type_code = "damaged_stock"
+    resolution_model(type_code, {"acknowledge": 6, "investigate": 4})
     policy(
         decision=RiskPolicy.Decision.CASE_RESOLUTION, mode=RiskPolicy.Mode.AUTOMATIC, threshold=0.8, case_type=type_code
     )
     case = _raise_case(type_code)
     recommendation = services.case_suggest_resolution(case_id=case.pk)
-    assert recommendation.status == "open"
+    assert (recommendation.status, recommendation.action) == ("open", "acknowledge")
     assert recommendation.confidence < 0.8
     case.refresh_from_db()
-    assert case.status == "open"
+    assert (case.status, case.resolution_code) == ("open", "")
 
 
 # --- training ------------------------------------------------------------------------------
