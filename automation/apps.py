@@ -7,3 +7,7 @@ class AutomationConfig(AppConfig):
 
     def ready(self):
         from automation import inbound, subscribers  # noqa: F401  (registers event subscribers and WCS handlers)
+        from automation.selectors import order_timeline
+        from portal.timeline import register_source
+
+        register_source("automation", order_timeline)

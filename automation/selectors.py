@@ -224,3 +224,10 @@ def rule_firings(*, rule_id: int | None = None, limit: int = 100):
     if rule_id is not None:
         rows = rows.filter(rule_id=rule_id)
     return rows[:limit]
+
+
+def order_timeline(order) -> list:
+    """The automation entries of an order's timeline (a portal.timeline source; three queries)."""
+    from portal.timeline import TimelineEntry
+
+    return [TimelineEntry(**entry) for entry in order_timeline_entries(order.number)]

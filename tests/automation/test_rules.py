@@ -250,6 +250,17 @@ def test_firing_records_the_rule_version_that_decided(allocated_event):
     assert first.event.name == "order.allocated" and first.event_id == first.event.pk
 
 
+def test_firing_is_on_the_order_timeline_page_with_rule_version_and_actor(allocated_event, client, user_with_role):
+    from portal.roles import Role
+
+    factories.rule("urgent", "order.allocated", URGENT)
+    order = allocated_event()
+    client.force_login(user_with_role(Role.CUSTOMER_SERVICE))
+    response = client.get(order.get_absolute_url())
+    assert response.status_code == 200
+    assert "Rule “urgent” v1 fired on order.allocated" in response.content.decode()
+
+
 def test_disabled_rules_do_not_fire(allocated_event):
     factories.rule("off", "order.allocated", URGENT, enabled=False)
     order = allocated_event()
