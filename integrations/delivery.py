@@ -20,6 +20,7 @@ timeout and is delivered twice.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import random
 
@@ -28,7 +29,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from integrations.adapters import DeliveryResult, adapter_for
-from integrations.models import OutboundAttempt, OutboundMessage
+from integrations.models import OutboundAttempt, OutboundMessage, Partner
 from integrations.outbound import claim_window, enqueue_delivery
 from portal.actors import Actor
 
@@ -76,19 +77,6 @@ def retry_delay(message: OutboundMessage, result: DeliveryResult) -> float:
 
 # --- ordering --------------------------------------------------------------------------
 
-BLOCKED_SQL = """
-SELECT 1 FROM integrations_outboundmessage p
- WHERE p.partner_id = %s AND p.ordering_key = %s AND p.id < %s AND p.status IN ('pending', 'sending', 'dead')
- LIMIT 1
-"""
-
-
-def is_blocked(message: OutboundMessage) -> bool:
-    """An earlier message with the same partner and ordering key is not delivered (or discarded) yet."""
-    with connection.cursor() as cursor:
-        cursor.execute(BLOCKED_SQL, [message.partner_id, message.ordering_key, message.pk])
-        return cursor.fetchone() is not None
-
 
 def blocker_of(message: OutboundMessage) -> OutboundMessage | None:
     """The earliest message holding this one back, for the monitor."""
@@ -107,43 +95,160 @@ def blocker_of(message: OutboundMessage) -> OutboundMessage | None:
 # --- one delivery ------------------------------------------------------------------------
 
 
+CLAIM_SQL = """
+WITH target AS (
+  SELECT m.id, m.status, m.next_attempt_at <= %(now)s AS due, pa.is_enabled,
+         EXISTS (SELECT 1 FROM integrations_outboundmessage p
+                  WHERE p.partner_id = m.partner_id AND p.ordering_key = m.ordering_key AND p.id < m.id
+                    AND p.status IN ('pending', 'sending', 'dead')) AS blocked
+    FROM integrations_outboundmessage m JOIN integrations_partner pa ON pa.id = m.partner_id
+   WHERE m.id = %(id)s
+     FOR UPDATE OF m SKIP LOCKED
+), released AS (
+  UPDATE integrations_outboundmessage m SET claimed_until = NULL
+    FROM target t WHERE m.id = t.id AND t.blocked AND m.claimed_until IS NOT NULL
+), claimed AS (
+  UPDATE integrations_outboundmessage m
+     SET status = 'sending', sending_since = %(now)s, attempts = m.attempts + 1, claimed_until = NULL
+    FROM target t
+   WHERE m.id = t.id AND t.status = 'pending' AND t.due AND t.is_enabled AND NOT t.blocked
+  RETURNING m.id, m.partner_id, m.message_type, m.idempotency_key, m.ordering_key, m.payload::text, m.attempts,
+            m.order_number, m.dead_at
+)
+SELECT t.status, t.due, t.is_enabled, t.blocked, c.*, pa.code, pa.name, pa.kind, pa.webhook_secret,
+       pa.outbound_base_url, pa.timeout_seconds, pa.max_attempts
+  FROM target t LEFT JOIN claimed c ON c.id = t.id
+  LEFT JOIN integrations_partner pa ON pa.id = c.partner_id
+"""
+
+
 def message_deliver(*, message_id: int, now: dt.datetime | None = None) -> str:
-    """Try to deliver one message if it is due and unblocked; returns what happened in a word."""
+    """Try to deliver one message if it is due and unblocked; returns what happened in a word.
+
+    The claim (pending → sending, attempt counted) is one statement: the row is locked with SKIP
+    LOCKED, so a duplicate task for a row another worker holds returns at once.
+    """
     started = now or timezone.now()
-    with transaction.atomic():
-        message = (
-            OutboundMessage.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("partner")
-            .filter(pk=message_id)
-            .first()
-        )
-        if message is None:
-            return "busy"  # another worker holds it, or it is gone
-        if message.status != Status.PENDING:
-            return f"already_{message.status}"  # a duplicate task (the tick re-queued a slow one): harmless
-        if message.next_attempt_at > started:
+    with connection.cursor() as cursor:
+        cursor.execute(CLAIM_SQL, {"id": message_id, "now": started})
+        row = cursor.fetchone()
+    if row is None:
+        return "busy"  # another worker holds it, or it is gone
+    status, due, partner_enabled, blocked, claimed_id = row[:5]
+    if claimed_id is None:
+        if status != Status.PENDING:
+            return f"already_{status}"  # a duplicate task (the tick re-queued a slow one): harmless
+        if not due:
             return "not_due"
-        if not message.partner.is_enabled:
+        if not partner_enabled:
             return "partner_disabled"
-        if is_blocked(message):
-            message.claimed_until = None  # the blocker's delivery queues this one
-            message.save(update_fields=["claimed_until"])
-            return "waiting"
-        message.status = Status.SENDING
-        message.sending_since = started
-        message.attempts += 1
-        message.claimed_until = None
-        message.save(update_fields=["status", "sending_since", "attempts", "claimed_until"])
+        return "waiting"  # the earlier message's delivery queues this one (or the tick does)
+    message = _claimed_message(row[4:])
     result = adapter_for(message.partner.kind).send(message)
     return record_result(message=message, result=result, started=started)
 
 
+def _claimed_message(values) -> OutboundMessage:
+    (
+        pk,
+        partner_id,
+        message_type,
+        key,
+        ordering_key,
+        payload,
+        attempts,
+        order_number,
+        dead_at,
+        code,
+        name,
+        kind,
+        secret,
+        base_url,
+        timeout,
+        max_attempts,
+    ) = values
+    partner = Partner(
+        pk=partner_id,
+        code=code,
+        name=name,
+        kind=kind,
+        webhook_secret=secret,
+        outbound_base_url=base_url,
+        timeout_seconds=timeout,
+        max_attempts=max_attempts,
+    )
+    return OutboundMessage(
+        pk=pk,
+        partner=partner,
+        message_type=message_type,
+        idempotency_key=key,
+        ordering_key=ordering_key,
+        payload=json.loads(payload),
+        attempts=attempts,
+        order_number=order_number,
+        dead_at=dead_at,
+        status=Status.SENDING,
+    )
+
+
+DELIVERED_SQL = """
+WITH done AS (
+  UPDATE integrations_outboundmessage
+     SET status = 'delivered', delivered_at = %(now)s, sending_since = NULL, claimed_until = NULL,
+         last_status_code = %(code)s
+   WHERE id = %(id)s AND status IN ('pending', 'sending', 'dead')
+  RETURNING id, partner_id, ordering_key, dead_at
+), attempt AS (
+  INSERT INTO integrations_outboundattempt (message_id, number, started_at, duration_ms, status_code, outcome, error)
+  VALUES (%(id)s, %(number)s, %(started)s, %(duration)s, %(code)s, 'delivered', '')
+), follower AS (
+  UPDATE integrations_outboundmessage f SET claimed_until = %(claim)s
+   WHERE f.id = (SELECT n.id FROM integrations_outboundmessage n JOIN done d
+                   ON n.partner_id = d.partner_id AND n.ordering_key = d.ordering_key AND n.id > d.id
+                  WHERE n.status IN ('pending', 'sending', 'dead')
+                  ORDER BY n.id LIMIT 1 FOR UPDATE OF n SKIP LOCKED)
+     AND f.status = 'pending' AND f.next_attempt_at <= %(now)s
+  RETURNING f.id
+)
+SELECT (SELECT id FROM done), (SELECT dead_at FROM done), (SELECT id FROM follower)
+"""
+
+
 def record_result(*, message: OutboundMessage, result: DeliveryResult, started: dt.datetime) -> str:
     """Write the outcome of attempt `message.attempts` (the row may have moved on meanwhile)."""
+    if classify(result) == "delivered":
+        return _record_delivered(message=message, result=result, started=started)
+    return _record_failure(message=message, result=result, started=started)
+
+
+def _record_delivered(*, message: OutboundMessage, result: DeliveryResult, started: dt.datetime) -> str:
+    """One statement: mark delivered (even if the sweeper re-queued it meanwhile: the partner has it and
+    a resend is deduplicated), log the attempt, and claim the next message of the same key."""
+    now = timezone.now()
+    params = {
+        "id": message.pk,
+        "now": now,
+        "code": result.status_code,
+        "number": message.attempts,
+        "started": started,
+        "duration": result.duration_ms,
+        "claim": claim_window(now),
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(DELIVERED_SQL, params)
+        delivered_id, dead_at, follower_id = cursor.fetchone()
+    # on_commit: immediate in a worker (autocommit), after the caller's commit inside a transaction
+    if delivered_id is not None and dead_at is not None:
+        transaction.on_commit(lambda: _auto_resolve_case(message))  # a dead letter replayed from the monitor
+    if follower_id is not None:
+        transaction.on_commit(lambda: enqueue_delivery(follower_id))
+    return Outcome.DELIVERED
+
+
+def _record_failure(*, message: OutboundMessage, result: DeliveryResult, started: dt.datetime) -> str:
     attempt_number = message.attempts
     verdict = classify(result)
     now = timezone.now()
-    successor = None
     with transaction.atomic():
         current = OutboundMessage.objects.select_for_update(of=("self",)).select_related("partner").get(pk=message.pk)
         attempt = OutboundAttempt(
@@ -154,23 +259,7 @@ def record_result(*, message: OutboundMessage, result: DeliveryResult, started: 
             status_code=result.status_code,
             error=result.error[:2000],
         )
-        if verdict == "delivered":
-            attempt.outcome = Outcome.DELIVERED
-            if current.status in (Status.PENDING, Status.SENDING, Status.DEAD):
-                # The partner has it, even if the sweeper re-queued the row meanwhile: a resend is deduped.
-                was_dead_once = current.dead_at is not None
-                current.status = Status.DELIVERED
-                current.delivered_at = now
-                current.sending_since = None
-                current.claimed_until = None
-                current.last_status_code = result.status_code
-                current.save(
-                    update_fields=["status", "delivered_at", "sending_since", "claimed_until", "last_status_code"]
-                )
-                successor = next_in_line(current, now=now)
-                if was_dead_once:
-                    transaction.on_commit(lambda: _auto_resolve_case(current))
-        elif current.status != Status.SENDING or current.attempts != attempt_number:
+        if current.status != Status.SENDING or current.attempts != attempt_number:
             attempt.outcome = Outcome.LOST  # a later attempt owns the row now; only the log keeps this one
         else:
             current.last_error = result.error[:2000]
@@ -187,29 +276,7 @@ def record_result(*, message: OutboundMessage, result: DeliveryResult, started: 
                     update_fields=["status", "last_error", "last_status_code", "sending_since", "next_attempt_at"]
                 )
         attempt.save()
-    if successor is not None:
-        transaction.on_commit(lambda: enqueue_delivery(successor))
     return attempt.outcome
-
-
-def next_in_line(message: OutboundMessage, *, now: dt.datetime) -> int | None:
-    """Claim the next pending message of the same key, if it is due, so it goes out without waiting for the tick."""
-    follower = (
-        OutboundMessage.objects.select_for_update(skip_locked=True)
-        .filter(
-            partner_id=message.partner_id,
-            ordering_key=message.ordering_key,
-            pk__gt=message.pk,
-            status__in=OutboundMessage.BLOCKING,
-        )
-        .order_by("pk")
-        .first()
-    )
-    if follower is None or follower.status != Status.PENDING or follower.next_attempt_at > now:
-        return None
-    follower.claimed_until = claim_window(now)
-    follower.save(update_fields=["claimed_until"])
-    return follower.pk
 
 
 def _mark_dead(message: OutboundMessage, *, now: dt.datetime) -> None:

@@ -48,12 +48,18 @@ def message_send(
             extra={"partner_kind": partner_kind, "message_type": message_type},
         )
         return None
+    ordering_key = ordering_key[:100]
+    # Behind an undelivered message of the same key it could not go now anyway: the earlier message's
+    # delivery queues it (or the tick does), so no task is spent on it.
+    waiting = OutboundMessage.objects.filter(
+        partner=partner, ordering_key=ordering_key, status__in=OutboundMessage.BLOCKING
+    ).exists()
     fields = {
         "payload": payload,
-        "ordering_key": ordering_key[:100],
+        "ordering_key": ordering_key,
         "order_number": order_number[:40],
         "actor": actor.label[:160],
-        "claimed_until": claim_window(),
+        "claimed_until": None if waiting else claim_window(),
     }
     with transaction.atomic():
         if source_event_id is None:
@@ -63,7 +69,7 @@ def message_send(
             message, created = OutboundMessage.objects.get_or_create(
                 partner=partner, message_type=message_type, source_event_id=source_event_id, defaults=fields
             )
-    if created:
+    if created and not waiting:
         message_id = message.pk
         transaction.on_commit(lambda: enqueue_delivery(message_id))
     return message
