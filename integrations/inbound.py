@@ -6,7 +6,8 @@ Flow::
                               └─ on commit: inbound task for the event's subject
     worker ──► events_process_subject: lock the *oldest pending* event of the subject
                (FOR UPDATE SKIP LOCKED), run its handler in a savepoint, mark it processed /
-               ignored / failed, commit; repeat until the subject has nothing due.
+               ignored / failed; take the next head the same way (a short batch shares one
+               transaction), commit; repeat until the subject has nothing due.
 
 Ordering: only the head of a subject (its oldest pending event) is ever claimed, and it
 stays pending — and locked — until its handler's work commits, so two workers never run
