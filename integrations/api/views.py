@@ -392,6 +392,7 @@ class OrderCancelView(PartnerAPIView):
         partner = partner_of(request)
         order = partner_order(partner, external_ref)
         self._order_number = order.number
+        self.raw_body(request)  # the body limit holds without a Content-Length too
         serializer = api.CancelSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         with transaction.atomic():
