@@ -18,6 +18,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -113,7 +114,8 @@ class Worker:
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "portal.settings",
-            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{self.database}",
+            "DATABASE_URL": f"postgres://{quote(db['USER'])}{':' + quote(db['PASSWORD']) if db['PASSWORD'] else ''}"
+            f"@{db['HOST']}:{db['PORT']}/{self.database}",
             "REDIS_URL": self.redis_url,
             "OUTBOUND_QUEUE": self.queue,
             "OUTBOUND_BACKOFF_BASE_SECONDS": "0.3",
