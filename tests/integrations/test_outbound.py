@@ -220,3 +220,70 @@ def test_the_order_timeline_shows_its_messages(erp, django_assert_max_num_querie
     assert entries[0].title == "order.accepted to erp: pending"
     assert entries[0].url.startswith("/integrations/messages/")
     assert _sources["integrations"] is timeline_entries
+
+
+def test_the_order_to_ship_flow_tells_each_partner_in_order(db):
+    """Accepted and allocated → ERP, released → WMS, packed → TMS, shipped → ERP; one key per order."""
+    from orchestration import services as orchestration
+
+    for kind in ("erp", "wms", "tms"):
+        partner(kind)
+    warehouse = factories.WarehouseFactory(code="DCF")
+    customer = factories.CustomerFactory(code="flowco")
+    factories.stocked_item(warehouse, zone="A", sku="FLOW-1")
+    order = factories.released_order(customer, warehouse, [("FLOW-1", 2)])
+    for task in factories.pick_tasks(order):
+        orchestration.task_start(task=task, actor=ACTOR)
+        orchestration.task_complete(task=task, done_quantity=task.quantity, actor=ACTOR, reason="Picked")
+    shipment = orchestration.shipment_pack(order=order, actor=ACTOR)
+    orchestration.shipment_ship(shipment=shipment, carrier="DHL", tracking_number="TRK1", actor=ACTOR)
+
+    sent = list(
+        OutboundMessage.objects.filter(order_number=order.number)
+        .order_by("id")
+        .values_list("partner__code", "message_type")
+    )
+    assert sent == [
+        ("erp", "order.accepted"),
+        ("erp", "order.allocated"),
+        ("wms", "order.released"),
+        ("tms", "shipment.ready"),
+        ("erp", "shipment.confirmed"),
+    ]
+    confirmation = OutboundMessage.objects.get(order_number=order.number, message_type="shipment.confirmed")
+    assert confirmation.payload["tracking_number"] == "TRK1" and confirmation.payload["lines"][0]["quantity"] == 2
+
+
+def test_a_released_order_cancelled_tells_the_wms_and_an_unreleased_one_does_not(db):
+    from orchestration import services as orchestration
+
+    for kind in ("erp", "wms"):
+        partner(kind)
+    warehouse = factories.WarehouseFactory(code="DCC")
+    customer = factories.CustomerFactory(code="cancelco")
+    factories.stocked_item(warehouse, zone="A", sku="CAN-1")
+    released = factories.released_order(customer, warehouse, [("CAN-1", 1)])
+    received = factories.order_for(customer, warehouse, [("CAN-1", 1)])
+
+    orchestration.order_cancel(order=released, actor=ACTOR, reason="Customer called")
+    orchestration.order_cancel(order=received, actor=ACTOR, reason="Customer called")
+
+    cancels = OutboundMessage.objects.filter(message_type="order.cancelled")
+    assert list(cancels.values_list("partner__code", "order_number")) == [("wms", released.number)]
+
+
+def test_a_rejected_order_tells_the_erp(db):
+    from orchestration import services as orchestration
+
+    partner("erp")
+    warehouse = factories.WarehouseFactory(code="DCX")
+    customer = factories.CustomerFactory(code="rejectco")
+    item = factories.stocked_item(warehouse, zone="A", sku="OLD-1")
+    order = factories.order_for(customer, warehouse, [("OLD-1", 1)])
+    item.is_active = False
+    item.save()
+
+    orchestration.order_validate(order=order, actor=ACTOR)
+
+    message = OutboundMessage.objects.get(message_type="order.rejected")
+    assert message.order_number == order.number and "no longer sold" in message.payload["reasons"][0]
