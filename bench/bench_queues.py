@@ -22,6 +22,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -42,11 +43,14 @@ def run(context) -> dict[str, float]:
     users = _supervisors(CLIENTS)
     figures: dict[str, float] = {}
     figures.update(_page_figures(queue_id, users[0]))
-    figures.update(_live_figures(context, users))
+    figures.update(_live_figures(context, users, layer="core", prefix="queues_live"))
+    figures.update(_live_figures(context, users, layer="pubsub", prefix="queues_live_pubsub_layer"))
     figures.update(_redis_baseline(context.redis_url))
-    if figures.get("queues_redis_pubsub_baseline_p95_ms"):
-        figures["queues_live_vs_redis_p95_ratio"] = round(
-            figures["queues_live_p95_ms"] / figures["queues_redis_pubsub_baseline_p95_ms"], 2
+    baseline = figures.get("queues_redis_pubsub_baseline_p95_ms")
+    if baseline:
+        figures["queues_live_vs_redis_p95_ratio"] = round(figures["queues_live_p95_ms"] / baseline, 2)
+        figures["queues_live_pubsub_layer_vs_redis_p95_ratio"] = round(
+            figures["queues_live_pubsub_layer_p95_ms"] / baseline, 2
         )
     _flush_redis(context.redis_url)
     return figures
@@ -242,7 +246,17 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _live_figures(context, users) -> dict[str, float]:
+# The alternative channel layer, for comparison: Redis pub/sub fans a group message out inside each server
+# process (one Redis message per hint) instead of one Redis list pop per socket per hint.
+PUBSUB_SETTINGS = """
+from portal.settings import *  # noqa
+CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+                              "CONFIG": {"hosts": [REDIS_URL], "prefix": "portal:channels"}}}
+"""
+
+
+def _live_figures(context, users, *, layer: str, prefix: str) -> dict[str, float]:
+    """Latency of live hints through `layer` ("core": the portal's configured layer, or "pubsub")."""
     from django.conf import settings
     from django.db import connections
 
@@ -250,8 +264,11 @@ def _live_figures(context, users) -> dict[str, float]:
     connections.close_all()
     port = _free_port()
     env = {**context.env, "DATABASE_CONN_MAX_AGE": "60", "LOG_LEVEL": "WARNING"}
-    if os.environ.get("BENCH_QUEUES_SETTINGS"):
-        env["DJANGO_SETTINGS_MODULE"] = os.environ["BENCH_QUEUES_SETTINGS"]
+    if layer == "pubsub":
+        directory = Path(tempfile.mkdtemp(prefix="bench-queues-"))
+        (directory / "bench_pubsub_settings.py").write_text(PUBSUB_SETTINGS)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(directory), env.get("PYTHONPATH", "")]))
+        env["DJANGO_SETTINGS_MODULE"] = "bench_pubsub_settings"
     server = subprocess.Popen(
         [
             sys.executable,
@@ -321,17 +338,18 @@ def _live_figures(context, users) -> dict[str, float]:
     latencies = [(at - commits[key]) * 1000 for key, at in arrivals if key in commits]
     expected = len(commits) * CLIENTS
     p50, p95, p99 = _percentiles(latencies)
-    return {
-        "queues_live_clients": CLIENTS,
-        "queues_live_server_processes": SERVER_PROCESSES,
-        "queues_live_changes_per_s": round(len(commits) / LIVE_SECONDS, 1),
-        "queues_live_p50_ms": p50,
-        "queues_live_p95_ms": p95,
-        "queues_live_p99_ms": p99,
-        "queues_live_delivered_share": round(len(latencies) / expected, 4) if expected else 0.0,
-        "queues_live_server_cpu_share": cpu_share["server"],
-        "queues_live_clients_cpu_share": cpu_share["clients"],
+    figures = {
+        "clients": CLIENTS,
+        "server_processes": SERVER_PROCESSES,
+        "changes_per_s": round(len(commits) / LIVE_SECONDS, 1),
+        "p50_ms": p50,
+        "p95_ms": p95,
+        "p99_ms": p99,
+        "delivered_share": round(len(latencies) / expected, 4) if expected else 0.0,
+        "server_cpu_share": cpu_share["server"],
+        "clients_cpu_share": cpu_share["clients"],
     }
+    return {f"{prefix}_{key}": value for key, value in figures.items()}
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -403,6 +421,7 @@ def _changer_main(env: dict, index: int, rate: float, seconds: float, start_at: 
     """Raise cases at `rate` per second; report (queue, seq, commit time) for each."""
     try:
         os.environ.update(env)
+        sys.path[:0] = [path for path in env.get("PYTHONPATH", "").split(os.pathsep) if path]
         import django
 
         django.setup()
