@@ -68,3 +68,31 @@ class QueueSummarySerializer(serializers.Serializer):
     paused = serializers.IntegerField()
     unassigned = serializers.IntegerField()
     ages = serializers.ListField(child=serializers.DictField())
+
+
+class QueueChangeSerializer(serializers.Serializer):
+    seq = serializers.IntegerField()
+    case_id = serializers.IntegerField()
+    kind = serializers.ChoiceField(choices=["added", "updated", "removed"])
+    status = serializers.CharField()
+    at = serializers.DateTimeField()
+
+
+class QueueChangesSerializer(serializers.Serializer):
+    queue = serializers.CharField()
+    last_seq = serializers.IntegerField()
+    changes = QueueChangeSerializer(many=True)
+    has_more = serializers.BooleanField()
+
+
+class QueueCasesPageSerializer(serializers.Serializer):
+    queue = serializers.CharField()
+    last_seq = serializers.IntegerField(help_text="The queue's change sequence when the page was read")
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = CaseRowSerializer(many=True)
+
+
+class QueueListSerializer(serializers.Serializer):
+    results = QueueSummarySerializer(many=True)

@@ -13,7 +13,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from exceptions import selectors
-from exceptions.api.serializers import CaseRowSerializer, QueueSummarySerializer
+from exceptions.api.serializers import (
+    CaseRowSerializer,
+    QueueCasesPageSerializer,
+    QueueChangesSerializer,
+    QueueListSerializer,
+    QueueSummarySerializer,
+)
 from portal.domain import InvalidInput
 
 FILTER_PARAMETERS = [
@@ -35,7 +41,7 @@ FILTER_PARAMETERS = [
 class QueueListView(APIView):
     """The signed-in user's queues with open, breached and at-risk counts and the aging buckets."""
 
-    @extend_schema(responses=QueueSummarySerializer(many=True))
+    @extend_schema(responses=QueueListSerializer)
     def get(self, request):
         summaries = selectors.queue_summaries(selectors.queues_for_user(request.user))
         return Response(
@@ -46,7 +52,7 @@ class QueueListView(APIView):
 class QueueCasesView(APIView):
     """One queue's active cases, filtered, sorted and paged by cursor."""
 
-    @extend_schema(parameters=FILTER_PARAMETERS, responses=CaseRowSerializer(many=True))
+    @extend_schema(parameters=FILTER_PARAMETERS, responses=QueueCasesPageSerializer)
     def get(self, request, code: str):
         queue = selectors.queue_for_user(request.user, code)
         filters = selectors.QueueFilters.from_params(request.query_params)
@@ -74,7 +80,10 @@ class QueueCasesView(APIView):
 class QueueChangesView(APIView):
     """The queue's changes after sequence `since`, oldest first: what a live client missed."""
 
-    @extend_schema(parameters=[OpenApiParameter("since", int, required=True), OpenApiParameter("limit", int)])
+    @extend_schema(
+        parameters=[OpenApiParameter("since", int, required=True), OpenApiParameter("limit", int)],
+        responses=QueueChangesSerializer,
+    )
     def get(self, request, code: str):
         queue = selectors.queue_for_user(request.user, code)
         since = request.query_params.get("since", "")
