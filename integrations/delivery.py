@@ -415,10 +415,29 @@ def due_messages_claim(*, now: dt.datetime | None = None, limit: int | None = No
     return ids
 
 
+def queued_deliveries() -> int:
+    """How many delivery tasks wait in the broker (0 when it cannot tell)."""
+    from portal.celery import app
+
+    try:
+        with app.connection_for_read() as connection:
+            declared = connection.default_channel.queue_declare(queue=settings.OUTBOUND_QUEUE, passive=True)
+            return int(declared.message_count)
+    except Exception:
+        return 0
+
+
 def outbound_tick(*, now: dt.datetime | None = None) -> dict[str, int]:
-    """The beat's few-seconds job: sweep expired leases, then queue what is due."""
+    """The beat's few-seconds job: sweep expired leases, then queue what is due.
+
+    While a full batch of tasks still waits in the broker the tick queues nothing more: under a
+    backlog longer than the claim window it would otherwise re-queue rows whose task is merely slow.
+    """
     swept = sending_sweep(now=now)
+    waiting = queued_deliveries()
+    if waiting >= int(setting("OUTBOUND_TICK_BATCH", 500)):
+        return {"swept": swept, "queued": 0, "waiting": waiting}
     ids = due_messages_claim(now=now)
     for message_id in ids:
         enqueue_delivery(message_id)
-    return {"swept": swept, "queued": len(ids)}
+    return {"swept": swept, "queued": len(ids), "waiting": waiting}

@@ -299,3 +299,25 @@ def test_a_disabled_partner_holds_its_messages(erp):
 
     assert delivery.message_deliver(message_id=message.pk) == "partner_disabled"
     assert delivery.due_messages_claim() == []
+
+
+def test_the_tick_queues_nothing_more_while_a_full_batch_waits_in_the_broker(erp, settings):
+    from portal.celery import app
+
+    settings.OUTBOUND_QUEUE = queue = f"outbound-tick-test-{erp.pk}"
+    settings.OUTBOUND_TICK_BATCH = 3
+    send(erp, key="order:A"), send(erp, key="order:B")
+    OutboundMessage.objects.update(claimed_until=None)
+    with app.connection_for_write() as connection:
+        client = connection.default_channel.client
+        client.delete(queue)
+        try:
+            client.rpush(queue, *["{}"] * 3)  # three tasks already waiting
+
+            assert delivery.outbound_tick() == {"swept": 0, "queued": 0, "waiting": 3}
+            assert OutboundMessage.objects.filter(claimed_until__isnull=False).count() == 0
+
+            client.delete(queue)
+            assert delivery.queued_deliveries() == 0
+        finally:
+            client.delete(queue)
