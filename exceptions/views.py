@@ -144,14 +144,20 @@ def _row_context(case: Case, filters, now, user) -> dict:
     """What one row shows, computed here rather than in template tags: 50 rows render in a few milliseconds."""
     state = selectors.sla_state(case, now)
     detail_url = CASE_URL.replace("0", str(case.pk), 1)
+    # The clock shows the next deadline: answering (claim or start) until someone did, then resolving.
+    if case.first_responded_at is None and case.first_response_due_at:
+        due, due_kind = case.first_response_due_at, "answer"
+    else:
+        due, due_kind = case.resolution_due_at, "resolve"
     return {
         "case": case,
         "url": detail_url,
         "claim_url": f"{detail_url}claim/",
         "sla": state,
         "sla_label": SLA_LABELS[state],
-        "due": case.resolution_due_at.isoformat() if case.resolution_due_at else "",
-        "due_text": _span(case.resolution_due_at - now) if case.resolution_due_at else "",
+        "due": due.isoformat() if due else "",
+        "due_kind": due_kind,
+        "due_text": _span(due - now) if due else "",
         "age": _span(now - case.created_at),
         "sort_key": selectors.sort_key(case, filters.sort),
         "can_claim": case.status in (Case.Status.OPEN, Case.Status.ASSIGNED, Case.Status.ESCALATED)
