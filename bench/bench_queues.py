@@ -308,7 +308,9 @@ def _live_figures(context, users, *, layer: str, prefix: str) -> dict[str, float
             )
             for index in range(CHANGERS)
         ]
-        cpu_before = {name: _cpu_seconds(pid) for name, pid in (("server", server.pid), ("clients", listener.pid))}
+        watched = (("server", server.pid), ("clients", listener.pid))
+        cpu_before = {name: _cpu_seconds(pid) for name, pid in watched}
+        waited_before = _runqueue_wait_seconds(server.pid)
         wall_before = time.monotonic()
         for changer in changers:
             changer.start()
@@ -320,10 +322,8 @@ def _live_figures(context, users, *, layer: str, prefix: str) -> dict[str, float
             commits.update({(queue, seq): at for queue, seq, at in result})
         time.sleep(2.0)  # let the last hints arrive
         wall = time.monotonic() - wall_before
-        cpu_share = {
-            name: round((_cpu_seconds(pid) - cpu_before[name]) / wall, 3)
-            for name, pid in (("server", server.pid), ("clients", listener.pid))
-        }
+        cpu_share = {name: round((_cpu_seconds(pid) - cpu_before[name]) / wall, 3) for name, pid in watched}
+        server_waited = round((_runqueue_wait_seconds(server.pid) - waited_before) / wall, 3)
         stop.set()
         arrivals = received.get(timeout=60)
         listener.join(timeout=10)
@@ -347,9 +347,25 @@ def _live_figures(context, users, *, layer: str, prefix: str) -> dict[str, float
         "p99_ms": p99,
         "delivered_share": round(len(latencies) / expected, 4) if expected else 0.0,
         "server_cpu_share": cpu_share["server"],
+        "server_runqueue_wait_share": server_waited,
         "clients_cpu_share": cpu_share["clients"],
     }
     return {f"{prefix}_{key}": value for key, value in figures.items()}
+
+
+def _runqueue_wait_seconds(pid: int) -> float:
+    """Time the server's threads were ready to run but waited for a CPU (Linux schedstat): other load on the machine."""
+    total = 0
+    for process in Path("/proc").glob("[0-9]*"):
+        try:
+            parent = int((process / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if int(process.name) != pid and parent != pid:
+                continue
+            for task in (process / "task").iterdir():
+                total += int((task / "schedstat").read_text().split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / 1e9
 
 
 def _cpu_seconds(pid: int) -> float:
