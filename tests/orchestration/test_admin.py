@@ -94,3 +94,17 @@ def test_staff_without_the_permission_get_no_actions(client, user_with_role, rel
     assert client.post(url, {"reason": "x"}).status_code in (302, 403)
     released.refresh_from_db()
     assert released.status == Order.Status.RELEASED
+
+
+def test_the_operations_admin_role_alone_opens_the_admin_and_takes_actions(
+    client, user_with_role, warehouse, customer, tape
+):
+    """No superuser flag: the role's group carries the permissions granted after migrate."""
+    client.force_login(user_with_role(Role.OPERATIONS_ADMIN, username="olu2", is_staff=True))
+    order = factories.validated_order(customer, warehouse, [("TAPE", 1)])
+    assert client.get(reverse("admin:orchestration_order_changelist")).status_code == 200
+    assert client.get(reverse("admin:inventory_stocklevel_changelist")).status_code == 200
+    url = reverse("admin:orchestration_order_service_action", args=[order.pk, "hold"])
+    client.post(url, {"reason": "Waiting for the customer's new PO"})
+    order.refresh_from_db()
+    assert order.status == Order.Status.ON_HOLD
