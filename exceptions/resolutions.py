@@ -522,8 +522,30 @@ def _integrations_service(name: str):
     return function
 
 
+INBOUND_EVENT = "integrations.inboundevent"
+
+
+def _inbound_event(case):
+    from integrations.models import InboundEvent
+
+    try:
+        return InboundEvent.objects.get(pk=_int(case.subject_id))
+    except InboundEvent.DoesNotExist:
+        raise TransitionRefused(f"Case {case.pk} names no stored partner event.", code="no_subject") from None
+
+
 def replay(*, case, actor: Actor, reason: str, params: dict) -> str:
-    """Send the message again (optionally with a corrected payload, which is recorded)."""
+    """Send the message again (optionally with a corrected payload, which is recorded), or re-run a failed event."""
+    if case.subject_type == INBOUND_EVENT:
+        from integrations.inbound import inbound_event_replay
+
+        if "payload" in params:
+            raise InvalidInput(
+                "A partner's event is replayed as it was received; ask the partner to send a corrected event.",
+                fields={"params.payload": ["Not allowed for a partner event."]},
+            )
+        event = inbound_event_replay(event=_inbound_event(case), actor=actor, reason=reason)
+        return f"Partner event {event.event_id} queued again"
     message_replay = _integrations_service("message_replay")
     kwargs = {"message_id": _message_id(case, params), "actor": actor, "reason": reason}
     if "payload" in params:
@@ -545,7 +567,12 @@ def replay(*, case, actor: Actor, reason: str, params: dict) -> str:
 
 
 def discard(*, case, actor: Actor, reason: str, params: dict) -> str:
-    """Give up on the message on purpose; later messages of its key may go."""
+    """Give up on the message (or partner event) on purpose; later ones of its key or subject may go."""
+    if case.subject_type == INBOUND_EVENT:
+        from integrations.inbound import inbound_event_discard
+
+        event = inbound_event_discard(event=_inbound_event(case), actor=actor, reason=reason)
+        return f"Partner event {event.event_id} discarded"
     message_discard = _integrations_service("message_discard")
     message_id = _message_id(case, params)
     message = message_discard(message_id=message_id, actor=actor, reason=reason)

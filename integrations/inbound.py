@@ -245,6 +245,25 @@ def inbound_event_replay(*, event: InboundEvent, actor: Actor, reason: str) -> I
     return event
 
 
+def inbound_event_discard(*, event: InboundEvent, actor: Actor, reason: str) -> InboundEvent:
+    """Give up on a failed event on purpose: it is marked ignored, and its subject's later events may go."""
+    if not reason or not reason.strip():
+        raise InvalidInput("A reason is required.", fields={"reason": ["Say why, for the record."]})
+    with transaction.atomic():
+        event = InboundEvent.objects.select_for_update().get(pk=event.pk)
+        if event.status == InboundEvent.Status.PROCESSED:
+            raise DomainError(f"Event {event.event_id} was processed already; there is nothing to discard.")
+        if event.status == InboundEvent.Status.IGNORED:
+            return event
+        event.status = InboundEvent.Status.IGNORED
+        event.next_attempt_at = None
+        event.last_error = f"Discarded by {actor.label}: {reason}"
+        event.save(update_fields=["status", "next_attempt_at", "last_error"])
+        subject_key = event.subject_key
+        transaction.on_commit(lambda: enqueue_subject(subject_key))
+    return event
+
+
 # --- processing ------------------------------------------------------------------------
 
 DUE_HEADS_SQL = """

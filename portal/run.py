@@ -54,8 +54,10 @@ def main() -> int:
             flush=True,
         )
         manager = Manager()
+        # Workers are single-threaded and keep their connection; web threads must not (ASGI).
+        worker_env = {**env, "DATABASE_CONN_MAX_AGE": os.environ.get("DATABASE_CONN_MAX_AGE", "60")}
         for name, command in processes(port).items():
-            manager.add_process(name, command, env=env, cwd=str(BASE_DIR))
+            manager.add_process(name, command, env=worker_env if name in ("worker", "beat") else env, cwd=str(BASE_DIR))
         manager.loop()
         return manager.returncode or 0
     except KeyboardInterrupt:

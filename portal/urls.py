@@ -21,6 +21,9 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
 
+handler404 = "portal.views.not_found"
+handler500 = "portal.views.server_error"
+
 admin.site.site_header = "Distribution operations portal"
 admin.site.site_title = "Operations admin"
 admin.site.index_title = "Rules, policies and reference data"

@@ -18,3 +18,21 @@ def home(request):
         "panels": panels_for(request),
     }
     return render(request, "portal/home.html", context)
+
+
+def not_found(request, exception=None):
+    """404: the API's one error format under /api/, a page that says where to go next elsewhere."""
+    if request.path.startswith("/api/"):
+        from portal.api import json_error
+
+        return json_error("not_found", f"No API resource at {request.path}. See /api/docs/ for the endpoints.", 404)
+    return render(request, "404.html", {"path": request.path}, status=404)
+
+
+def server_error(request):
+    """500: nothing was changed; the API answers in its error format."""
+    if request.path.startswith("/api/"):
+        from portal.api import json_error
+
+        return json_error("server_error", "The request could not be completed. It changed nothing; try again.", 500)
+    return render(request, "500.html", status=500)

@@ -332,6 +332,61 @@ def test_a_failed_event_can_be_replayed_after_the_fix(network, post, django_capt
 
 
 @pytest.mark.django_db
+def test_the_cases_replay_and_discard_act_on_the_partner_event_not_on_an_outbound_message(
+    network, post, user_with_role, django_capture_on_commit_callbacks
+):
+    from exceptions import services as exceptions
+    from integrations.models import OutboundMessage
+    from portal.actors import Actor
+    from portal.roles import Role
+
+    body = {"sku": "API-A", "warehouse": "DCA", "location": "NEW-02", "quantity": 3}
+    post(event("stock.received", body, event_id="ev-fixme"))
+    post(event("stock.received", {**body, "location": "NEW-03"}, event_id="ev-dropme"))
+    fixme, dropme = (InboundEvent.objects.get(event_id=e) for e in ("ev-fixme", "ev-dropme"))
+    outbound_before = list(OutboundMessage.objects.values_list("pk", "status", "attempts"))
+    it = Actor.for_user(user_with_role(Role.IT_SUPPORT, username="ivy"))
+    Location.objects.create(warehouse=network, code="NEW-02", zone="A", kind=Location.Kind.PICK)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        replayed = exceptions.case_resolve(
+            case=Case.objects.get(subject_type="integrations.inboundevent", subject_id=str(fixme.pk)),
+            resolution="replay",
+            actor=it,
+            reason="Location NEW-02 created in the WMS master data",
+        )
+    discarded = exceptions.case_resolve(
+        case=Case.objects.get(subject_type="integrations.inboundevent", subject_id=str(dropme.pk)),
+        resolution="discard",
+        actor=it,
+        reason="Duplicate receipt keyed twice at the dock",
+    )
+
+    fixme.refresh_from_db()
+    dropme.refresh_from_db()
+    assert (fixme.status, replayed.status, replayed.resolution_code) == ("processed", "resolved", "replay")
+    assert (dropme.status, discarded.resolution_code) == ("ignored", "discard")
+    assert "Discarded by user:ivy" in dropme.last_error
+    assert list(OutboundMessage.objects.values_list("pk", "status", "attempts")) == outbound_before
+
+
+@pytest.mark.django_db
+def test_a_partner_event_cannot_be_replayed_with_a_corrected_payload(network, post, user_with_role):
+    from exceptions import services as exceptions
+    from portal.actors import Actor
+    from portal.domain import InvalidInput
+    from portal.roles import Role
+
+    post(event("stock.received", {"sku": "API-A", "warehouse": "DCA", "location": "NOPE", "quantity": 1}))
+    case = Case.objects.get(type__code="integration_failure")
+    it = Actor.for_user(user_with_role(Role.IT_SUPPORT))
+    with pytest.raises(InvalidInput):
+        exceptions.case_resolve(case=case, resolution="replay", actor=it, reason="fix", params={"payload": {}})
+    case.refresh_from_db()
+    assert case.status == "open"
+
+
+@pytest.mark.django_db
 def test_an_unexpected_error_is_retried_with_backoff_then_failed(network, wms, monkeypatch):
     calls = []
 

@@ -43,7 +43,7 @@ class TestDatabaseFromUrl:
             "PASSWORD": "s3cret",
             "HOST": "db.example.test",
             "PORT": "6543",
-            "CONN_MAX_AGE": 60,
+            "CONN_MAX_AGE": 0,
             "CONN_HEALTH_CHECKS": True,
             "OPTIONS": {"sslmode": "require", "connect_timeout": "5"},
             "TEST": {"NAME": None},
@@ -72,12 +72,12 @@ class TestDatabaseFromUrl:
         assert config["OPTIONS"] == {}
 
     def test_connection_age_and_test_database_name_come_from_the_environment(self, monkeypatch):
-        monkeypatch.setenv("DATABASE_CONN_MAX_AGE", "0")
+        monkeypatch.setenv("DATABASE_CONN_MAX_AGE", "60")
         monkeypatch.setenv("DATABASE_TEST_NAME", "portal_ci")
 
         config = database_from_url("postgres://h/x")
 
-        assert config["CONN_MAX_AGE"] == 0
+        assert config["CONN_MAX_AGE"] == 60
         assert config["TEST"] == {"NAME": "portal_ci"}
 
     @pytest.mark.parametrize(
