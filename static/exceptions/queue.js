@@ -27,9 +27,22 @@
       });
   }
 
+  var retryTimer = null;
   function enqueue(step) {
     chain = chain.then(step).catch(function (error) {
-      if (error && error.message === "forbidden") { location.reload(); } // lost the role: the server explains
+      if (error && error.message === "forbidden") { location.reload(); return; } // lost the role: the server explains
+      // Network or server trouble: what was not applied is fetched again by sequence shortly.
+      if (!retryTimer) {
+        retryTimer = setTimeout(function () { retryTimer = null; enqueue(function () { return catchUp(); }); }, 2000);
+      }
+    });
+  }
+
+  // Move `last` only once the rows are on the page, so a failed fetch is retried from the same place.
+  function applyThrough(seq, ids) {
+    return fetchRows(ids).then(function () {
+      last = Math.max(last, seq);
+      root.setAttribute("data-seq", String(last));
     });
   }
 
@@ -80,13 +93,13 @@
     round = round || 0;
     return getJSON(changesUrl + "?since=" + last).then(function (data) {
       var ids = [];
+      var through = last;
       data.changes.forEach(function (change) {
-        if (change.seq <= last) return;
-        last = change.seq;
+        if (change.seq <= through) return;
+        through = change.seq;
         if (ids.indexOf(change.case_id) === -1) ids.push(change.case_id);
       });
-      root.setAttribute("data-seq", String(last));
-      return fetchRows(ids).then(function () {
+      return applyThrough(through, ids).then(function () {
         if (data.has_more && round < MAX_ROUNDS) return catchUp(round + 1);
         if (data.has_more) location.reload(); // far behind: a fresh page is cheaper than replaying
       });
@@ -96,11 +109,7 @@
   function onHint(message) {
     enqueue(function () {
       if (message.seq <= last) return; // already applied (a catch-up got it first)
-      if (message.seq === last + 1 && message.case_id) {
-        last = message.seq;
-        root.setAttribute("data-seq", String(last));
-        return fetchRows([message.case_id]);
-      }
+      if (message.seq === last + 1 && message.case_id) return applyThrough(message.seq, [message.case_id]);
       return catchUp();
     });
   }
