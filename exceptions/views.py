@@ -21,6 +21,7 @@ from exceptions import selectors
 from exceptions.forms import RESOLUTION_PARAMS, AssignForm, BulkForm, CommentForm, ReasonForm, ResolveForm, RouteForm
 from exceptions.models import Case, ExceptionType, Queue
 from portal.actors import Actor
+from portal.api import json_error
 from portal.domain import DomainError, NotFound, PermissionRefused
 from portal.home import home_panel
 from portal.roles import QUEUE_ROLES
@@ -31,9 +32,7 @@ from portal.roles import QUEUE_ROLES
 def _refused(request, error: DomainError, *, as_json: bool = False):
     """A refused page or action: the reason and what to do next, with the error's status (403/404/409)."""
     if as_json:
-        return JsonResponse(
-            {"error": {"code": error.code, "message": error.message, "fields": error.fields}}, status=error.status
-        )
+        return json_error(error.code, error.message, error.status, error.fields)
     return render(
         request,
         "exceptions/refused.html",
@@ -435,7 +434,6 @@ def _case_action(request, pk: int, run, *, form_key: str, form=None, success: st
     try:
         outcome = run(case, form.cleaned_data if form is not None else {})
     except PermissionRefused as error:
-        messages.error(request, error.message)
         return _refused(request, error)
     except NotFound as error:
         messages.error(request, error.message)
