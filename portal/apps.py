@@ -10,4 +10,6 @@ class PortalConfig(AppConfig):
 
         from portal import signals  # history actor columns, socket revocation
 
-        post_migrate.connect(signals.grant_role_permissions, sender=self)
+        # Every app's post_migrate, not only the portal's: on a fresh database each app's permissions
+        # exist only once its own post_migrate created them (the grant is idempotent).
+        post_migrate.connect(signals.grant_role_permissions, dispatch_uid="portal.grant_role_permissions")

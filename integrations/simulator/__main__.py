@@ -36,6 +36,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         metavar="KIND:FROM:TO",
         help="fail every call to KIND from FROM to TO seconds after start (repeatable)",
     )
+    parser.add_argument(
+        "--wcs-units",
+        default=os.environ.get("SIMULATOR_WCS_UNITS", ""),
+        help="comma-separated equipment codes the WCS reports heartbeats for (others are learned from instructions)",
+    )
+    parser.add_argument("--heartbeat-seconds", type=float, default=5.0, help="WCS heartbeat interval per unit")
     parser.add_argument("--seed", type=int, default=None)
     for kind in KINDS:
         parser.add_argument(f"--{kind}-token", default=os.environ.get(f"SIMULATOR_{kind.upper()}_TOKEN", ""))
@@ -112,7 +118,11 @@ def start_driver(args: argparse.Namespace, state: SimulatorState) -> None:
         customers=customers,
         skus=skus,
         seed=args.seed,
+        wcs_units=tuple(code for code in args.wcs_units.split(",") if code),
+        heartbeat_seconds=args.heartbeat_seconds,
     )
+    state.controls["wcs"] = driver.floor.control
+    state.reports["wcs"] = driver.floor.stats
     state.listeners.append(driver.on_message)
     driver.start()
     logging.info("driving the portal at %s: %.2f orders/s", args.portal, args.order_rate)

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import httpx
 
+from integrations.simulator.wcs import MachineFloor
+
 logger = logging.getLogger("integrations.simulator")
 BASE_DIR = Path(__file__).resolve().parents[2]
 
@@ -79,6 +81,8 @@ class Driver:
         customers: list[str],
         skus: list[str],
         seed: int | None = None,
+        wcs_units: tuple[str, ...] = (),
+        heartbeat_seconds: float = 5.0,
     ):
         self.portal = portal.rstrip("/")
         self.tokens = tokens
@@ -96,6 +100,15 @@ class Driver:
         self.sent = {"orders": 0, "orders_refused": 0, "events": 0, "events_refused": 0}
         self.stopping = threading.Event()
         self.machine_tasks: set[int] = set()  # tasks the WCS was given: the WMS leaves them to the machines
+        self.floor = MachineFloor(
+            send=lambda event_type, payload: self.send_event("wcs", event_type, payload),
+            later=self.later,
+            units=wcs_units,
+            heartbeat_seconds=heartbeat_seconds,
+            work_seconds=work_seconds / 2,
+            short_rate=short_rate,
+            seed=seed,
+        )
 
     # --- scheduling -------------------------------------------------------------------
     def later(self, seconds: float, action) -> None:
@@ -171,10 +184,10 @@ class Driver:
             self.later(pause, lambda: self.pick_order(data))
         elif kind == "tms" and message_type == "shipment.ready":
             self.later(pause, lambda: self.collect(data))
-        elif kind == "wcs" and message_type.endswith("instruction"):
-            if "task_id" in data:
+        elif kind == "wcs":
+            if message_type.endswith("instruction") and "task_id" in data:
                 self.machine_tasks.add(int(data["task_id"]))
-            self.later(pause / 2, lambda: self.machine_work(data))
+            self.floor.on_message(message_type, data)
 
     def pick_order(self, data: dict) -> None:
         for task in data.get("tasks", []):
@@ -202,14 +215,6 @@ class Driver:
             },
         )
 
-    def machine_work(self, data: dict) -> None:
-        payload = {key: data[key] for key in ("task_id", "instruction_seq", "equipment") if key in data}
-        if "task_id" not in payload:
-            return
-        self.send_event("wcs", "wcs.task.acknowledged", payload)
-        self.send_event("wcs", "wcs.task.started", payload)
-        self.send_event("wcs", "wcs.task.completed", {**payload, "done_quantity": data.get("quantity")})
-
     def run_orders(self) -> None:
         if self.order_rate <= 0:
             return
@@ -221,4 +226,5 @@ class Driver:
 
     def start(self) -> None:
         threading.Thread(target=self.run_agenda, name="agenda", daemon=True).start()
+        self.floor.start()
         threading.Thread(target=self.run_orders, name="orders", daemon=True).start()

@@ -91,6 +91,8 @@ class SimulatorState:
         self.books = {kind: PartnerBook() for kind in KINDS}
         self.stock: dict[str, dict[str, int]] = defaultdict(dict)  # the ERP's book: warehouse -> sku -> on hand
         self.listeners: list = []  # callables(kind, message_type, body) run after a message is applied
+        self.controls: dict = {}  # extra control actions: name -> callable(data) -> dict (e.g. the WCS floor)
+        self.reports: dict = {}  # extra sections of /_control/stats: name -> callable() -> dict
 
     def reset(self, *, faults: bool = True) -> None:
         """Forget what was received (and, unless told otherwise, the faults set so far)."""
@@ -168,7 +170,11 @@ class SimulatorState:
 
     def stats(self) -> dict:
         with self.lock:
-            return {kind: {**self.books[kind].counts(), "faults": self.faults[kind].as_dict()} for kind in KINDS}
+            stats = {kind: {**self.books[kind].counts(), "faults": self.faults[kind].as_dict()} for kind in KINDS}
+            reports = dict(self.reports)
+        for name, report in reports.items():
+            stats[f"{name}_floor"] = report()
+        return stats
 
 
 def make_handler(state: SimulatorState):
@@ -244,6 +250,8 @@ def make_handler(state: SimulatorState):
                 with state.lock:
                     for warehouse, rows in data.items():
                         state.stock[warehouse] = {str(sku): int(n) for sku, n in rows.items()}
+            elif action in state.controls:
+                return self._send(200, state.controls[action](data))
             else:
                 return self._send(404, {"error": "unknown control action"})
             return self._send(200, state.stats())
