@@ -2,8 +2,8 @@
 
 * **Live**: a real uvicorn server and the Redis channel layer; 100 WebSocket clients (the
   ``websockets`` package, in one asyncio process, with session cookies of signed-in supervisors)
-  follow the supervisor queue while two processes raise cases through ``case_raise`` at 50 per
-  second in total. Latency is the time from the transaction's commit (an on-commit hook
+  follow the supervisor queue while two processes change it at 50 per second in total, half
+  ``case_raise`` (a case appears) and half ``case_claim`` of a seeded case (a row changes). Latency is the time from the transaction's commit (an on-commit hook
   registered before the service's own) to the hint's arrival at each client, over every
   client × change pair. Baseline: a bare Redis PUBLISH → 100 subscribers at the same rate.
 * **Page / API**: the queue page and the queue API in the server process (Django's request
@@ -43,8 +43,8 @@ def run(context) -> dict[str, float]:
     users = _supervisors(CLIENTS)
     figures: dict[str, float] = {}
     figures.update(_page_figures(queue_id, users[0]))
-    figures.update(_live_figures(context, users, layer="core", prefix="queues_live"))
-    figures.update(_live_figures(context, users, layer="pubsub", prefix="queues_live_pubsub_layer"))
+    figures.update(_live_figures(context, users, layer="core", prefix="queues_live", batch=0))
+    figures.update(_live_figures(context, users, layer="pubsub", prefix="queues_live_pubsub_layer", batch=1))
     figures.update(_redis_baseline(context.redis_url))
     baseline = figures.get("queues_redis_pubsub_baseline_p95_ms")
     if baseline:
@@ -255,7 +255,7 @@ CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChann
 """
 
 
-def _live_figures(context, users, *, layer: str, prefix: str) -> dict[str, float]:
+def _live_figures(context, users, *, layer: str, prefix: str, batch: int) -> dict[str, float]:
     """Latency of live hints through `layer` ("core": the portal's configured layer, or "pubsub")."""
     from django.conf import settings
     from django.db import connections
@@ -303,7 +303,16 @@ def _live_figures(context, users, *, layer: str, prefix: str) -> dict[str, float
         changers = [
             ctx.Process(
                 target=_changer_main,
-                args=(env, index, CHANGES_PER_S / CHANGERS, LIVE_SECONDS, start_at, committed),
+                args=(
+                    env,
+                    index,
+                    CHANGES_PER_S / CHANGERS,
+                    LIVE_SECONDS,
+                    start_at,
+                    committed,
+                    users[index].pk,
+                    batch * CHANGERS + index,
+                ),
                 daemon=True,
             )
             for index in range(CHANGERS)
@@ -433,43 +442,55 @@ async def _clients(port: int, cookies: list[str], ready, stop, received) -> None
     received.put(arrivals)
 
 
-def _changer_main(env: dict, index: int, rate: float, seconds: float, start_at: float, committed) -> None:
-    """Raise cases at `rate` per second; report (queue, seq, commit time) for each."""
+def _changer_main(
+    env: dict, index: int, rate: float, seconds: float, start_at: float, committed, user_id: int, batch: int
+) -> None:
+    """At `rate` per second, alternately raise a case and claim a seeded one (a case appears, a row changes);
+    report (queue, seq, commit time) for each."""
     try:
         os.environ.update(env)
         sys.path[:0] = [path for path in env.get("PYTHONPATH", "").split(os.pathsep) if path]
         import django
 
         django.setup()
+        from django.contrib.auth import get_user_model
         from django.db import transaction
 
-        from exceptions.models import QueueChange
-        from exceptions.services import case_raise
+        from exceptions.models import Case, QueueChange
+        from exceptions.services import case_claim, case_raise
         from portal.actors import Actor
 
-        actor = Actor.system("bench-live")
+        count = int(seconds * rate)
+        system = Actor.system("bench-live")
+        person = Actor.for_user(get_user_model().objects.get(pk=user_id))
+        claimable = list(
+            Case.objects.filter(subject_type="bench.subject", status=Case.Status.OPEN, assignee__isnull=True)
+            .order_by("id")
+            .values_list("id", flat=True)[batch * count : (batch + 1) * count]
+        )
         results = []
         interval = 1.0 / rate
         while time.time() < start_at:
             time.sleep(0.001)
-        count = int(seconds * rate)
         for number in range(count):
-            due = start_at + number * interval
-            pause = due - time.time()
+            pause = start_at + number * interval - time.time()
             if pause > 0:
                 time.sleep(pause)
             stamp: dict = {}
             with transaction.atomic():
                 # Runs first among the on-commit hooks: the moment the change is durable, before the hint is sent.
                 transaction.on_commit(lambda stamp=stamp: stamp.setdefault("at", time.time()))
-                case = case_raise(
-                    type_code="damaged_stock",
-                    subject_type="bench.live",
-                    subject_id=f"{index}-{number}-{start_at}",
-                    summary="Benchmark: damaged carton",
-                    actor=actor,
-                    reason="Benchmark live latency",
-                )
+                if number % 2 == 0 or not claimable:
+                    case = case_raise(
+                        type_code="damaged_stock",
+                        subject_type="bench.live",
+                        subject_id=f"{index}-{number}-{start_at}",
+                        summary="Benchmark: damaged carton",
+                        actor=system,
+                        reason="Benchmark live latency",
+                    )
+                else:
+                    case = case_claim(case=claimable.pop(), actor=person)
             change = QueueChange.objects.filter(case=case).order_by("-seq").values_list("queue__code", "seq").first()
             results.append((change[0], change[1], stamp["at"]))
         committed.put(results)
