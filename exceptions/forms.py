@@ -29,6 +29,7 @@ class AssignForm(forms.Form):
     reason = reason_field()
 
     def __init__(self, *args, members=(), **kwargs):
+        kwargs.setdefault("auto_id", "assign-%s")
         super().__init__(*args, **kwargs)
         self.members = {member.pk: member for member in members}
         self.fields["assignee"].choices = [("", "— choose —")] + [
@@ -44,6 +45,7 @@ class RouteForm(forms.Form):
     reason = reason_field()
 
     def __init__(self, *args, queues=(), **kwargs):
+        kwargs.setdefault("auto_id", "route-%s")
         super().__init__(*args, **kwargs)
         self.fields["queue"].choices = [("", "— choose —")] + [(queue.code, queue.name) for queue in queues]
 
