@@ -12,6 +12,7 @@ import base64
 import datetime as dt
 import hashlib
 import json
+import time
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -387,16 +388,35 @@ def _cache_key(*parts) -> str:
     return f"exceptions:{settings.DATABASES['default']['NAME']}:{digest}"
 
 
+def _cached(key: str, compute):
+    """`compute()` once per key: a request that finds another computing the same figures waits for its result.
+
+    After a queue change every open page asks for the new counts at about the same moment; without
+    this each would scan the queue.
+    """
+    value = cache.get(key)
+    if value is not None:
+        return value
+    if not cache.add(f"{key}:computing", 1, 5):
+        for _ in range(20):
+            time.sleep(0.025)
+            value = cache.get(key)
+            if value is not None:
+                return value
+    try:
+        value = compute()
+        cache.set(key, value, COUNT_CACHE_SECONDS)
+    finally:
+        cache.delete(f"{key}:computing")
+    return value
+
+
 def queue_count(queue: Queue, filters: QueueFilters, *, user, now) -> int:
     """How many active cases match; cached until the queue changes (or the minute turns, for clock filters)."""
     minute = now.replace(second=0, microsecond=0).isoformat() if filters.depends_on_clock() else ""
     assignee = user.pk if filters.assignee == "me" else ""
     key = _cache_key("count", queue.pk, queue.last_seq, sorted(filters.active().items()), minute, assignee)
-    count = cache.get(key)
-    if count is None:
-        count = filtered_cases(queue, filters, user=user, now=now).count()
-        cache.set(key, count, COUNT_CACHE_SECONDS)
-    return count
+    return _cached(key, lambda: filtered_cases(queue, filters, user=user, now=now).count())
 
 
 def queue_page(queue: Queue, filters: QueueFilters, *, user, now=None) -> QueuePage:
@@ -479,8 +499,8 @@ def queue_summaries(queues: list[Queue], *, now=None) -> list[dict]:
         return []
     minute = now.replace(second=0, microsecond=0)
     key = _cache_key("summary", [(queue.pk, queue.last_seq) for queue in queues], minute.isoformat())
-    by_queue = cache.get(key)
-    if by_queue is None:
+
+    def compute() -> dict:
         aggregates = {
             "open": Count("id"),
             "breached": Count("id", filter=_breached_q(minute)),
@@ -496,8 +516,9 @@ def queue_summaries(queues: list[Queue], *, now=None) -> list[dict]:
             .annotate(**aggregates)
             .order_by()
         )
-        by_queue = {row["queue_id"]: row for row in rows}
-        cache.set(key, by_queue, COUNT_CACHE_SECONDS)
+        return {row["queue_id"]: row for row in rows}
+
+    by_queue = _cached(key, compute)
     summaries = []
     for queue in queues:
         row = by_queue.get(queue.pk, {})

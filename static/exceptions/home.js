@@ -45,6 +45,6 @@ document.addEventListener("DOMContentLoaded", function () {
     if (message.type !== "queue_change") return;
     var card = root.querySelector('.queue-card[data-queue="' + message.queue + '"]');
     if (!card || message.seq <= parseInt(card.getAttribute("data-seq") || "0", 10)) return;
-    if (!timer) timer = setTimeout(refresh, 200);
+    if (!timer) timer = setTimeout(refresh, 150 + Math.random() * 350); // spread many open pages' requests
   });
 });
