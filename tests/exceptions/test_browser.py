@@ -216,7 +216,9 @@ RAISE_TWO_SCRIPT = textwrap.dedent(
 )
 
 
-def test_a_lost_hint_is_caught_up_by_sequence(seeded, user_with_role, portal_server, process_env, browser_page):
+def test_a_lost_hint_is_caught_up_by_sequence(
+    request, seeded, user_with_role, portal_server, process_env, browser_page
+):
     page = browser_page
     user_with_role(Role.WAREHOUSE_SUPERVISOR, username="night-supervisor")
     lost = []
@@ -252,3 +254,5 @@ def test_a_lost_hint_is_caught_up_by_sequence(seeded, user_with_role, portal_ser
     assert len(lost) == 1
     assert page.evaluate("window.__notReloaded") is True
     assert page.locator("#queue-total").inner_text() == "2"
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(OUTPUT / f"{request.node.name}.png"), full_page=True)
