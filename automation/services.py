@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
@@ -106,7 +107,7 @@ def _equipment_payload(equipment: Equipment, **extra) -> dict:
 
 
 def _lock_equipment(equipment: Equipment | int | str) -> Equipment:
-    query = Equipment.objects.select_for_update(of=("self",)).select_related("warehouse")
+    query = Equipment.objects.select_for_update(of=("self",), no_key=True).select_related("warehouse")
     try:
         if isinstance(equipment, Equipment):
             return query.get(pk=equipment.pk)
@@ -133,7 +134,7 @@ def equipment_register(
     from django.core.exceptions import ValidationError
 
     with transaction.atomic():
-        equipment = Equipment.objects.select_for_update().filter(code=code).first() or Equipment(code=code)
+        equipment = Equipment.objects.select_for_update(no_key=True).filter(code=code).first() or Equipment(code=code)
         created = equipment.pk is None
         equipment.name, equipment.kind, equipment.warehouse, equipment.zone = name, kind, warehouse, zone
         equipment.capabilities = capabilities
@@ -448,7 +449,7 @@ def _queue_pending_dispatch(warehouse_id: int) -> None:
     from automation.tasks import dispatch_pending
 
     try:
-        dispatch_pending.delay(warehouse_id=warehouse_id)
+        dispatch_pending.apply_async(kwargs={"warehouse_id": warehouse_id}, queue=settings.EVENTS_QUEUE)
     except Exception:
         logger.warning("pending dispatch not queued; the beat sweep will pick the tasks up")
 
@@ -460,9 +461,9 @@ def _lock_task(task_id: int) -> Task:
     """Lock the task's order, then the task (the core's fixed lock order)."""
     order_id = Task.objects.values_list("order_id", flat=True).get(pk=task_id)
     if order_id:
-        Order.objects.select_for_update().filter(pk=order_id).first()
+        Order.objects.select_for_update(no_key=True).filter(pk=order_id).first()
     return (
-        Task.objects.select_for_update(of=("self",))
+        Task.objects.select_for_update(of=("self",), no_key=True)
         .select_related("order", "location", "to_location", "item")
         .get(pk=task_id)
     )
@@ -907,7 +908,7 @@ def handoff_follow_task(*, event_name: str, payload: dict, now: dt.datetime) -> 
 
 def _lock_recommendation(recommendation: Recommendation | int) -> Recommendation:
     pk = recommendation.pk if isinstance(recommendation, Recommendation) else recommendation
-    return Recommendation.objects.select_for_update().get(pk=pk)
+    return Recommendation.objects.select_for_update(no_key=True).get(pk=pk)
 
 
 def _decide(
@@ -977,7 +978,7 @@ def recommendations_follow_case(*, case_id: int, resolution: str, actor: Actor, 
     """A case was resolved by someone: its open suggestions count as accepted (same action) or overridden."""
     decided = 0
     with transaction.atomic():
-        for recommendation in Recommendation.objects.select_for_update().filter(
+        for recommendation in Recommendation.objects.select_for_update(no_key=True).filter(
             case_id=case_id, status=Recommendation.Status.OPEN, source=Recommendation.Source.RISK_MODEL
         ):
             same = recommendation.action == resolution

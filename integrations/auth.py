@@ -29,7 +29,7 @@ def partner_token_issue(*, partner: Partner, actor: Actor, reason: str, revoke_o
     """Create a new bearer token for `partner` (revoking its earlier ones) and return it in clear, once."""
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     with transaction.atomic():
-        partner = Partner.objects.select_for_update().get(pk=partner.pk)
+        partner = Partner.objects.select_for_update(no_key=True).get(pk=partner.pk)
         now = timezone.now()
         if revoke_others:
             PartnerToken.objects.filter(partner=partner, revoked_at__isnull=True).update(revoked_at=now)

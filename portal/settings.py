@@ -256,6 +256,10 @@ CELERY_TASK_ROUTES: dict = {
     "integrations.tasks.outbound_tick": {"queue": "outbound"},
 }
 
+# Queues, named from the environment so workers can be split (e.g. per warehouse) and test runs isolated.
+EVENTS_QUEUE = os.environ.get("EVENTS_QUEUE", "celery")  # event dispatch and automation follow-ups
+INBOUND_QUEUE = os.environ.get("INBOUND_QUEUE", "inbound")  # partner events, processed per subject
+
 # Outbound partner messages (integrations/delivery.py).
 OUTBOUND_QUEUE = os.environ.get("OUTBOUND_QUEUE", "outbound")
 OUTBOUND_MAX_ATTEMPTS = int(os.environ.get("OUTBOUND_MAX_ATTEMPTS", "8"))  # a partner's own max_attempts wins

@@ -135,7 +135,7 @@ def case_raise(
                 existing = (
                     Case.objects.active()
                     .filter(type=exception_type, subject_type=fields["subject_type"], subject_id=fields["subject_id"])
-                    .select_for_update(of=("self",))
+                    .select_for_update(of=("self",), no_key=True)
                     .select_related("type", "queue", "warehouse", "assignee", "sla_policy")
                     .first()
                 )
@@ -535,7 +535,7 @@ def case_auto_resolve(
         case = (
             Case.objects.active()
             .filter(type__code=type_code, subject_type=subject_type, subject_id=str(subject_id))
-            .select_for_update(of=("self",))
+            .select_for_update(of=("self",), no_key=True)
             .select_related("type", "queue", "warehouse", "assignee", "sla_policy")
             .first()
         )
@@ -557,7 +557,7 @@ def cases_auto_resolve_for_order(
         cases = (
             Case.objects.active()
             .filter(order_number=order_number, type__code__in=type_codes)
-            .select_for_update(of=("self",))
+            .select_for_update(of=("self",), no_key=True)
             .select_related("type", "queue", "warehouse", "assignee", "sla_policy")
             .order_by("pk")
         )

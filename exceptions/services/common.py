@@ -52,7 +52,7 @@ def _case_id(case: Case | int) -> int:
 def _lock_case(case: Case | int) -> Case:
     try:
         return (
-            Case.objects.select_for_update(of=("self",))
+            Case.objects.select_for_update(of=("self",), no_key=True)
             .select_related("type", "queue", "warehouse", "assignee", "sla_policy")
             .get(pk=_case_id(case))
         )
@@ -67,10 +67,10 @@ def _lock_cause(case: Case | int) -> None:
         raise NotFound(f"No case {case}.")
     if row["order_number"]:
         order_model = apps.get_model("orchestration", "Order")
-        order_model.objects.select_for_update(of=("self",)).filter(number=row["order_number"]).first()
+        order_model.objects.select_for_update(of=("self",), no_key=True).filter(number=row["order_number"]).first()
     elif row["subject_type"] in CAUSE_SUBJECTS and row["subject_id"].isdigit():
         model = apps.get_model(*row["subject_type"].split("."))
-        model.objects.select_for_update(of=("self",)).filter(pk=int(row["subject_id"])).first()
+        model.objects.select_for_update(of=("self",), no_key=True).filter(pk=int(row["subject_id"])).first()
 
 
 def _user_label(user) -> str:

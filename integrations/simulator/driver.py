@@ -101,7 +101,7 @@ class Driver:
         self.stopping = threading.Event()
         self.machine_tasks: set[int] = set()  # tasks the WCS was given: the WMS leaves them to the machines
         self.floor = MachineFloor(
-            send=lambda event_type, payload: self.send_event("wcs", event_type, payload),
+            send=lambda event_type, payload, attempts=8: self.send_event("wcs", event_type, payload, attempts=attempts),
             later=self.later,
             units=wcs_units,
             heartbeat_seconds=heartbeat_seconds,
@@ -159,7 +159,9 @@ class Driver:
         )
         self.sent["orders" if response.status_code < 300 else "orders_refused"] += 1
 
-    def send_event(self, kind: str, event_type: str, payload: dict) -> None:
+    def send_event(self, kind: str, event_type: str, payload: dict, *, attempts: int = 1) -> None:
+        """Post one signed event; with `attempts` > 1, a timeout or a 5xx/429 is retried under the same
+        event id (the portal acknowledges a repeat as a duplicate), as a partner's outbox would."""
         token, secret = self.tokens.get(kind), self.secrets.get(kind, "")
         if not token:
             return
@@ -171,10 +173,23 @@ class Driver:
                 "payload": payload,
             }
         ).encode()
-        response = self.client.post(
-            f"{self.portal}/api/v1/events", content=body, headers=signed_headers(token, secret, body)
-        )
-        self.sent["events" if response.status_code < 300 else "events_refused"] += 1
+        for attempt in range(1, attempts + 1):
+            try:
+                response = self.client.post(
+                    f"{self.portal}/api/v1/events", content=body, headers=signed_headers(token, secret, body)
+                )
+            except httpx.HTTPError as error:
+                if attempt == attempts:
+                    raise
+                logger.warning("event %s not sent (%s); retrying", event_type, error)
+            else:
+                if response.status_code < 300:
+                    self.sent["events"] += 1
+                    return
+                if attempt == attempts or response.status_code not in (429, 500, 502, 503, 504):
+                    self.sent["events_refused"] += 1
+                    return
+            time.sleep(min(2**attempt * 0.2, 5))
 
     # --- reactions to outbound messages ---------------------------------------------------
     def on_message(self, kind: str, message_type: str, message: dict) -> None:

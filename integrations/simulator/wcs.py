@@ -137,22 +137,22 @@ class MachineFloor:
                 self.counts["silenced"] += 1
             for code in data.get("resume", []):
                 self.units.setdefault(code, Unit(code)).silent = False
-        for event_type, payload in events:
-            self.send(event_type, payload)
+        for event_type, payload in events:  # reported from the agenda: the control call answers at once
+            self.later(0, lambda event_type=event_type, payload=payload: self.send(event_type, payload))
         return self.stats()
 
     def heartbeat(self) -> None:
         with self.lock:
             beats = [(u.code, "faulted" if u.jammed else "online") for u in self.units.values() if not u.silent]
-        for code, status in beats:
-            self.send("wcs.heartbeat", {"equipment": code, "status": status})
+        for code, status in beats:  # not retried: the next beat is on its way
+            self.send("wcs.heartbeat", {"equipment": code, "status": status}, attempts=1)
 
     def run_heartbeats(self) -> None:
         while not self.stopping.wait(self.heartbeat_seconds):
             try:
                 self.heartbeat()
-            except Exception:
-                logger.exception("heartbeat not sent")
+            except Exception as error:  # a missed beat is what the portal's monitor is for
+                logger.warning("heartbeat not sent: %s", error)
 
     def start(self) -> None:
         threading.Thread(target=self.run_heartbeats, name="wcs-heartbeats", daemon=True).start()
