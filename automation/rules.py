@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -19,6 +20,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, transaction
+from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
 from portal.actors import Actor
@@ -621,6 +623,33 @@ class Evaluation:
     firings: list = field(default_factory=list)
 
 
+# Triggers with no enabled rule, remembered briefly: most events have none, and asking the
+# database again for every event is most of what the engine costs the change publishing it.
+# Any save or delete of a rule in this process forgets them at once; another process sees a
+# newly enabled rule at most RULELESS_TTL_S later.
+RULELESS_TTL_S = 2.0
+_ruleless: dict[str, float] = {}  # trigger -> time.monotonic() deadline
+
+
+def _known_ruleless(trigger: str) -> bool:
+    deadline = _ruleless.get(trigger)
+    if deadline is None:
+        return False
+    if deadline < time.monotonic():
+        _ruleless.pop(trigger, None)
+        return False
+    return True
+
+
+def forget_ruleless(**_kwargs) -> None:
+    """Signal receiver: a rule was saved or deleted, so every trigger may have rules now."""
+    _ruleless.clear()
+
+
+post_save.connect(forget_ruleless, sender="automation.Rule", dispatch_uid="automation.rules.forget_ruleless.save")
+post_delete.connect(forget_ruleless, sender="automation.Rule", dispatch_uid="automation.rules.forget_ruleless.delete")
+
+
 def evaluate_event(event) -> Evaluation:
     """Evaluate every enabled rule for this event's trigger, in order, and fire the ones that match."""
     from automation.models import Rule
@@ -630,8 +659,11 @@ def evaluate_event(event) -> Evaluation:
     depth = getattr(_state, "depth", 0)
     if trigger is None or depth >= MAX_DEPTH:
         return result
+    if _known_ruleless(event.name):
+        return result
     rules = list(Rule.objects.enabled_for(event.name))
     if not rules:
+        _ruleless[event.name] = time.monotonic() + RULELESS_TTL_S
         return result
     context = EventContext(event, trigger=trigger)
     _state.depth = depth + 1

@@ -720,8 +720,9 @@ def partner_order_submit(*, partner: Partner, data: dict, actor: Actor):
                 requested_ship_date=data.get("requested_ship_date"),
                 service_level=data.get("service_level") or "standard",
                 priority=data.get("priority") or Order.Priority.NORMAL,
+                process=True,
             )
-            return orchestration.order_process(order=order, actor=actor)
+            return order
     except IntegrityError as error:
         # A copy of this order committed between the check above and the insert.
         if "order_external_ref_unique" in str(error):

@@ -45,6 +45,12 @@ from portal.domain import DomainError, InvalidInput, PermissionRefused, Transiti
 from portal.events import emit
 
 
+def _emit(name: str, **kwargs):
+    """emit() from inside this module's own service transaction, which every error leaves: a failing
+    subscriber rolls the whole service call back, so the event needs no savepoint of its own."""
+    return emit(name, savepoint=False, **kwargs)
+
+
 class InsufficientStock(DomainError):
     code = "insufficient_stock"
 
@@ -453,6 +459,20 @@ def stock_level_for(*, item: Item, location: Location, lot: Lot | None = None) -
     return StockLevel.objects.get(item=item, location=location, lot=lot)
 
 
+def _lock_stock_level_for(*, item: Item, location: Location, lot: Lot | None = None) -> StockLevel:
+    """The stock row for item × location × lot, locked; created empty first if missing.
+
+    The row usually exists: then one locking read. Only a missing row costs the create and a second read.
+    """
+    if item.lot_tracked and lot is None:
+        raise InvalidInput(f"{item.sku} is lot-tracked: give the lot.", fields={"lot": ["Required for this item."]})
+    level = StockLevel.objects.filter(item=item, location=location, lot=lot).select_for_update(no_key=True).first()
+    if level is None:
+        level = stock_level_for(item=item, location=location, lot=lot)
+        level = _lock_stock([level.pk])[level.pk]
+    return level
+
+
 def stock_receive(
     *,
     item: Item,
@@ -469,8 +489,7 @@ def stock_receive(
     if quantity <= 0:
         raise InvalidInput("Received quantity must be positive.", fields={"quantity": ["Must be at least 1."]})
     with transaction.atomic():
-        level = stock_level_for(item=item, location=location, lot=lot)
-        _lock_stock([level.pk])
+        level = _lock_stock_level_for(item=item, location=location, lot=lot)
         StockLevel.objects.filter(pk=level.pk).update(on_hand=F("on_hand") + quantity)
         movement = _movement(
             level,
@@ -482,7 +501,7 @@ def stock_receive(
             source_ref=source_ref,
         )
         movement.save()
-        emit(
+        _emit(
             events.STOCK_RECEIVED,
             subject=level,
             actor=actor,
@@ -526,7 +545,7 @@ def stock_adjust(
         )
         movement.save()
         location = level.location
-        emit(
+        _emit(
             events.STOCK_ADJUSTED,
             subject=level,
             actor=actor,
@@ -709,7 +728,7 @@ def receipt_close(*, receipt: Receipt, actor: Actor, reason: str) -> list[Receip
                 expected=line.expected_quantity, actual=line.received_quantity, kind="receiving"
             ):
                 flagged.append(line)
-                emit(
+                _emit(
                     events.RECEIVING_VARIANCE,
                     subject=receipt,
                     actor=actor,
@@ -814,7 +833,7 @@ def count_record(*, count: CycleCount, counted_quantity: int, actor: Actor, reas
             _apply_count(count, level, approver=Actor.policy("count-tolerance"), reason="Within count tolerance")
         else:
             item = level.item
-            emit(
+            _emit(
                 events.COUNT_VARIANCE,
                 subject=count,
                 actor=actor,
@@ -974,7 +993,7 @@ def stock_reconcile(*, stock_level_ids: list[int], actor: Actor, reason: str) ->
             if before == after:
                 continue
             StockLevel.objects.filter(pk=level.pk).update(**after, updated_at=timezone.now())
-            emit(
+            _emit(
                 events.STOCK_RECONCILED,
                 subject=level,
                 actor=actor,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db import connection, transaction
-from django.db.models import Sum
+from django.db.models import Exists, F, OuterRef, Q, Sum
 from django.utils import timezone
 
 from inventory import services as inventory
@@ -22,9 +22,19 @@ from orchestration import events
 from orchestration.models import Customer, Order, OrderLine, ReleasePolicy, Shipment, ShipmentLine, Task
 from portal.actors import Actor, stamp_history
 from portal.domain import DomainError, InvalidInput, TransitionRefused, transition
-from portal.events import emit
+from portal.events import emit, emit_many, events_published
 
 # --- helpers -------------------------------------------------------------------------
+
+
+def _emit(name: str, **kwargs):
+    """emit() from inside this module's own service transaction, which every error leaves: a failing
+    subscriber rolls the whole service call back, so the event needs no savepoint of its own."""
+    return emit(name, savepoint=False, **kwargs)
+
+
+def _emit_many(name: str, **kwargs):
+    return emit_many(name, savepoint=False, **kwargs)
 
 
 def _next_number(sequence: str, prefix: str) -> str:
@@ -62,11 +72,12 @@ def _require_reason(reason: str) -> None:
 
 
 def release_policy_for(warehouse: Warehouse) -> ReleasePolicy:
+    """The warehouse's own policy, else the global one, else the built-in default (one query)."""
     return (
-        ReleasePolicy.objects.filter(warehouse=warehouse).first()
-        or ReleasePolicy.objects.filter(warehouse__isnull=True).first()
-        or ReleasePolicy(name="Built-in default")
-    )
+        ReleasePolicy.objects.filter(Q(warehouse=warehouse) | Q(warehouse__isnull=True))
+        .order_by(F("warehouse_id").asc(nulls_last=True), "pk")
+        .first()
+    ) or ReleasePolicy(name="Built-in default")
 
 
 def local_now(warehouse: Warehouse, now: dt.datetime | None = None) -> dt.datetime:
@@ -115,8 +126,13 @@ def order_create(
     service_level: str = "standard",
     carrier: str = "",
     priority: int = Order.Priority.NORMAL,
+    process: bool = False,
+    now: dt.datetime | None = None,
 ) -> Order:
-    """Record a received order with its lines; unknown SKUs and bad quantities are refused with field errors."""
+    """Record a received order with its lines; unknown SKUs and bad quantities are refused with field errors.
+
+    With `process`, the order is then taken as far as policy allows (order_process) in the same transaction.
+    """
     errors: dict[str, list[str]] = {}
     if not lines:
         errors["lines"] = ["An order needs at least one line."]
@@ -171,7 +187,9 @@ def order_create(
         for line in order_lines:
             line.order = order
         OrderLine.objects.bulk_create(order_lines)
-        emit(events.ORDER_RECEIVED, subject=order, actor=actor, reason=reason, payload=_order_payload(order))
+        _emit(events.ORDER_RECEIVED, subject=order, actor=actor, reason=reason, payload=_order_payload(order))
+        if process:
+            order = _process(order, actor=actor, now=now)
     return order
 
 
@@ -182,48 +200,52 @@ def order_validate(*, order: Order, actor: Actor, reason: str = "Validation") ->
     hold for customer service (an address-invalid case).
     """
     with transaction.atomic():
-        order = _lock_order(order)
-        problems = [
-            f"line {line.line_no}: {line.item.sku} is no longer sold"
-            for line in order.lines.select_related("item")
-            if not line.item.is_active
-        ]
-        if problems:
-            note = "; ".join(problems)
-            transition(
-                order, "reject", actor=actor, reason=note, update_fields=["rejection_reason", "closed_at"], note=note
-            )
-            emit(
-                events.ORDER_REJECTED,
-                subject=order,
-                actor=actor,
-                reason=note,
-                payload=_order_payload(order, reasons=problems),
-            )
-            return order
-        transition(order, "validate", actor=actor, reason=reason)
-        emit(events.ORDER_VALIDATED, subject=order, actor=actor, reason=reason, payload=_order_payload(order))
-        if not order.ship_to_complete:
-            missing = [
-                label
-                for label, value in [
-                    ("name", order.ship_to_name),
-                    ("street", order.ship_to_lines),
-                    ("city", order.ship_to_city),
-                    ("postal code", order.ship_to_postal_code),
-                    ("country", order.ship_to_country),
-                ]
-                if not value
+        return _validate(_lock_order(order), actor=actor, reason=reason)
+
+
+def _validate(order: Order, *, actor: Actor, reason: str) -> Order:
+    """order_validate on the order the caller has locked in its transaction."""
+    problems = [
+        f"line {line.line_no}: {line.item.sku} is no longer sold"
+        for line in order.lines.select_related("item")
+        if not line.item.is_active
+    ]
+    if problems:
+        note = "; ".join(problems)
+        transition(
+            order, "reject", actor=actor, reason=note, update_fields=["rejection_reason", "closed_at"], note=note
+        )
+        _emit(
+            events.ORDER_REJECTED,
+            subject=order,
+            actor=actor,
+            reason=note,
+            payload=_order_payload(order, reasons=problems),
+        )
+        return order
+    transition(order, "validate", actor=actor, reason=reason)
+    _emit(events.ORDER_VALIDATED, subject=order, actor=actor, reason=reason, payload=_order_payload(order))
+    if not order.ship_to_complete:
+        missing = [
+            label
+            for label, value in [
+                ("name", order.ship_to_name),
+                ("street", order.ship_to_lines),
+                ("city", order.ship_to_city),
+                ("postal code", order.ship_to_postal_code),
+                ("country", order.ship_to_country),
             ]
-            note = f"Ship-to address incomplete: missing {', '.join(missing)}"
-            transition(order, "hold", actor=actor, reason=note, update_fields=["held_from", "hold_reason"], note=note)
-            emit(
-                events.ORDER_ADDRESS_INVALID,
-                subject=order,
-                actor=actor,
-                reason=note,
-                payload=_order_payload(order, missing=missing),
-            )
+            if not value
+        ]
+        note = f"Ship-to address incomplete: missing {', '.join(missing)}"
+        transition(order, "hold", actor=actor, reason=note, update_fields=["held_from", "hold_reason"], note=note)
+        _emit(
+            events.ORDER_ADDRESS_INVALID,
+            subject=order,
+            actor=actor,
+            reason=note,
+            payload=_order_payload(order, missing=missing),
+        )
     return order
 
 
@@ -247,34 +269,37 @@ def credit_exposure(customer: Customer) -> Decimal:
 def order_check_credit(*, order: Order, actor: Actor, reason: str = "Credit check") -> Order:
     """Hold a validated order when the customer is blocked or the order takes them over their limit."""
     with transaction.atomic():
-        order = _lock_order(order)
-        if order.status != Order.Status.VALIDATED:
-            raise TransitionRefused(
-                f"Order {order.number} is {order.get_status_display()}; only validated orders "
-                "go through the credit check."
-            )
-        customer = Customer.objects.select_for_update().get(pk=order.customer_id)
-        policy = release_policy_for(order.warehouse)
-        exposure = credit_exposure(customer)
-        note = ""
-        if customer.credit_status == Customer.CreditStatus.BLOCKED:
-            note = f"Customer {customer.code} is credit-blocked"
-        elif policy.credit_hold_over_limit and exposure + order.total_value > customer.credit_limit:
-            note = (
-                f"Order value {order.total_value} takes {customer.code} to {exposure + order.total_value} "
-                f"against a credit limit of {customer.credit_limit}"
-            )
-        if note:
-            transition(order, "hold_for_credit", actor=actor, reason=note, update_fields=["hold_reason"], note=note)
-            emit(
-                events.ORDER_CREDIT_HOLD,
-                subject=order,
-                actor=actor,
-                reason=note,
-                payload=_order_payload(
-                    order, exposure=str(exposure), credit_limit=str(customer.credit_limit), hold_reason=note
-                ),
-            )
+        return _check_credit(_lock_order(order), actor=actor, reason=reason)
+
+
+def _check_credit(order: Order, *, actor: Actor, reason: str, policy: ReleasePolicy | None = None) -> Order:
+    """order_check_credit on the order the caller has locked in its transaction."""
+    if order.status != Order.Status.VALIDATED:
+        raise TransitionRefused(
+            f"Order {order.number} is {order.get_status_display()}; only validated orders go through the credit check."
+        )
+    customer = Customer.objects.select_for_update().get(pk=order.customer_id)
+    policy = policy or release_policy_for(order.warehouse)
+    exposure = credit_exposure(customer)
+    note = ""
+    if customer.credit_status == Customer.CreditStatus.BLOCKED:
+        note = f"Customer {customer.code} is credit-blocked"
+    elif policy.credit_hold_over_limit and exposure + order.total_value > customer.credit_limit:
+        note = (
+            f"Order value {order.total_value} takes {customer.code} to {exposure + order.total_value} "
+            f"against a credit limit of {customer.credit_limit}"
+        )
+    if note:
+        transition(order, "hold_for_credit", actor=actor, reason=note, update_fields=["hold_reason"], note=note)
+        _emit(
+            events.ORDER_CREDIT_HOLD,
+            subject=order,
+            actor=actor,
+            reason=note,
+            payload=_order_payload(
+                order, exposure=str(exposure), credit_limit=str(customer.credit_limit), hold_reason=note
+            ),
+        )
     return order
 
 
@@ -284,7 +309,7 @@ def order_release_credit_hold(*, order: Order, actor: Actor, reason: str) -> Ord
     with transaction.atomic():
         order = _lock_order(order)
         transition(order, "release_credit_hold", actor=actor, reason=reason, update_fields=["hold_reason"])
-        emit(events.ORDER_CREDIT_RELEASED, subject=order, actor=actor, reason=reason, payload=_order_payload(order))
+        _emit(events.ORDER_CREDIT_RELEASED, subject=order, actor=actor, reason=reason, payload=_order_payload(order))
         order_allocate(order=order, actor=actor, reason=f"Allocated after credit release: {reason}")
     return order
 
@@ -328,74 +353,74 @@ def order_allocate(*, order: Order, actor: Actor, reason: str = "Allocation") ->
     the lines, the transition and its history, and the event.
     """
     with transaction.atomic():
-        order = _lock_order(order)
-        if order.status not in (Order.Status.VALIDATED, *Order.ALLOCATION_STATES):
-            raise TransitionRefused(
-                f"Order {order.number} is {order.get_status_display()}; it cannot be allocated now."
-            )
-        lines = list(order.lines.select_related("item").order_by("line_no"))
-        open_lines = [
-            line
-            for line in lines
-            if line.status not in (OrderLine.Status.CANCELLED, OrderLine.Status.SHIPPED, OrderLine.Status.PICKED)
-            and line.open_quantity > 0
-        ]
-        demands = [
-            inventory.LineDemand(
-                order_line_id=line.pk, order_number=order.number, item_id=line.item_id, quantity=line.open_quantity
-            )
-            for line in open_lines
-        ]
-        allocations = inventory.reservation_reserve_lines(
-            warehouse=order.warehouse, demands=demands, actor=actor, reason=f"{order.number}: {reason}"
+        return _allocate(_lock_order(order), actor=actor, reason=reason)
+
+
+def _allocate(order: Order, *, actor: Actor, reason: str) -> Order:
+    """order_allocate on the order the caller has locked in its transaction."""
+    if order.status not in (Order.Status.VALIDATED, *Order.ALLOCATION_STATES):
+        raise TransitionRefused(f"Order {order.number} is {order.get_status_display()}; it cannot be allocated now.")
+    lines = list(order.lines.select_related("item").order_by("line_no"))
+    open_lines = [
+        line
+        for line in lines
+        if line.status not in (OrderLine.Status.CANCELLED, OrderLine.Status.SHIPPED, OrderLine.Status.PICKED)
+        and line.open_quantity > 0
+    ]
+    demands = [
+        inventory.LineDemand(
+            order_line_id=line.pk, order_number=order.number, item_id=line.item_id, quantity=line.open_quantity
         )
-        by_line = {allocation.order_line_id: allocation for allocation in allocations}
-        for line in open_lines:
-            line.allocated_quantity += by_line[line.pk].reserved
-        for line in lines:
-            line.status = _line_status(line)
-        OrderLine.objects.bulk_update(lines, ["allocated_quantity", "status"])
-        outcome = _allocation_outcome(lines)
-        was = order.status
-        transition(order, OUTCOME_TRANSITION[outcome], actor=actor, reason=reason)
-        emit(
-            events.ORDER_ALLOCATED,
-            subject=order,
-            actor=actor,
-            reason=reason,
-            payload=_order_payload(
-                order,
-                outcome=outcome,
-                previous=was,
-                lines=[
-                    {
-                        "line_no": line.line_no,
-                        "line_id": line.pk,
-                        "sku": line.item.sku,
-                        "item_id": line.item_id,
-                        "quantity": line.quantity,
-                        "allocated": line.allocated_quantity,
-                        "shortfall": max(0, line.quantity - line.shipped_quantity - line.allocated_quantity),
-                        "value": str(line.unit_price * max(0, line.quantity - line.allocated_quantity)),
-                    }
-                    for line in lines
-                    if line.status != OrderLine.Status.CANCELLED
-                ],
-            ),
-        )
-        if was in (Order.Status.BACKORDERED, Order.Status.PARTIALLY_ALLOCATED) and outcome == Order.Status.ALLOCATED:
-            emit(
-                events.ORDER_BACKORDER_FILLED, subject=order, actor=actor, reason=reason, payload=_order_payload(order)
-            )
+        for line in open_lines
+    ]
+    allocations = inventory.reservation_reserve_lines(
+        warehouse=order.warehouse, demands=demands, actor=actor, reason=f"{order.number}: {reason}"
+    )
+    by_line = {allocation.order_line_id: allocation for allocation in allocations}
+    for line in open_lines:
+        line.allocated_quantity += by_line[line.pk].reserved
+    for line in lines:
+        line.status = _line_status(line)
+    OrderLine.objects.bulk_update(lines, ["allocated_quantity", "status"])
+    outcome = _allocation_outcome(lines)
+    was = order.status
+    transition(order, OUTCOME_TRANSITION[outcome], actor=actor, reason=reason)
+    _emit(
+        events.ORDER_ALLOCATED,
+        subject=order,
+        actor=actor,
+        reason=reason,
+        payload=_order_payload(
+            order,
+            outcome=outcome,
+            previous=was,
+            lines=[
+                {
+                    "line_no": line.line_no,
+                    "line_id": line.pk,
+                    "sku": line.item.sku,
+                    "item_id": line.item_id,
+                    "quantity": line.quantity,
+                    "allocated": line.allocated_quantity,
+                    "shortfall": max(0, line.quantity - line.shipped_quantity - line.allocated_quantity),
+                    "value": str(line.unit_price * max(0, line.quantity - line.allocated_quantity)),
+                }
+                for line in lines
+                if line.status != OrderLine.Status.CANCELLED
+            ],
+        ),
+    )
+    if was in (Order.Status.BACKORDERED, Order.Status.PARTIALLY_ALLOCATED) and outcome == Order.Status.ALLOCATED:
+        _emit(events.ORDER_BACKORDER_FILLED, subject=order, actor=actor, reason=reason, payload=_order_payload(order))
     return order
 
 
 # --- release -------------------------------------------------------------------------
 
 
-def release_blockers(order: Order, *, now: dt.datetime | None = None) -> list[str]:
+def release_blockers(order: Order, *, now: dt.datetime | None = None, policy: ReleasePolicy | None = None) -> list[str]:
     """Why the release policy does not let this order go to the warehouse yet (empty: it may go)."""
-    policy = release_policy_for(order.warehouse)
+    policy = policy or release_policy_for(order.warehouse)
     blockers = []
     if order.status not in (Order.Status.ALLOCATED, Order.Status.PARTIALLY_ALLOCATED):
         blockers.append(f"it is {order.get_status_display().lower()}, not allocated")
@@ -420,79 +445,104 @@ def order_release(
 ) -> Order:
     """Release an allocated order to the warehouse: one pick task per reservation, in walk order."""
     with transaction.atomic():
-        order = _lock_order(order)
-        blockers = release_blockers(order, now=now)
-        if blockers:
-            raise TransitionRefused(
-                f"Order {order.number} cannot be released: {'; '.join(blockers)}.",
-                code="release_blocked",
-                fields={"release": blockers},
-            )
-        line_ids = list(order.lines.values_list("pk", flat=True))
-        reservations = list(
-            Reservation.objects.filter(order_line_id__in=line_ids, status=Reservation.Status.RESERVED)
-            .select_related("stock_level__location")
-            .order_by("stock_level__location__pick_sequence", "pk")
+        return _release(_lock_order(order), actor=actor, reason=reason, now=now)
+
+
+def _release(
+    order: Order, *, actor: Actor, reason: str, now: dt.datetime | None = None, policy: ReleasePolicy | None = None
+) -> Order:
+    """order_release on the order the caller has locked in its transaction."""
+    blockers = release_blockers(order, now=now, policy=policy)
+    if blockers:
+        raise TransitionRefused(
+            f"Order {order.number} cannot be released: {'; '.join(blockers)}.",
+            code="release_blocked",
+            fields={"release": blockers},
         )
-        existing = set(Task.objects.filter(reservation__in=reservations).values_list("reservation_id", flat=True))
-        tasks = [
-            Task(
-                kind=Task.Kind.PICK,
-                warehouse=order.warehouse,
-                zone=r.stock_level.location.zone,
-                location=r.stock_level.location,
-                item_id=r.item_id,
-                quantity=r.quantity,
-                order=order,
-                order_line_id=r.order_line_id,
-                reservation=r,
-                priority=order.priority,
-            )
-            for r in reservations
-            if r.pk not in existing
-        ]
-        Task.objects.bulk_create(tasks)
-        transition(order, "release", actor=actor, reason=reason, update_fields=["released_at"])
-        emit(
-            events.ORDER_RELEASED,
-            subject=order,
-            actor=actor,
-            reason=reason,
-            payload=_order_payload(
-                order,
-                tasks=[
-                    {
-                        "task_id": t.pk,
-                        "zone": t.zone,
-                        "location": t.location.code,
-                        "sku_id": t.item_id,
-                        "quantity": t.quantity,
-                    }
-                    for t in tasks
-                ],
-            ),
+    reservations = list(
+        Reservation.objects.filter(
+            order_line_id__in=OrderLine.objects.filter(order_id=order.pk).values("pk"),
+            status=Reservation.Status.RESERVED,
         )
-        for task in tasks:
-            emit(events.TASK_CREATED, subject=task, actor=actor, reason=reason, payload=_task_payload(task))
+        .annotate(has_task=Exists(Task.objects.filter(reservation_id=OuterRef("pk"))))
+        .select_related("stock_level__location")
+        .order_by("stock_level__location__pick_sequence", "pk")
+    )
+    tasks = [
+        Task(
+            kind=Task.Kind.PICK,
+            warehouse=order.warehouse,
+            zone=r.stock_level.location.zone,
+            location=r.stock_level.location,
+            item_id=r.item_id,
+            quantity=r.quantity,
+            order=order,
+            order_line_id=r.order_line_id,
+            reservation=r,
+            priority=order.priority,
+        )
+        for r in reservations
+        if not r.has_task
+    ]
+    Task.objects.bulk_create(tasks)
+    transition(order, "release", actor=actor, reason=reason, update_fields=["released_at"])
+    _emit(
+        events.ORDER_RELEASED,
+        subject=order,
+        actor=actor,
+        reason=reason,
+        payload=_order_payload(
+            order,
+            tasks=[
+                {
+                    "task_id": t.pk,
+                    "zone": t.zone,
+                    "location": t.location.code,
+                    "sku_id": t.item_id,
+                    "quantity": t.quantity,
+                }
+                for t in tasks
+            ],
+        ),
+    )
+    _emit_many(events.TASK_CREATED, items=[(task, _task_payload(task)) for task in tasks], actor=actor, reason=reason)
     return order
 
 
 def order_process(*, order: Order, actor: Actor, now: dt.datetime | None = None) -> Order:
     """Take a received order as far as policy allows: validate, credit check, allocate, release."""
     with transaction.atomic():
-        # Each step re-reads the order: an in-transaction subscriber (a rule) may have held it meanwhile.
-        order = _lock_order(order_validate(order=order, actor=actor))
-        if order.status == Order.Status.VALIDATED:
-            order = _lock_order(order_check_credit(order=order, actor=actor))
-        if order.status == Order.Status.VALIDATED:
-            order = _lock_order(order_allocate(order=order, actor=actor))
-        if (
-            order.status in (Order.Status.ALLOCATED, Order.Status.PARTIALLY_ALLOCATED)
-            and release_policy_for(order.warehouse).auto_release
-            and not release_blockers(order, now=now)
-        ):
-            order = order_release(order=order, actor=actor, reason="Released by policy", now=now)
+        return _process(order, actor=actor, now=now)
+
+
+def _process(order: Order | int, *, actor: Actor, now: dt.datetime | None = None) -> Order:
+    """order_process inside the caller's transaction."""
+    # One lock and one read of the policy for all the steps. A step that published events is
+    # followed by a fresh read of the order: an in-transaction subscriber (a rule) may have
+    # held it meanwhile. A step that published nothing ran no subscriber: the row is as it left it.
+    order = _lock_order(order)
+    policy = release_policy_for(order.warehouse)
+    order = _reread_if_published(order, lambda locked: _validate(locked, actor=actor, reason="Validation"))
+    if order.status == Order.Status.VALIDATED:
+        order = _reread_if_published(
+            order, lambda locked: _check_credit(locked, actor=actor, reason="Credit check", policy=policy)
+        )
+    if order.status == Order.Status.VALIDATED:
+        order = _reread_if_published(order, lambda locked: _allocate(locked, actor=actor, reason="Allocation"))
+    if (
+        order.status in (Order.Status.ALLOCATED, Order.Status.PARTIALLY_ALLOCATED)
+        and policy.auto_release
+        and not release_blockers(order, now=now, policy=policy)
+    ):
+        order = _release(order, actor=actor, reason="Released by policy", now=now, policy=policy)
     return order
+
+
+def _reread_if_published(order: Order, step) -> Order:
+    """Run `step` on the locked order; read the row again if the step published events (subscribers ran)."""
+    before = events_published()
+    order = step(order)
+    return _lock_order(order) if events_published() != before else order
 
 
 # --- holds and cancellation ----------------------------------------------------------
@@ -504,7 +554,7 @@ def order_hold(*, order: Order, actor: Actor, reason: str) -> Order:
     with transaction.atomic():
         order = _lock_order(order)
         transition(order, "hold", actor=actor, reason=reason, update_fields=["held_from", "hold_reason"], note=reason)
-        emit(events.ORDER_HELD, subject=order, actor=actor, reason=reason, payload=_order_payload(order))
+        _emit(events.ORDER_HELD, subject=order, actor=actor, reason=reason, payload=_order_payload(order))
     return order
 
 
@@ -514,7 +564,7 @@ def order_unhold(*, order: Order, actor: Actor, reason: str) -> Order:
     with transaction.atomic():
         order = _lock_order(order)
         transition(order, "unhold", actor=actor, reason=reason, update_fields=["held_from", "hold_reason"])
-        emit(events.ORDER_UNHELD, subject=order, actor=actor, reason=reason, payload=_order_payload(order))
+        _emit(events.ORDER_UNHELD, subject=order, actor=actor, reason=reason, payload=_order_payload(order))
         if not order.ship_to_complete:
             raise TransitionRefused(f"Order {order.number} still has an incomplete ship-to address; correct it first.")
         order_allocate(order=order, actor=actor, reason=f"Allocated after hold released: {reason}")
@@ -583,7 +633,7 @@ def _cancel_open_tasks(tasks, *, actor: Actor, reason: str) -> None:
         transition(
             task, "cancel", actor=actor, reason=reason, update_fields=["outcome_note", "finished_at"], note=reason
         )
-        emit(events.TASK_CANCELLED, subject=task, actor=actor, reason=reason, payload=_task_payload(task))
+        _emit(events.TASK_CANCELLED, subject=task, actor=actor, reason=reason, payload=_task_payload(task))
 
 
 def order_cancel(*, order: Order, actor: Actor, reason: str) -> Order:
@@ -605,7 +655,7 @@ def order_cancel(*, order: Order, actor: Actor, reason: str) -> Order:
         OrderLine.objects.filter(order=order).exclude(status=OrderLine.Status.SHIPPED).update(
             status=OrderLine.Status.CANCELLED, allocated_quantity=0
         )
-        emit(
+        _emit(
             events.ORDER_CANCELLED,
             subject=order,
             actor=actor,
@@ -638,7 +688,7 @@ def order_line_cancel(*, line: OrderLine, actor: Actor, reason: str) -> OrderLin
         line.status = OrderLine.Status.CANCELLED if not line.picked_quantity else OrderLine.Status.PICKED
         line.quantity = max(line.picked_quantity, line.shipped_quantity) or line.quantity
         line.save(update_fields=["allocated_quantity", "status", "quantity"])
-        emit(
+        _emit(
             events.ORDER_LINE_CHANGED,
             subject=order,
             actor=actor,
@@ -654,7 +704,7 @@ def order_line_backorder(*, line: OrderLine, actor: Actor, reason: str) -> Order
     _require_reason(reason)
     with transaction.atomic():
         order, line = _lock_line(line)
-        emit(
+        _emit(
             events.ORDER_LINE_CHANGED,
             subject=order,
             actor=actor,
@@ -697,7 +747,7 @@ def order_line_substitute(*, line: OrderLine, substitute: Item, actor: Actor, re
             unit_price=line.unit_price,
             substitute_for=line.item,
         )
-        emit(
+        _emit(
             events.ORDER_LINE_CHANGED,
             subject=order,
             actor=actor,
@@ -769,8 +819,8 @@ def _reallocate_released_line(order: Order, line: OrderLine, *, actor: Actor, re
             reservation=reservation,
             priority=order.priority,
         )
-        emit(events.TASK_CREATED, subject=task, actor=actor, reason=reason, payload=_task_payload(task))
-    emit(
+        _emit(events.TASK_CREATED, subject=task, actor=actor, reason=reason, payload=_task_payload(task))
+    _emit(
         events.ORDER_LINE_CHANGED,
         subject=order,
         actor=actor,
@@ -865,7 +915,7 @@ def task_dispatch(
             equipment_code=equipment_code,
             ack_deadline=ack_deadline,
         )
-        emit(events.TASK_DISPATCHED, subject=task, actor=actor, reason=reason, payload=_task_payload(task))
+        _emit(events.TASK_DISPATCHED, subject=task, actor=actor, reason=reason, payload=_task_payload(task))
     return task
 
 
@@ -877,7 +927,7 @@ def task_acknowledge(
         task = _lock_task(task)
         _check_instruction(task, instruction_seq)
         transition(task, "acknowledge", actor=actor, reason=reason, update_fields=["ack_deadline"])
-        emit(events.TASK_ACKNOWLEDGED, subject=task, actor=actor, reason=reason, payload=_task_payload(task))
+        _emit(events.TASK_ACKNOWLEDGED, subject=task, actor=actor, reason=reason, payload=_task_payload(task))
     return task
 
 
@@ -899,7 +949,7 @@ def task_start(*, task: Task, actor: Actor, reason: str = "Started", instruction
             order = Order.objects.get(pk=task.order_id)
             if order.status == Order.Status.RELEASED:
                 transition(order, "start_picking", actor=actor, reason=f"First pick started (task {task.pk})")
-        emit(events.TASK_STARTED, subject=task, actor=actor, reason=reason, payload=_task_payload(task))
+        _emit(events.TASK_STARTED, subject=task, actor=actor, reason=reason, payload=_task_payload(task))
     return task
 
 
@@ -933,7 +983,7 @@ def task_complete(
             update_fields=["done_quantity", "finished_at"],
             done_quantity=done,
         )
-        emit(events.TASK_COMPLETED, subject=task, actor=actor, reason=reason, payload=_task_payload(task))
+        _emit(events.TASK_COMPLETED, subject=task, actor=actor, reason=reason, payload=_task_payload(task))
         if task.kind == Task.Kind.PACK and task.order_id:
             shipment_pack(order=task.order, actor=actor, reason=f"Packed (task {task.pk})")
     return task
@@ -967,7 +1017,7 @@ def _complete_pick(task: Task, done: int, *, actor: Actor, reason: str) -> Task:
             done_quantity=done,
             note=note,
         )
-        emit(
+        _emit(
             events.TASK_SHORT,
             subject=task,
             actor=actor,
@@ -999,7 +1049,7 @@ def _complete_pick(task: Task, done: int, *, actor: Actor, reason: str) -> Task:
             update_fields=["done_quantity", "finished_at"],
             done_quantity=done,
         )
-        emit(events.TASK_COMPLETED, subject=task, actor=actor, reason=reason, payload=_task_payload(task))
+        _emit(events.TASK_COMPLETED, subject=task, actor=actor, reason=reason, payload=_task_payload(task))
     if order is not None and not result.shortfall:
         _maybe_create_pack_task(order, actor=actor)
     return task
@@ -1024,7 +1074,7 @@ def _maybe_create_pack_task(order: Order, *, actor: Actor) -> Task | None:
     )
     stamp_history(task, actor=actor, reason="Picking complete")
     task.save()
-    emit(events.TASK_CREATED, subject=task, actor=actor, reason="Picking complete", payload=_task_payload(task))
+    _emit(events.TASK_CREATED, subject=task, actor=actor, reason="Picking complete", payload=_task_payload(task))
     return task
 
 
@@ -1034,7 +1084,7 @@ def task_fail(*, task: Task, actor: Actor, reason: str) -> Task:
     with transaction.atomic():
         task = _lock_task(task)
         transition(task, "fail", actor=actor, reason=reason, update_fields=["outcome_note", "finished_at"], note=reason)
-        emit(events.TASK_FAILED, subject=task, actor=actor, reason=reason, payload=_task_payload(task))
+        _emit(events.TASK_FAILED, subject=task, actor=actor, reason=reason, payload=_task_payload(task))
     return task
 
 
@@ -1058,7 +1108,7 @@ def task_retry(*, task: Task, actor: Actor, reason: str) -> Task:
             reservation=task.reservation,
             priority=task.priority,
         )
-        emit(
+        _emit(
             events.TASK_CREATED,
             subject=clone,
             actor=actor,
@@ -1075,7 +1125,7 @@ def task_cancel(*, task: Task, actor: Actor, reason: str) -> Task:
         transition(
             task, "cancel", actor=actor, reason=reason, update_fields=["outcome_note", "finished_at"], note=reason
         )
-        emit(events.TASK_CANCELLED, subject=task, actor=actor, reason=reason, payload=_task_payload(task))
+        _emit(events.TASK_CANCELLED, subject=task, actor=actor, reason=reason, payload=_task_payload(task))
     return task
 
 
@@ -1092,7 +1142,7 @@ def task_fall_back_to_manual(*, task: Task, actor: Actor, reason: str) -> Task:
             update_fields=["performer", "equipment_code", "ack_deadline", "outcome_note", "instruction_seq"],
             note=reason,
         )
-        emit(events.TASK_FELL_BACK, subject=task, actor=actor, reason=reason, payload=_task_payload(task))
+        _emit(events.TASK_FELL_BACK, subject=task, actor=actor, reason=reason, payload=_task_payload(task))
     return task
 
 
@@ -1138,7 +1188,7 @@ def shipment_pack(*, order: Order, actor: Actor, reason: str = "Packed", package
             ]
         )
         transition(order, "mark_packed", actor=actor, reason=reason)
-        emit(
+        _emit(
             events.SHIPMENT_PACKED,
             subject=shipment,
             actor=actor,
@@ -1167,7 +1217,7 @@ def shipment_pack(*, order: Order, actor: Actor, reason: str = "Packed", package
                 ],
             },
         )
-        emit(events.ORDER_PACKED, subject=order, actor=actor, reason=reason, payload=_order_payload(order))
+        _emit(events.ORDER_PACKED, subject=order, actor=actor, reason=reason, payload=_order_payload(order))
     return shipment
 
 
@@ -1199,7 +1249,7 @@ def shipment_ship(
         if order.status == Order.Status.PACKED:
             order.carrier = order.carrier or carrier
             transition(order, "mark_shipped", actor=actor, reason=reason, update_fields=["shipped_at", "carrier"])
-        emit(
+        _emit(
             events.SHIPMENT_SHIPPED,
             subject=shipment,
             actor=actor,
@@ -1222,7 +1272,7 @@ def shipment_ship(
                 ],
             },
         )
-        emit(events.ORDER_SHIPPED, subject=order, actor=actor, reason=reason, payload=_order_payload(order))
+        _emit(events.ORDER_SHIPPED, subject=order, actor=actor, reason=reason, payload=_order_payload(order))
     return shipment
 
 
@@ -1230,7 +1280,7 @@ def shipment_confirm(*, shipment: Shipment, actor: Actor, reason: str = "Deliver
     with transaction.atomic():
         shipment = Shipment.objects.select_for_update().get(pk=shipment.pk)
         transition(shipment, "confirm", actor=actor, reason=reason, update_fields=["confirmed_at"])
-        emit(
+        _emit(
             events.SHIPMENT_CONFIRMED,
             subject=shipment,
             actor=actor,
@@ -1247,7 +1297,7 @@ def order_invoice(*, order: Order, actor: Actor, reason: str = "Invoiced") -> Or
         if order.shipments.filter(status=Shipment.Status.PACKED).exists():
             raise TransitionRefused(f"Order {order.number} has a shipment not yet collected; invoice after shipping.")
         transition(order, "mark_invoiced", actor=actor, reason=reason)
-        emit(events.ORDER_INVOICED, subject=order, actor=actor, reason=reason, payload=_order_payload(order))
+        _emit(events.ORDER_INVOICED, subject=order, actor=actor, reason=reason, payload=_order_payload(order))
     return order
 
 
@@ -1255,7 +1305,7 @@ def order_close(*, order: Order, actor: Actor, reason: str = "Closed") -> Order:
     with transaction.atomic():
         order = _lock_order(order)
         transition(order, "close", actor=actor, reason=reason, update_fields=["closed_at"])
-        emit(events.ORDER_CLOSED, subject=order, actor=actor, reason=reason, payload=_order_payload(order))
+        _emit(events.ORDER_CLOSED, subject=order, actor=actor, reason=reason, payload=_order_payload(order))
     return order
 
 
