@@ -148,10 +148,13 @@ CACHES = {
     }
 }
 
+# Redis pub/sub: a group hint is one Redis message that each server process fans out to its own
+# sockets, instead of one list pop per socket per hint (the core layer); live hints are best effort
+# by design (clients catch up by sequence number), which is what pub/sub offers.
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "portal:channels", "capacity": 500, "expiry": 30},
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": "portal:channels"},
     }
 }
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -16,6 +14,7 @@ from portal.actors import Actor
 from portal.models import DomainEvent
 from portal.roles import Role
 from tests.automation import factories
+from tests.live_listener import GroupListener
 
 pytestmark = pytest.mark.django_db
 
@@ -101,10 +100,7 @@ def test_board_runs_a_constant_number_of_queries(client, user_with_role, warehou
 def test_equipment_change_sends_a_hint_with_the_event_sequence_to_supervisors(
     warehouse, django_capture_on_commit_callbacks
 ):
-    layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)("role.warehouse_supervisor", channel)
-    try:
+    with GroupListener("role.warehouse_supervisor") as live:
         factories.unit(warehouse, "amr-1")
         with django_capture_on_commit_callbacks(execute=True):
             services.equipment_set_status(
@@ -115,9 +111,9 @@ def test_equipment_change_sends_a_hint_with_the_event_sequence_to_supervisors(
                 reason="Battery swap",
             )
         event = DomainEvent.objects.get(name="equipment.status_changed", payload__status="maintenance")
-        message = async_to_sync(layer.receive)(channel)
+        message = live.next()
         while message["data"]["seq"] != event.pk:
-            message = async_to_sync(layer.receive)(channel)
+            message = live.next()
         assert message["type"] == "live.change"
         assert {k: message["data"][k] for k in ("type", "seq", "equipment", "zone", "warehouse_id")} == {
             "type": "equipment",
@@ -126,5 +122,3 @@ def test_equipment_change_sends_a_hint_with_the_event_sequence_to_supervisors(
             "zone": "AMR",
             "warehouse_id": warehouse.pk,
         }
-    finally:
-        async_to_sync(layer.group_discard)("role.warehouse_supervisor", channel)

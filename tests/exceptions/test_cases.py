@@ -274,16 +274,12 @@ def test_manual_escalation_raises_priority_and_may_move_the_case(supervisor):
 def test_every_queue_change_reaches_the_role_group_as_a_hint_after_commit(
     django_capture_on_commit_callbacks, supervisor
 ):
-    from asgiref.sync import async_to_sync
-    from channels.layers import get_channel_layer
+    from tests.live_listener import GroupListener
 
-    layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)("role.warehouse_supervisor", channel)
-    try:
+    with GroupListener("role.warehouse_supervisor") as live:
         with django_capture_on_commit_callbacks(execute=True):
             case = raise_case()
-        message = async_to_sync(layer.receive)(channel)
+        message = live.next()
         assert message == {
             "type": "live.change",
             "data": {
@@ -297,14 +293,12 @@ def test_every_queue_change_reaches_the_role_group_as_a_hint_after_commit(
         }
         with django_capture_on_commit_callbacks(execute=True):
             services.case_claim(case=case, actor=as_user(supervisor))
-        message = async_to_sync(layer.receive)(channel)
+        message = live.next()
         assert (message["data"]["seq"], message["data"]["kind"], message["data"]["status"]) == (
             2,
             "updated",
             "assigned",
         )
-    finally:
-        async_to_sync(layer.group_discard)("role.warehouse_supervisor", channel)
 
 
 def test_the_sla_timer_runs_every_30_seconds_in_beat():
