@@ -87,6 +87,20 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def wcs_units(args: argparse.Namespace) -> tuple[str, ...]:
+    """The units named on the command line, else every active unit the portal knows."""
+    named = tuple(code for code in args.wcs_units.split(",") if code)
+    if named:
+        return named
+    from integrations.simulator.driver import machine_units
+
+    try:
+        return tuple(machine_units())
+    except Exception as error:
+        logging.warning("no equipment list (%s); heartbeats only for units that get work", error)
+        return ()
+
+
 def start_driver(args: argparse.Namespace, state: SimulatorState) -> None:
     """Wait for the portal, get tokens and master data, then send orders and react to messages."""
     import httpx
@@ -118,7 +132,7 @@ def start_driver(args: argparse.Namespace, state: SimulatorState) -> None:
         customers=customers,
         skus=skus,
         seed=args.seed,
-        wcs_units=tuple(code for code in args.wcs_units.split(",") if code),
+        wcs_units=wcs_units(args),
         heartbeat_seconds=args.heartbeat_seconds,
     )
     state.controls["wcs"] = driver.floor.control

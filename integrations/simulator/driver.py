@@ -66,6 +66,17 @@ def master_data() -> tuple[list[str], list[str]]:
     return customers, skus
 
 
+def machine_units() -> list[str]:
+    """The equipment the WCS runs, as the WCS's own configuration would list it."""
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+    django.setup()
+    from automation.models import Equipment
+
+    return list(Equipment.objects.filter(is_active=True).order_by("code").values_list("code", flat=True))
+
+
 class Driver:
     """Sends orders at a rate and reacts to the portal's messages like a warehouse and a carrier would."""
 
