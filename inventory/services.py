@@ -6,6 +6,11 @@ Concurrency rules (the only ones; every write here follows them):
   and within a kind by primary key, so two transactions never wait on each other in a cycle.
 * Stock rows are locked with ``FOR NO KEY UPDATE`` (never SKIP LOCKED): inserts of
   reservations and movements that reference them are not blocked.
+* Every other row lock in every app is ``FOR NO KEY UPDATE`` too (``select_for_update(no_key=True)``),
+  never plain ``FOR UPDATE``: Django's foreign keys are checked at COMMIT with ``FOR KEY SHARE`` on the
+  parent row, which ``FOR UPDATE`` blocks. A transaction that inserts a row pointing at an order
+  another transaction holds would then wait at commit, after taking its own locks, outside the order
+  above — a deadlock under load (an order being allocated while a worker confirms picks).
 * Quantities change by conditional UPDATE (``reserved = reserved + n WHERE available >= n``);
   the CHECK constraints on ``StockLevel`` are the last line of defence, and a violation
   becomes a ``DomainError``, never a 500.
@@ -339,7 +344,7 @@ def reservation_release(*, reservations: list[Reservation] | list[int], actor: A
         locked = list(
             Reservation.objects.filter(pk__in=ids, status=Reservation.Status.RESERVED)
             .order_by("pk")
-            .select_for_update()
+            .select_for_update(no_key=True)
         )
         decrements: dict[int, int] = defaultdict(int)
         for reservation in locked:
@@ -362,7 +367,7 @@ def reservation_expire_due(*, now, actor: Actor) -> int:
     for reservation_id in ids:
         with transaction.atomic():
             reservation = (
-                Reservation.objects.select_for_update()
+                Reservation.objects.select_for_update(no_key=True)
                 .filter(pk=reservation_id, status=Reservation.Status.RESERVED)
                 .first()
             )
@@ -389,7 +394,7 @@ def reservation_pick(
     if picked_quantity < 0:
         raise InvalidInput("Picked quantity cannot be negative.", fields={"picked_quantity": ["Must be 0 or more."]})
     with transaction.atomic():
-        locked = Reservation.objects.select_for_update().get(pk=reservation.pk)
+        locked = Reservation.objects.select_for_update(no_key=True).get(pk=reservation.pk)
         if locked.status != Reservation.Status.RESERVED:
             raise TransitionRefused(f"Reservation {locked.pk} is {locked.status}; only reserved stock can be picked.")
         if picked_quantity > locked.quantity:
@@ -692,14 +697,14 @@ def receipt_receive_line(
 ) -> ReceiptLine:
     """Book received units of one receipt line into a location."""
     with transaction.atomic():
-        receipt = Receipt.objects.select_for_update().get(pk=line.receipt_id)
+        receipt = Receipt.objects.select_for_update(no_key=True).get(pk=line.receipt_id)
         if receipt.status not in (Receipt.Status.EXPECTED, Receipt.Status.RECEIVING):
             raise TransitionRefused(
                 f"Receipt {receipt.number} is {receipt.status}; nothing more can be received on it."
             )
         if receipt.status == Receipt.Status.EXPECTED:
             transition(receipt, "start_receiving", actor=actor, reason=reason)
-        line = ReceiptLine.objects.select_for_update().get(pk=line.pk)
+        line = ReceiptLine.objects.select_for_update(no_key=True).get(pk=line.pk)
         stock_receive(
             item=line.item,
             location=location,
@@ -719,7 +724,7 @@ def receipt_close(*, receipt: Receipt, actor: Actor, reason: str) -> list[Receip
     """Close a receipt; lines whose variance is beyond policy raise a receiving-variance event each."""
     _require_reason(reason)
     with transaction.atomic():
-        receipt = Receipt.objects.select_for_update().get(pk=receipt.pk)
+        receipt = Receipt.objects.select_for_update(no_key=True).get(pk=receipt.pk)
         transition(receipt, "close", actor=actor, reason=reason, update_fields=["closed_at"])
         policy = variance_policy_for(receipt.warehouse)
         flagged = []
@@ -757,7 +762,7 @@ def receipt_cancel(*, receipt: Receipt, actor: Actor, reason: str) -> Receipt:
     """Cancel an expected delivery that will not come; refused once receiving has started."""
     _require_reason(reason)
     with transaction.atomic():
-        receipt = Receipt.objects.select_for_update().get(pk=receipt.pk)
+        receipt = Receipt.objects.select_for_update(no_key=True).get(pk=receipt.pk)
         transition(receipt, "cancel", actor=actor, reason=reason, update_fields=["closed_at"])
     return receipt
 
@@ -766,7 +771,7 @@ def receipt_accept_variance(*, receipt: Receipt, actor: Actor, reason: str) -> R
     """Accept what was received as final: the supplier invoice may be paid for the received quantities."""
     _require_reason(reason)
     with transaction.atomic():
-        receipt = Receipt.objects.select_for_update().get(pk=receipt.pk)
+        receipt = Receipt.objects.select_for_update(no_key=True).get(pk=receipt.pk)
         receipt.lines.filter(variance_accepted=False).update(variance_accepted=True)
         receipt.invoice_on_hold = False
         stamp_history(receipt, actor=actor, reason=reason)
@@ -778,7 +783,7 @@ def receipt_dispute(*, receipt: Receipt, actor: Actor, reason: str) -> Receipt:
     """Dispute the delivery with the supplier; the supplier invoice stays on hold."""
     _require_reason(reason)
     with transaction.atomic():
-        receipt = Receipt.objects.select_for_update().get(pk=receipt.pk)
+        receipt = Receipt.objects.select_for_update(no_key=True).get(pk=receipt.pk)
         receipt.invoice_on_hold = True
         stamp_history(receipt, actor=actor, reason=reason)
         receipt.save(update_fields=["invoice_on_hold", "updated_at"])
@@ -805,7 +810,7 @@ def count_record(*, count: CycleCount, counted_quantity: int, actor: Actor, reas
     if counted_quantity < 0:
         raise InvalidInput("A count cannot be negative.", fields={"counted_quantity": ["Must be 0 or more."]})
     with transaction.atomic():
-        count = CycleCount.objects.select_for_update().get(pk=count.pk)
+        count = CycleCount.objects.select_for_update(no_key=True).get(pk=count.pk)
         level = _lock_stock([count.stock_level_id])[count.stock_level_id]
         transition(
             count,
@@ -914,7 +919,7 @@ def count_approve(*, count: CycleCount, actor: Actor, reason: str) -> CycleCount
     """Apply a counted variance to on hand. The person who counted may not approve their own count."""
     _require_reason(reason)
     with transaction.atomic():
-        count = CycleCount.objects.select_for_update().get(pk=count.pk)
+        count = CycleCount.objects.select_for_update(no_key=True).get(pk=count.pk)
         if count.counted_by_actor and count.counted_by_actor == actor.label:
             raise PermissionRefused(
                 "You counted this location; another person must approve the adjustment.", code="own_count"
@@ -930,7 +935,7 @@ def count_reject(*, count: CycleCount, actor: Actor, reason: str) -> CycleCount:
     """Discard a count (a recount will be requested); on hand is unchanged."""
     _require_reason(reason)
     with transaction.atomic():
-        count = CycleCount.objects.select_for_update().get(pk=count.pk)
+        count = CycleCount.objects.select_for_update(no_key=True).get(pk=count.pk)
         transition(
             count,
             "reject",

@@ -45,7 +45,7 @@ def _next_number(sequence: str, prefix: str) -> str:
 
 def _lock_order(order: Order | int) -> Order:
     pk = order.pk if isinstance(order, Order) else order
-    return Order.objects.select_for_update().select_related("customer", "warehouse").get(pk=pk)
+    return Order.objects.select_for_update(no_key=True).select_related("customer", "warehouse").get(pk=pk)
 
 
 def _order_payload(order: Order, **extra) -> dict:
@@ -278,7 +278,7 @@ def _check_credit(order: Order, *, actor: Actor, reason: str, policy: ReleasePol
         raise TransitionRefused(
             f"Order {order.number} is {order.get_status_display()}; only validated orders go through the credit check."
         )
-    customer = Customer.objects.select_for_update().get(pk=order.customer_id)
+    customer = Customer.objects.select_for_update(no_key=True).get(pk=order.customer_id)
     policy = policy or release_policy_for(order.warehouse)
     exposure = credit_exposure(customer)
     note = ""
@@ -629,7 +629,7 @@ def _release_line_reservations(lines: list[OrderLine], *, actor: Actor, reason: 
 
 
 def _cancel_open_tasks(tasks, *, actor: Actor, reason: str) -> None:
-    for task in tasks.filter(status__in=Task.OPEN_STATES).order_by("pk").select_for_update():
+    for task in tasks.filter(status__in=Task.OPEN_STATES).order_by("pk").select_for_update(no_key=True):
         transition(
             task, "cancel", actor=actor, reason=reason, update_fields=["outcome_note", "finished_at"], note=reason
         )
@@ -889,8 +889,10 @@ def _lock_task(task: Task | int) -> Task:
     pk = task.pk if isinstance(task, Task) else task
     order_id = Task.objects.values_list("order_id", flat=True).get(pk=pk)
     if order_id:
-        Order.objects.select_for_update().filter(pk=order_id).first()  # order before task: the fixed lock order
-    return Task.objects.select_for_update().get(pk=pk)
+        Order.objects.select_for_update(no_key=True).filter(
+            pk=order_id
+        ).first()  # order before task: the fixed lock order
+    return Task.objects.select_for_update(no_key=True).get(pk=pk)
 
 
 def task_dispatch(
@@ -1229,7 +1231,7 @@ def shipment_ship(
         raise InvalidInput("A tracking number is required to ship.", fields={"tracking_number": ["Required."]})
     with transaction.atomic():
         order = _lock_order(shipment.order_id)
-        shipment = Shipment.objects.select_for_update().get(pk=shipment.pk)
+        shipment = Shipment.objects.select_for_update(no_key=True).get(pk=shipment.pk)
         transition(
             shipment,
             "ship",
@@ -1278,7 +1280,7 @@ def shipment_ship(
 
 def shipment_confirm(*, shipment: Shipment, actor: Actor, reason: str = "Delivery confirmed by carrier") -> Shipment:
     with transaction.atomic():
-        shipment = Shipment.objects.select_for_update().get(pk=shipment.pk)
+        shipment = Shipment.objects.select_for_update(no_key=True).get(pk=shipment.pk)
         transition(shipment, "confirm", actor=actor, reason=reason, update_fields=["confirmed_at"])
         _emit(
             events.SHIPMENT_CONFIRMED,

@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -142,7 +143,7 @@ def enqueue_dispatch(event_id: int) -> None:
     from portal.tasks import dispatch_event
 
     try:
-        dispatch_event.delay(event_id)
+        dispatch_event.apply_async((event_id,), queue=settings.EVENTS_QUEUE)
     except Exception:
         logger.warning("event dispatch not queued; the sweep will retry", extra={"event_id": event_id})
 
