@@ -62,7 +62,7 @@ def run(context) -> dict[str, float]:
         worker = _start(
             [str(BIN / "celery"), "-A", "portal", "worker", "--pool", "prefork", "--concurrency", "2", "-Q", QUEUE,
              "--without-mingle", "--without-gossip", "--loglevel", "WARNING", "-n", f"bench-api-{uuid.uuid4().hex[:6]}@%h"],
-            env,
+            {**env, "DATABASE_CONN_MAX_AGE": "60"},  # as make run gives workers: one connection per process
         )  # fmt: skip
         _purge(context)
         noop_rate = _noop_rate(context)

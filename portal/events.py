@@ -89,6 +89,7 @@ def emit(
     """
     _published.count = events_published() + 1
     subject_type, subject_id = subject_ref(subject)
+    needs_dispatch = bool(subscribers_for(name, in_transaction=False))
     with transaction.atomic(savepoint=savepoint):
         event = DomainEvent.objects.create(
             name=name,
@@ -97,10 +98,13 @@ def emit(
             payload=payload or {},
             actor=actor.label,
             reason=reason,
+            # An event no worker subscribes to is done once it commits: no task, no sweep.
+            dispatched_at=None if needs_dispatch else timezone.now(),
         )
         for subscriber in subscribers_for(name, in_transaction=True):
             subscriber.handler(event)
-    transaction.on_commit(lambda: enqueue_dispatch(event.pk))
+    if needs_dispatch:
+        transaction.on_commit(lambda: enqueue_dispatch(event.pk))
     return event
 
 
@@ -114,6 +118,7 @@ def emit_many(
     if not items:
         return []
     _published.count = events_published() + len(items)
+    needs_dispatch = bool(subscribers_for(name, in_transaction=False))
     with transaction.atomic(savepoint=savepoint):
         rows = []
         for subject, payload in items:
@@ -126,6 +131,7 @@ def emit_many(
                     payload=payload or {},
                     actor=actor.label,
                     reason=reason,
+                    dispatched_at=None if needs_dispatch else timezone.now(),
                 )
             )
         created = DomainEvent.objects.bulk_create(rows)
@@ -133,8 +139,9 @@ def emit_many(
         for event in created:
             for subscriber in subscribers:
                 subscriber.handler(event)
-    ids = [event.pk for event in created]
-    transaction.on_commit(lambda: [enqueue_dispatch(event_id) for event_id in ids])
+    if needs_dispatch:
+        ids = [event.pk for event in created]
+        transaction.on_commit(lambda: [enqueue_dispatch(event_id) for event_id in ids])
     return created
 
 

@@ -30,6 +30,7 @@ def only_test_subscribers():
 
 
 def test_emit_writes_the_outbox_row(user_with_role):
+    events.subscribe("test.foundation.*", key="test.foundation.worker")(lambda event: None)
     subject = user_with_role()
 
     event = events.emit(
@@ -114,6 +115,21 @@ def test_subscribing_twice_registers_once():
     assert [s.key for s in events.subscribers_for("test.foundation.x", in_transaction=False)] == [
         "test.foundation.once"
     ]
+
+
+def test_an_event_no_worker_subscribes_to_is_dispatched_at_birth_and_queues_nothing(
+    django_capture_on_commit_callbacks,
+):
+    seen = []
+    events.subscribe("test.foundation.*", in_transaction=True, key="test.foundation.inside")(seen.append)
+
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        event = events.emit("test.foundation.created", actor=ACTOR)
+
+    assert seen == [event] and callbacks == []
+    event.refresh_from_db()
+    assert event.dispatched_at is not None
+    assert sweep_events(older_than_seconds=0) == 0
 
 
 def test_after_commit_subscriber_runs_once_on_commit(django_capture_on_commit_callbacks):
