@@ -42,8 +42,8 @@ def message_send(
     (partner, message type, source event) returns the message already written.
     """
     partner = partner or partner_for_kind(partner_kind)
-    if partner is None:
-        logger.info(
+    if partner is None:  # normal where a kind of partner is not connected: not worth a line per message
+        logger.debug(
             "no enabled partner for outbound message",
             extra={"partner_kind": partner_kind, "message_type": message_type},
         )

@@ -306,7 +306,9 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "axes": {"level": "WARNING"},
-        "celery": {"level": LOG_LEVEL},
+        # Every task received / succeeded is a line at INFO: say WORKER_LOG_LEVEL=INFO to watch them.
+        "celery": {"level": os.environ.get("WORKER_LOG_LEVEL", "WARNING")},
+        "httpx": {"level": "WARNING"},  # one line per partner call; delivery outcomes are in the message log
     },
 }
 
