@@ -32,51 +32,35 @@ def order_key(payload: dict) -> str:
     return f"order:{payload.get('order')}"
 
 
-@subscribe("order.validated", in_transaction=True, key="integrations.order_accepted")
-def order_accepted(event: DomainEvent) -> None:
-    """The ERP learns that the portal accepted its order."""
-    send_for(
-        event,
-        partner_kind=ERP,
-        message_type="order.accepted",
-        ordering_key=order_key(event.payload),
-        payload=event.payload,
-    )
+# core event → (subscriber key, partner kind, message type, why the partner needs it); each message goes in
+# order per order.
+ORDER_MESSAGES = [
+    ("order.validated", "order_accepted", ERP, "order.accepted", "the portal accepted the ERP's order"),
+    ("order.allocated", "order_allocated", ERP, "order.allocated", "what was promised per line"),
+    ("order.rejected", "order_rejected", ERP, "order.rejected", "the order was refused, and why"),
+    ("order.released", "order_released", WMS, "order.released", "the released order with its pick tasks"),
+    ("shipment.packed", "shipment_packed", TMS, "shipment.ready", "a shipment is ready: book a carrier"),
+    ("shipment.shipped", "shipment_shipped", ERP, "shipment.confirmed", "shipment confirmation, the invoice trigger"),
+]
 
 
-@subscribe("order.allocated", in_transaction=True, key="integrations.order_allocated")
-def order_allocated(event: DomainEvent) -> None:
-    """The ERP learns what was promised per line (allocated, partial, backordered)."""
-    send_for(
-        event,
-        partner_kind=ERP,
-        message_type="order.allocated",
-        ordering_key=order_key(event.payload),
-        payload=event.payload,
-    )
+def _order_message(partner_kind: str, message_type: str, purpose: str):
+    def forward(event: DomainEvent) -> None:
+        send_for(
+            event,
+            partner_kind=partner_kind,
+            message_type=message_type,
+            ordering_key=order_key(event.payload),
+            payload=event.payload,
+        )
+
+    forward.__doc__ = f"Tell the {partner_kind.upper()}: {purpose}."
+    return forward
 
 
-@subscribe("order.rejected", in_transaction=True, key="integrations.order_rejected")
-def order_rejected(event: DomainEvent) -> None:
-    """The ERP learns that the order was refused and why."""
-    send_for(
-        event,
-        partner_kind=ERP,
-        message_type="order.rejected",
-        ordering_key=order_key(event.payload),
-        payload=event.payload,
-    )
-
-
-@subscribe("order.released", in_transaction=True, key="integrations.order_released")
-def order_released(event: DomainEvent) -> None:
-    """The WMS receives the released order with its pick tasks."""
-    send_for(
-        event,
-        partner_kind=WMS,
-        message_type="order.released",
-        ordering_key=order_key(event.payload),
-        payload=event.payload,
+for _event_name, _key, _kind, _message_type, _purpose in ORDER_MESSAGES:
+    subscribe(_event_name, in_transaction=True, key=f"integrations.{_key}")(
+        _order_message(_kind, _message_type, _purpose)
     )
 
 
@@ -92,30 +76,6 @@ def order_cancelled(event: DomainEvent) -> None:
         event,
         partner_kind=WMS,
         message_type="order.cancelled",
-        ordering_key=order_key(event.payload),
-        payload=event.payload,
-    )
-
-
-@subscribe("shipment.packed", in_transaction=True, key="integrations.shipment_packed")
-def shipment_packed(event: DomainEvent) -> None:
-    """The TMS books a carrier for a shipment that is ready."""
-    send_for(
-        event,
-        partner_kind=TMS,
-        message_type="shipment.ready",
-        ordering_key=order_key(event.payload),
-        payload=event.payload,
-    )
-
-
-@subscribe("shipment.shipped", in_transaction=True, key="integrations.shipment_shipped")
-def shipment_shipped(event: DomainEvent) -> None:
-    """The ERP receives the shipment confirmation, its trigger to invoice."""
-    send_for(
-        event,
-        partner_kind=ERP,
-        message_type="shipment.confirmed",
         ordering_key=order_key(event.payload),
         payload=event.payload,
     )
