@@ -183,15 +183,16 @@ class RuleAdmin(admin.ModelAdmin):
         return _reference_html()
 
     def save_model(self, request, obj, form, change):
-        stamp_history(obj, actor=Actor.for_user(request.user), reason="Edited in the admin")
-        super().save_model(request, obj, form, change)
+        services.rule_save(rule=obj, actor=Actor.for_user(request.user), reason="Edited in the admin")
 
     def _set_enabled(self, request, queryset, enabled: bool):
-        for rule in queryset:
-            rule.enabled = enabled
-            stamp_history(rule, actor=Actor.for_user(request.user), reason="Enabled" if enabled else "Disabled")
-            rule.save(update_fields=["enabled"])
-        self.message_user(request, f"{queryset.count()} rule(s) {'enabled' if enabled else 'disabled'}.")
+        changed = services.rules_set_enabled(
+            rule_ids=list(queryset.values_list("pk", flat=True)),
+            enabled=enabled,
+            actor=Actor.for_user(request.user),
+            reason="Enabled in the admin" if enabled else "Disabled in the admin",
+        )
+        self.message_user(request, f"{changed} rule(s) {'enabled' if enabled else 'disabled'}.")
 
     @admin.action(description="Enable selected rules")
     def enable(self, request, queryset):

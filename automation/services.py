@@ -22,7 +22,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from automation import events
-from automation.models import Equipment, EquipmentFault, HandOff, Recommendation, RiskPolicy
+from automation.models import Equipment, EquipmentFault, HandOff, Recommendation, RiskPolicy, Rule
 from inventory.models import Warehouse
 from orchestration import services as orchestration
 from orchestration.models import Order, Task
@@ -1184,3 +1184,31 @@ def case_suggest_resolution(
                 recommendation.reasons = [*recommendation.reasons, f"Could not execute automatically: {error.message}"]
                 recommendation.save(update_fields=["reasons", "updated_at"])
     return recommendation
+
+
+# --- rules ---------------------------------------------------------------------------------
+
+
+def rule_save(*, rule: Rule, actor: Actor, reason: str) -> Rule:
+    """Store an edited rule (validated; every stored edit gets a new version) with who and why on its history."""
+    _require_reason(reason)
+    rule.full_clean()
+    with transaction.atomic():
+        stamp_history(rule, actor=actor, reason=reason)
+        rule.save()
+    return rule
+
+
+def rules_set_enabled(*, rule_ids: list[int], enabled: bool, actor: Actor, reason: str) -> int:
+    """Switch rules on or off, each a new version with its history row; returns how many changed."""
+    _require_reason(reason)
+    changed = 0
+    with transaction.atomic():
+        for rule in Rule.objects.filter(pk__in=rule_ids).order_by("pk").select_for_update(no_key=True):
+            if rule.enabled == enabled:
+                continue
+            rule.enabled = enabled
+            stamp_history(rule, actor=actor, reason=reason)
+            rule.save(update_fields=["enabled"])
+            changed += 1
+    return changed

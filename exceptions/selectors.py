@@ -489,6 +489,19 @@ def queue_changes_since(queue: Queue, seq: int, limit: int = MAX_CHANGES) -> lis
     return list(QueueChange.objects.filter(queue=queue, seq__gt=seq).order_by("seq")[:limit])
 
 
+def queue_changes_payload(queue: Queue, seq: int, limit: int = MAX_CHANGES) -> dict:
+    """What a live client missed after `seq`: the changes in order and whether more follow (1 query)."""
+    changes = queue_changes_since(queue, seq, limit)
+    return {
+        "queue": queue.code,
+        "last_seq": queue.last_seq,
+        "changes": [
+            {"seq": c.seq, "case_id": c.case_id, "kind": c.kind, "status": c.status, "at": c.at} for c in changes
+        ],
+        "has_more": bool(changes) and changes[-1].seq < queue.last_seq,
+    }
+
+
 # --- the role home ------------------------------------------------------------------------
 
 

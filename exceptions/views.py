@@ -240,18 +240,7 @@ def queue_changes(request, code: str):
         )
     limit_raw = request.GET.get("limit", str(selectors.MAX_CHANGES))
     limit = int(limit_raw) if limit_raw.isdigit() else selectors.MAX_CHANGES
-    changes = selectors.queue_changes_since(queue, int(since_raw), limit)
-    return JsonResponse(
-        {
-            "queue": queue.code,
-            "last_seq": queue.last_seq,
-            "changes": [
-                {"seq": c.seq, "case_id": c.case_id, "kind": c.kind, "status": c.status, "at": c.at.isoformat()}
-                for c in changes
-            ],
-            "has_more": bool(changes) and changes[-1].seq < queue.last_seq,
-        }
-    )
+    return JsonResponse(selectors.queue_changes_payload(queue, int(since_raw), limit))
 
 
 @login_required

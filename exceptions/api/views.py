@@ -95,15 +95,4 @@ class QueueChangesView(APIView):
                 if not since.isdigit()
                 else {"limit": ["1–500."]},
             )
-        changes = selectors.queue_changes_since(queue, int(since), int(limit))
-        return Response(
-            {
-                "queue": queue.code,
-                "last_seq": queue.last_seq,
-                "changes": [
-                    {"seq": c.seq, "case_id": c.case_id, "kind": c.kind, "status": c.status, "at": c.at}
-                    for c in changes
-                ],
-                "has_more": bool(changes) and changes[-1].seq < queue.last_seq,
-            }
-        )
+        return Response(selectors.queue_changes_payload(queue, int(since), int(limit)))

@@ -139,6 +139,18 @@ def test_every_save_increments_the_version():
     assert rule.history.count() == 2
 
 
+def test_switching_rules_on_is_a_new_version_with_who_and_why_and_a_repeat_changes_nothing():
+    from automation import services
+
+    rule = factories.rule("later", "order.allocated", URGENT, enabled=False)
+    changed = services.rules_set_enabled(rule_ids=[rule.pk], enabled=True, actor=ACTOR, reason="Dry run looked right")
+    again = services.rules_set_enabled(rule_ids=[rule.pk], enabled=True, actor=ACTOR, reason="Twice")
+    rule.refresh_from_db()
+    assert (changed, again, rule.enabled, rule.version) == (1, 0, True, 2)
+    latest = rule.history.order_by("-history_id").first()
+    assert (latest.history_actor, latest.history_reason) == (ACTOR.label, "Dry run looked right")
+
+
 # --- evaluation ---------------------------------------------------------------------------
 
 
