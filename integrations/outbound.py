@@ -61,18 +61,34 @@ def message_send(
         "actor": actor.label[:160],
         "claimed_until": None if waiting else claim_window(),
     }
-    with transaction.atomic():
-        if source_event_id is None:
-            message = OutboundMessage.objects.create(partner=partner, message_type=message_type, **fields)
-            created = True
-        else:
-            message, created = OutboundMessage.objects.get_or_create(
-                partner=partner, message_type=message_type, source_event_id=source_event_id, defaults=fields
-            )
+    if source_event_id is None:
+        message = OutboundMessage.objects.create(partner=partner, message_type=message_type, **fields)
+        created = True
+    else:
+        message, created = _insert_once(partner, message_type, source_event_id, fields)
     if created and not waiting:
         message_id = message.pk
         transaction.on_commit(lambda: enqueue_delivery(message_id))
     return message
+
+
+def _insert_once(
+    partner: Partner, message_type: str, source_event_id: int, fields: dict
+) -> tuple[OutboundMessage, bool]:
+    """The message for (partner, type, source event), written unless it exists: (message, created).
+
+    ``INSERT … ON CONFLICT DO NOTHING`` on the unique (partner, type, source event) leaves the
+    caller's transaction usable without a savepoint; the row is then read back by that key, and
+    the idempotency key (made here) tells whether it is the one just written.
+    """
+    candidate = OutboundMessage(
+        partner=partner, message_type=message_type, source_event_id=source_event_id, **fields
+    )
+    OutboundMessage.objects.bulk_create([candidate], ignore_conflicts=True)
+    message = OutboundMessage.objects.get(
+        partner=partner, message_type=message_type, source_event_id=source_event_id
+    )
+    return message, message.idempotency_key == candidate.idempotency_key
 
 
 def enqueue_delivery(message_id: int) -> None:
