@@ -11,6 +11,7 @@ import logging
 
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -68,6 +69,16 @@ def exception_handler(exc, context):
     if isinstance(exc, DjangoValidationError):
         fields = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
         return Response(error_body("invalid", "The request has invalid values.", fields), status=422)
+    if isinstance(exc, OperationalError):
+        # The database refused for now (no free connection, a deadlock victim, a restart): the
+        # transaction rolled back, so the same request may simply be sent again.
+        logger.warning("API request refused: database busy or unavailable", exc_info=exc)
+        response = Response(
+            error_body("unavailable", "The service is busy and changed nothing; send the request again shortly."),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+        response["Retry-After"] = "1"
+        return response
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

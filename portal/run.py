@@ -56,8 +56,11 @@ def main() -> int:
         manager = Manager()
         # Workers are single-threaded and keep their connection; web threads must not (ASGI).
         worker_env = {**env, "DATABASE_CONN_MAX_AGE": os.environ.get("DATABASE_CONN_MAX_AGE", "60")}
+        # Web processes share a small pool of connections each (requests run in threads of their own).
+        web_env = {**env, "DATABASE_POOL_SIZE": os.environ.get("DATABASE_POOL_SIZE", "8")}
         for name, command in processes(port).items():
-            manager.add_process(name, command, env=worker_env if name in ("worker", "beat") else env, cwd=str(BASE_DIR))
+            process_env = worker_env if name in ("worker", "beat") else web_env if name == "web" else env
+            manager.add_process(name, command, env=process_env, cwd=str(BASE_DIR))
         manager.loop()
         return manager.returncode or 0
     except KeyboardInterrupt:

@@ -31,7 +31,17 @@ def database_from_url(url: str) -> dict:
     parsed = urlparse(url)
     if parsed.scheme not in {"postgres", "postgresql", "pgsql"}:
         raise ValueError(f"DATABASE_URL must be a postgres:// URL, got scheme {parsed.scheme!r}")
-    options = {key: values[-1] for key, values in parse_qs(parsed.query).items()}
+    options: dict = {key: values[-1] for key, values in parse_qs(parsed.query).items()}
+    # Web processes borrow connections from a pool per process (DATABASE_POOL_SIZE, see portal/run.py)
+    # instead of opening one per request; a request that waits longer than the timeout for one is
+    # answered 503. Off (0) elsewhere: Celery's prefork children keep one connection each.
+    pool_size = int(os.environ.get("DATABASE_POOL_SIZE", "0"))
+    if pool_size > 0:
+        options["pool"] = {
+            "min_size": 1,
+            "max_size": pool_size,
+            "timeout": float(os.environ.get("DATABASE_POOL_TIMEOUT", "10")),
+        }
     return {
         "ENGINE": "django.db.backends.postgresql",
         "NAME": unquote(parsed.path.lstrip("/")) or "portal",
@@ -39,9 +49,9 @@ def database_from_url(url: str) -> dict:
         "PASSWORD": unquote(parsed.password or ""),
         "HOST": parsed.hostname or "",
         "PORT": str(parsed.port or ""),
-        # 0 by default: under ASGI every request thread would keep its own connection open.
-        # Celery workers (one thread each) set it higher; see portal/run.py.
-        "CONN_MAX_AGE": int(os.environ.get("DATABASE_CONN_MAX_AGE", "0")),
+        # 0 by default: under ASGI every request runs in a thread of its own, which would keep its
+        # own connection open. Celery workers (one thread each) set it higher; see portal/run.py.
+        "CONN_MAX_AGE": 0 if pool_size else int(os.environ.get("DATABASE_CONN_MAX_AGE", "0")),
         "CONN_HEALTH_CHECKS": True,
         "OPTIONS": options,
         "TEST": {"NAME": os.environ.get("DATABASE_TEST_NAME") or None},

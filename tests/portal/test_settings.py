@@ -31,6 +31,7 @@ class TestDatabaseFromUrl:
     def test_every_part_of_the_url_is_used(self, monkeypatch):
         monkeypatch.delenv("DATABASE_CONN_MAX_AGE", raising=False)
         monkeypatch.delenv("DATABASE_TEST_NAME", raising=False)
+        monkeypatch.delenv("DATABASE_POOL_SIZE", raising=False)
 
         config = database_from_url(
             "postgres://ops:s3cret@db.example.test:6543/warehouse?sslmode=require&connect_timeout=5"
@@ -79,6 +80,21 @@ class TestDatabaseFromUrl:
 
         assert config["CONN_MAX_AGE"] == 60
         assert config["TEST"] == {"NAME": "portal_ci"}
+
+    def test_a_pool_size_gives_each_process_a_connection_pool_and_no_persistent_connections(self, monkeypatch):
+        monkeypatch.setenv("DATABASE_POOL_SIZE", "8")
+        monkeypatch.setenv("DATABASE_POOL_TIMEOUT", "2.5")
+        monkeypatch.setenv("DATABASE_CONN_MAX_AGE", "60")
+
+        config = database_from_url("postgres://h/x?sslmode=disable")
+
+        assert config["OPTIONS"] == {"sslmode": "disable", "pool": {"min_size": 1, "max_size": 8, "timeout": 2.5}}
+        assert config["CONN_MAX_AGE"] == 0  # Django refuses persistent connections beside a pool
+
+    def test_without_a_pool_size_there_is_no_pool(self, monkeypatch):
+        monkeypatch.delenv("DATABASE_POOL_SIZE", raising=False)
+
+        assert "pool" not in database_from_url("postgres://h/x")["OPTIONS"]
 
     @pytest.mark.parametrize(
         "url", ["mysql://u:p@h:3306/x", "sqlite:///tmp/db.sqlite3", "redis://127.0.0.1:6379/0", "h:5432/x"]
