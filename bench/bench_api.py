@@ -37,6 +37,7 @@ WORKERS = int(os.environ.get("BENCH_API_WORKERS", "4"))
 EVENTS = int(os.environ.get("BENCH_API_EVENTS", "2000"))
 NOOPS = int(os.environ.get("BENCH_API_NOOPS", "3000"))
 ITEMS = 300
+CUSTOMERS = int(os.environ.get("BENCH_API_CUSTOMERS", "200"))
 ON_HAND = 100_000_000
 WAREHOUSE = "BENCH-API"
 SECRET = "bench-webhook-secret"
@@ -48,17 +49,18 @@ def run(context) -> dict[str, float]:
     token, low, high = _seed()
     port = _free_port()
     env = {**context.env, "BENCH_ENDPOINTS": "1", "DATABASE_CONN_MAX_AGE": "0", "LOG_LEVEL": "WARNING"}
+    server_env = {**env, "DATABASE_POOL_SIZE": "8"}  # as make run gives the web server
     server = _start(
         [str(BIN / "uvicorn"), "portal.asgi:application", "--host", "127.0.0.1", "--port", str(port),
          "--workers", str(WORKERS), "--no-access-log", "--log-level", "warning"],
-        env,
+        server_env,
     )  # fmt: skip
     worker = None
     try:
         _wait_ready(port)
         url = f"http://127.0.0.1:{port}"
         thin = _client(url, "thin", token=token, low=low, high=high)
-        orders = _client(url, "orders", token=token)
+        orders = _client(url, "orders", token=token, customers=CUSTOMERS)
         worker = _start(
             [str(BIN / "celery"), "-A", "portal", "worker", "--pool", "prefork", "--concurrency", "2", "-Q", QUEUE,
              "--without-mingle", "--without-gossip", "--loglevel", "WARNING", "-n", f"bench-api-{uuid.uuid4().hex[:6]}@%h"],
@@ -120,10 +122,15 @@ def _seed() -> tuple[str, int, int]:
         for location in locations:
             if not StockLevel.objects.filter(item=item, location=location, on_hand__gt=0).exists():
                 services.stock_receive(item=item, location=location, quantity=ON_HAND, actor=actor, reason="Bench")
-    Customer.objects.update_or_create(
-        code="bench-api",
-        defaults={"name": "Bench customer", "credit_limit": Decimal("100000000000"), "default_warehouse": warehouse},
-    )
+    for number in range(CUSTOMERS):
+        Customer.objects.update_or_create(
+            code=f"bench-api-{number:03d}",
+            defaults={
+                "name": f"Bench customer {number}",
+                "credit_limit": Decimal("100000000000"),
+                "default_warehouse": warehouse,
+            },
+        )
     partner, _ = Partner.objects.update_or_create(
         code="bench-erp",
         defaults={
@@ -207,12 +214,12 @@ def client_main(spec: str) -> None:
     print(json.dumps(result))
 
 
-def _order_body(rng: random.Random) -> bytes:
+def _order_body(rng: random.Random, customers: int = 1) -> bytes:
     skus = rng.sample(range(ITEMS), 3)
     return json.dumps(
         {
             "external_ref": f"B-{uuid.uuid4().hex[:20]}",
-            "customer": "bench-api",
+            "customer": f"bench-api-{rng.randrange(customers):03d}",
             "ship_to": {"name": "Bench", "lines": ["1 Road"], "city": "Leeds", "postal_code": "LS1", "country": "GB"},
             "requested_ship_date": dt.date.today().isoformat(),
             "lines": [
@@ -240,7 +247,9 @@ def _signed(raw: bytes) -> dict:
     return {"X-Timestamp": stamp, "X-Signature": f"sha256={signature}"}
 
 
-async def _load(url: str, mode: str, token: str = "", low: int = 0, high: int = 0, count: int = 0) -> dict:
+async def _load(
+    url: str, mode: str, token: str = "", low: int = 0, high: int = 0, count: int = 0, customers: int = 1
+) -> dict:
     import httpx
 
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
@@ -258,7 +267,7 @@ async def _load(url: str, mode: str, token: str = "", low: int = 0, high: int = 
         if mode == "thin":
             request = client.post(f"{url}/api/v1/bench/reserve", params={"low": low, "high": high})
         elif mode == "orders":
-            request = client.post(f"{url}/api/v1/orders", content=_order_body(rng), headers=headers)
+            request = client.post(f"{url}/api/v1/orders", content=_order_body(rng, customers), headers=headers)
         else:
             index = next(sent, None)
             if index is None:
