@@ -81,13 +81,9 @@ def _insert_once(
     caller's transaction usable without a savepoint; the row is then read back by that key, and
     the idempotency key (made here) tells whether it is the one just written.
     """
-    candidate = OutboundMessage(
-        partner=partner, message_type=message_type, source_event_id=source_event_id, **fields
-    )
+    candidate = OutboundMessage(partner=partner, message_type=message_type, source_event_id=source_event_id, **fields)
     OutboundMessage.objects.bulk_create([candidate], ignore_conflicts=True)
-    message = OutboundMessage.objects.get(
-        partner=partner, message_type=message_type, source_event_id=source_event_id
-    )
+    message = OutboundMessage.objects.get(partner=partner, message_type=message_type, source_event_id=source_event_id)
     return message, message.idempotency_key == candidate.idempotency_key
 
 

@@ -36,7 +36,11 @@ def _require_fixer(actor: Actor) -> None:
 
 def _lock(message_id) -> OutboundMessage:
     try:
-        return OutboundMessage.objects.select_for_update(of=("self",), no_key=True).select_related("partner").get(pk=message_id)
+        return (
+            OutboundMessage.objects.select_for_update(of=("self",), no_key=True)
+            .select_related("partner")
+            .get(pk=message_id)
+        )
     except (OutboundMessage.DoesNotExist, ValueError, TypeError):
         raise NotFound(f"No outbound message {message_id}.") from None
 

@@ -84,7 +84,12 @@ def routing_rule_save(*, rule: RoutingRule, actor: Actor, reason: str = "Changed
     ]
     with transaction.atomic():
         if rule.pk:
-            before = RoutingRule.objects.select_for_update(no_key=True).filter(pk=rule.pk).values(*decisive, "version").first()
+            before = (
+                RoutingRule.objects.select_for_update(no_key=True)
+                .filter(pk=rule.pk)
+                .values(*decisive, "version")
+                .first()
+            )
             if before is not None:
                 changed = any(before[name] != getattr(rule, name) for name in decisive)
                 rule.version = before["version"] + 1 if changed else before["version"]
