@@ -9,7 +9,8 @@
   intake's reserved lines/s over the thin endpoint's reservations/s.
 * **Inbound events, end to end**: signed ``POST /api/v1/events`` (``EVENT_TYPE``, one
   subject per item) until a Celery worker (prefork, 2 processes) has processed every
-  one, in events/s — beside the same worker draining no-op tasks (the queue ceiling).
+  one, in events/s — beside the same worker draining no-op tasks (the queue ceiling);
+  then the same with ``BATCH`` events per signed ``POST /api/v1/events/batch``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ CLIENTS = 16
 WORKERS = int(os.environ.get("BENCH_API_WORKERS", "4"))
 EVENTS = int(os.environ.get("BENCH_API_EVENTS", "2000"))
 NOOPS = int(os.environ.get("BENCH_API_NOOPS", "3000"))
+BATCHED_EVENTS = int(os.environ.get("BENCH_API_BATCHED_EVENTS", "4000"))
+BATCH = 50  # events per POST /api/v1/events/batch
 ITEMS = 300
 CUSTOMERS = int(os.environ.get("BENCH_API_CUSTOMERS", "200"))
 ON_HAND = 100_000_000
@@ -68,7 +71,8 @@ def run(context) -> dict[str, float]:
         )  # fmt: skip
         _purge(context)
         noop_rate = _noop_rate(context)
-        events = _events_rate(url, token)
+        events = _events_rate(url, token, count=EVENTS)
+        batched = _events_rate(url, token, count=BATCHED_EVENTS, batch=BATCH)
     finally:
         for process in (worker, server):
             if process is not None:
@@ -87,6 +91,9 @@ def run(context) -> dict[str, float]:
         "api_event_post_p95_ms": round(events["p95_ms"], 1),
         "api_noop_tasks_per_s": round(noop_rate, 1),
         "api_events_vs_noop_ratio": round(events["per_s"] / noop_rate, 3) if noop_rate else 0.0,
+        "api_events_batched_processed_per_s": round(batched["per_s"], 1),
+        "api_event_batch_post_p95_ms": round(batched["p95_ms"], 1),
+        "api_events_batched_vs_noop_ratio": round(batched["per_s"] / noop_rate, 3) if noop_rate else 0.0,
     }
 
 
@@ -248,7 +255,14 @@ def _signed(raw: bytes) -> dict:
 
 
 async def _load(
-    url: str, mode: str, token: str = "", low: int = 0, high: int = 0, count: int = 0, customers: int = 1
+    url: str,
+    mode: str,
+    token: str = "",
+    low: int = 0,
+    high: int = 0,
+    count: int = 0,
+    customers: int = 1,
+    batch: int = 1,
 ) -> dict:
     import httpx
 
@@ -257,7 +271,8 @@ async def _load(
     outcomes: collections.Counter = collections.Counter()
     lines = 0
     started = time.monotonic()
-    measure_from = started + (0 if mode == "events" else WARMUP_S)
+    drain = mode in ("events", "batches")  # post a fixed number of events, then stop
+    measure_from = started + (0 if drain else WARMUP_S)
     stop_at = measure_from + DURATION_S
     sent = iter(range(count))
     wall_started = time.time()
@@ -268,21 +283,27 @@ async def _load(
             request = client.post(f"{url}/api/v1/bench/reserve", params={"low": low, "high": high})
         elif mode == "orders":
             request = client.post(f"{url}/api/v1/orders", content=_order_body(rng, customers), headers=headers)
-        else:
+        elif mode == "events":
             index = next(sent, None)
             if index is None:
                 return False
             raw = _event_body(index)
             request = client.post(f"{url}/api/v1/events", content=raw, headers={**headers, **_signed(raw)})
+        else:
+            indexes = [index for _, index in zip(range(batch), sent, strict=False)]
+            if not indexes:
+                return False
+            raw = b'{"events": [' + b",".join(_event_body(index) for index in indexes) + b"]}"
+            request = client.post(f"{url}/api/v1/events/batch", content=raw, headers={**headers, **_signed(raw)})
         begun = time.monotonic()
         response = await request
         finished = time.monotonic()
-        if begun >= measure_from and (mode == "events" or finished <= stop_at):
+        if begun >= measure_from and (drain or finished <= stop_at):
             latencies.append(finished - begun)
             outcomes[response.status_code] += 1
             if mode == "orders" and response.status_code == 201:
                 lines += sum(1 for line in response.json()["lines"] if line["allocated_quantity"] > 0)
-        return mode == "events" or finished < stop_at
+        return drain or finished < stop_at
 
     async def user(index: int) -> None:
         rng = random.Random(index)
@@ -291,7 +312,7 @@ async def _load(
                 pass
 
     await asyncio.gather(*(user(index) for index in range(CLIENTS)))
-    elapsed = (time.monotonic() - started) if mode == "events" else DURATION_S
+    elapsed = (time.monotonic() - started) if drain else DURATION_S
     ok = sum(n for status, n in outcomes.items() if 200 <= status < 300)
     latencies.sort()
     p95 = latencies[int(len(latencies) * 0.95) - 1] * 1000 if latencies else 0.0
@@ -337,19 +358,22 @@ def _noop_rate(context) -> float:
     return (NOOPS + 1) / (time.monotonic() - started)
 
 
-def _events_rate(url: str, token: str) -> dict:
-    """Signed events posted by 16 clients until the worker has processed every one (end to end)."""
+def _events_rate(url: str, token: str, *, count: int, batch: int = 1) -> dict:
+    """Signed events posted by 16 clients (one per request, or `batch` per request to /events/batch)
+    until the worker has processed every one (end to end)."""
     from integrations.models import InboundEvent
 
-    posted = _client(url, "events", token=token, count=EVENTS)
+    before = InboundEvent.objects.filter(status=InboundEvent.Status.PROCESSED).count()
+    mode = "events" if batch == 1 else "batches"
+    posted = _client(url, mode, token=token, count=count, batch=batch)
     if posted["errors"]:
         raise RuntimeError(f"events refused: {posted['statuses']}")
-    _wait(lambda: not InboundEvent.objects.filter(status=InboundEvent.Status.PENDING).exists(), 180, step=0.05)
+    _wait(lambda: not InboundEvent.objects.filter(status=InboundEvent.Status.PENDING).exists(), 300, step=0.05)
     elapsed = time.time() - posted["started_at"]  # from the first POST to the last event processed
-    processed = InboundEvent.objects.filter(status=InboundEvent.Status.PROCESSED).count()
-    if processed < EVENTS:
-        raise RuntimeError(f"only {processed} of {EVENTS} events processed")
-    return {"per_s": EVENTS / elapsed, "p95_ms": posted["p95_ms"]}
+    processed = InboundEvent.objects.filter(status=InboundEvent.Status.PROCESSED).count() - before
+    if processed < count:
+        raise RuntimeError(f"only {processed} of {count} events processed")
+    return {"per_s": count / elapsed, "p95_ms": posted["p95_ms"]}
 
 
 def _wait(condition, timeout: float, step: float = 0.02) -> None:

@@ -250,7 +250,11 @@ def _record_failure(*, message: OutboundMessage, result: DeliveryResult, started
     verdict = classify(result)
     now = timezone.now()
     with transaction.atomic():
-        current = OutboundMessage.objects.select_for_update(of=("self",), no_key=True).select_related("partner").get(pk=message.pk)
+        current = (
+            OutboundMessage.objects.select_for_update(of=("self",), no_key=True)
+            .select_related("partner")
+            .get(pk=message.pk)
+        )
         attempt = OutboundAttempt(
             message=current,
             number=attempt_number,

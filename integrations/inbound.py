@@ -42,6 +42,7 @@ import datetime as dt
 import hashlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -172,16 +173,14 @@ class Accepted:
     duplicate: bool
 
 
-def event_accept(
-    *, partner: Partner, event_id: str, event_type: str, occurred_at: dt.datetime, payload: dict
-) -> Accepted:
-    """Store a partner's event once (a repeated event id is counted and ignored); process it after commit."""
+def _checked_event(event_type: str, payload: dict, event_id: str, *, prefix: str = "") -> tuple[str, str]:
+    """Refuse an unknown type or a bad payload (422, fields under `prefix`); returns (subject key, order number)."""
     registered = handler_for(event_type)
     if registered is None:
         raise InvalidInput(
             f"Unknown event type {event_type!r}.",
             code="unknown_event_type",
-            fields={"type": [f"One of: {', '.join(event_types())}."]},
+            fields={f"{prefix}type": [f"One of: {', '.join(event_types())}."]},
         )
     if registered.payload_serializer is not None:
         checked = registered.payload_serializer(data=payload)
@@ -190,9 +189,16 @@ def event_accept(
 
             raise InvalidInput(
                 f"The payload of a {event_type} event has invalid values.",
-                fields=flatten_field_errors(checked.errors, "payload"),
+                fields=flatten_field_errors(checked.errors, f"{prefix}payload"),
             )
-    subject_key, order_number = subject_of(event_type, payload, event_id)
+    return subject_of(event_type, payload, event_id)
+
+
+def event_accept(
+    *, partner: Partner, event_id: str, event_type: str, occurred_at: dt.datetime, payload: dict
+) -> Accepted:
+    """Store a partner's event once (a repeated event id is counted and ignored); process it after commit."""
+    subject_key, order_number = _checked_event(event_type, payload, event_id)
     event = InboundEvent(
         partner=partner,
         event_id=event_id,
@@ -212,6 +218,58 @@ def event_accept(
         return Accepted(existing, duplicate=True)
     transaction.on_commit(lambda: enqueue_subject(subject_key))
     return Accepted(event, duplicate=False)
+
+
+def events_accept_many(*, partner: Partner, events: list[dict]) -> list[Accepted]:
+    """Store a batch of a partner's events (dicts of event_id, type, occurred_at, payload) in one transaction.
+
+    All or nothing: one event with an unknown type or a bad payload refuses the whole batch
+    (422, fields named ``events.<i>.…``) and stores none. Events already received — earlier, or
+    earlier in this batch — are counted as duplicates and not stored again. Each subject with
+    new events is handed to a worker once, after commit; the batch's order is kept per subject.
+    """
+    rows = []
+    for index, item in enumerate(events):
+        subject_key, order_number = _checked_event(
+            item["type"], item["payload"], item["event_id"], prefix=f"events.{index}."
+        )
+        rows.append(
+            InboundEvent(
+                partner=partner,
+                event_id=item["event_id"],
+                type=item["type"],
+                subject_key=subject_key,
+                occurred_at=item["occurred_at"],
+                payload=item["payload"],
+                order_number=order_number,
+            )
+        )
+    ids = [row.event_id for row in rows]
+    with transaction.atomic():
+        known = set(InboundEvent.objects.filter(partner=partner, event_id__in=ids).values_list("event_id", flat=True))
+        fresh, fresh_ids = [], set()
+        for row in rows:
+            if row.event_id not in known and row.event_id not in fresh_ids:
+                fresh_ids.add(row.event_id)
+                fresh.append(row)
+        # A copy that another request stores meanwhile is skipped here rather than refused.
+        InboundEvent.objects.bulk_create(fresh, ignore_conflicts=True)
+        repeats = Counter(ids)
+        for event_id in fresh_ids:
+            repeats[event_id] -= 1
+        for event_id, times in repeats.items():
+            if times > 0:
+                InboundEvent.objects.filter(partner=partner, event_id=event_id).update(
+                    duplicates=F("duplicates") + times
+                )
+        stored = {event.event_id: event for event in InboundEvent.objects.filter(partner=partner, event_id__in=ids)}
+        subjects = list(dict.fromkeys(row.subject_key for row in fresh))
+        transaction.on_commit(lambda: [enqueue_subject(subject) for subject in subjects])
+    accepted, answered = [], set()
+    for event_id in ids:
+        accepted.append(Accepted(stored[event_id], duplicate=event_id not in fresh_ids or event_id in answered))
+        answered.add(event_id)
+    return accepted
 
 
 def enqueue_subject(subject_key: str) -> None:

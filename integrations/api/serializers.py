@@ -164,6 +164,21 @@ class EventAcceptedSerializer(serializers.Serializer):
     event_status = serializers.CharField(help_text="pending, processed, failed or ignored")
 
 
+EVENT_BATCH_MAX = 500
+
+
+class EventBatchSerializer(serializers.Serializer):
+    """Up to 500 events in one signed request, stored together or not at all."""
+
+    events = serializers.ListField(child=EventSerializer(), min_length=1, max_length=EVENT_BATCH_MAX)
+
+
+class EventBatchAcceptedSerializer(serializers.Serializer):
+    accepted = serializers.IntegerField(help_text="Events stored by this request")
+    duplicates = serializers.IntegerField(help_text="Events received before (or twice in this batch); ignored")
+    events = EventAcceptedSerializer(many=True, help_text="One answer per event, in the order sent")
+
+
 # --- documents out ---------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ urlpatterns = [
     path("orders/<str:external_ref>/cancel", views.OrderCancelView.as_view(), name="api-order-cancel"),
     path("availability", views.AvailabilityView.as_view(), name="api-availability"),
     path("events", views.EventsView.as_view(), name="api-events"),
+    path("events/batch", views.EventBatchView.as_view(), name="api-events-batch"),
 ]
 
 if getattr(settings, "BENCH_ENDPOINTS", False):

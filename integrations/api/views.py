@@ -525,3 +525,62 @@ class EventsView(PartnerAPIView):
             },
             status=status.HTTP_200_OK if accepted.duplicate else status.HTTP_202_ACCEPTED,
         )
+
+
+class EventBatchView(PartnerAPIView):
+    """POST /api/v1/events/batch: up to 500 signed warehouse events in one request, stored together."""
+
+    required_scope = Partner.Scope.EVENTS_WRITE
+    log_success = False
+
+    @extend_schema(
+        operation_id="events_batch_create",
+        summary="Send a batch of warehouse events",
+        description=(
+            'Body `{"events": [event, …]}`: 1 to 500 events, each as for `POST /api/v1/events`, signed '
+            "the same way over the whole raw body. The batch is stored in one transaction or refused "
+            "whole (422, with fields named `events.<index>.…`); events received before, or twice in the "
+            "batch, are answered `duplicate` and not stored again. Workers process the events in order "
+            "per subject, in the order of the batch. For systems that report in bursts (sorters, "
+            "scanners): one request instead of hundreds."
+        ),
+        parameters=[
+            OpenApiParameter("X-Timestamp", str, OpenApiParameter.HEADER, required=True),
+            OpenApiParameter("X-Signature", str, OpenApiParameter.HEADER, required=True),
+        ],
+        request=api.EventBatchSerializer,
+        responses={
+            202: OpenApiResponse(api.EventBatchAcceptedSerializer, description="Stored; workers process them"),
+            **errors(400, 401, 403, 413, 415, 422, 429),
+        },
+        tags=["events"],
+    )
+    def post(self, request):
+        partner = partner_of(request)
+        body = self.raw_body(request)
+        verify_signature(partner, request, body)
+        serializer = api.EventBatchSerializer(data=api.parse_json_body(body))
+        serializer.is_valid(raise_exception=True)
+        events = [
+            {
+                "event_id": item["event_id"],
+                "type": item["type"],
+                "occurred_at": item["occurred_at"],
+                "payload": item["payload"],
+            }
+            for item in serializer.validated_data["events"]
+        ]
+        accepted = inbound.events_accept_many(partner=partner, events=events)
+        answers = [
+            {
+                "status": "duplicate" if item.duplicate else "accepted",
+                "event_id": item.event.event_id,
+                "event_status": item.event.status,
+            }
+            for item in accepted
+        ]
+        duplicates = sum(1 for item in accepted if item.duplicate)
+        return Response(
+            {"accepted": len(accepted) - duplicates, "duplicates": duplicates, "events": answers},
+            status=status.HTTP_202_ACCEPTED,
+        )

@@ -122,11 +122,22 @@ class PartnerClient:
         data = raw if raw is not None else json.dumps(body)
         return self.client.post(path, data=data, content_type=content_type, **self.headers(extra))
 
-    def event(self, body: dict | bytes, *, secret: str = SECRET, timestamp: int | None = None, **extra):
+    def event(
+        self,
+        body: dict | bytes,
+        *,
+        secret: str = SECRET,
+        timestamp: int | None = None,
+        path: str = "/api/v1/events",
+        **extra,
+    ):
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
         stamp = str(int(time.time()) if timestamp is None else timestamp)
         headers = {"HTTP_X_TIMESTAMP": stamp, "HTTP_X_SIGNATURE": sign(raw, stamp, secret), **extra}
-        return self.post("/api/v1/events", raw=raw, **headers)
+        return self.post(path, raw=raw, **headers)
+
+    def events(self, events: list[dict], **kwargs):
+        return self.event({"events": events}, path="/api/v1/events/batch", **kwargs)
 
 
 def sign(raw: bytes, timestamp: str, secret: str = SECRET) -> str:
