@@ -73,6 +73,7 @@ class EquipmentAdmin(admin.ModelAdmin):
             {
                 "fields": [
                     "ack_timeout_seconds",
+                    "progress_timeout_seconds",
                     "max_dispatch_attempts",
                     "max_tasks_in_flight",
                     "heartbeat_timeout_seconds",

@@ -59,6 +59,11 @@ class Equipment(TimeStampedModel):
         default=3, help_text="Instructions sent for one task before it falls back to manual work"
     )
     max_tasks_in_flight = models.PositiveIntegerField(default=50, help_text="Open instructions the unit may hold")
+    progress_timeout_seconds = models.PositiveIntegerField(
+        default=1800,
+        help_text="A task in progress on the unit this long without a completion or short raises an automation-fault "
+        "case for the supervisor (the goods may be stuck in the machine)",
+    )
     is_active = models.BooleanField(default=True)
 
     objects = EquipmentQuerySet.as_manager()
@@ -70,6 +75,9 @@ class Equipment(TimeStampedModel):
         constraints = [
             models.CheckConstraint(condition=Q(max_dispatch_attempts__gte=1), name="equipment_attempts_at_least_one"),
             models.CheckConstraint(condition=Q(ack_timeout_seconds__gte=1), name="equipment_ack_timeout_positive"),
+            models.CheckConstraint(
+                condition=Q(progress_timeout_seconds__gte=1), name="equipment_progress_timeout_positive"
+            ),
             models.CheckConstraint(
                 condition=Q(heartbeat_timeout_seconds__gte=1), name="equipment_heartbeat_timeout_positive"
             ),

@@ -644,6 +644,89 @@ def handoffs_expire(*, now: dt.datetime, actor: Actor = DISPATCHER, limit: int =
     return expired
 
 
+def handoffs_detect_stalled(*, now: dt.datetime, actor: Actor = DISPATCHER, limit: int = 200) -> int:
+    """Machine tasks in progress past their unit's progress timeout: one automation-fault case each.
+
+    The unit took the work and went quiet about it (a tote stuck in a conveyor, an AMR that lost
+    the job). Nothing is re-routed — the goods may be in the machine — but the supervisor sees it;
+    the case closes itself when the task completes, is shorted, cancelled or moved to people.
+    """
+    timeouts = dict(Equipment.objects.values_list("code", "progress_timeout_seconds"))
+    if not timeouts:
+        return 0
+    shortest = dt.timedelta(seconds=min(timeouts.values()))
+    candidates = (
+        Task.objects.filter(performer=MACHINE, status=Task.Status.IN_PROGRESS, started_at__lte=now - shortest)
+        .select_related("order", "warehouse")
+        .order_by("started_at", "pk")[:limit]
+    )
+    stalled = [
+        task
+        for task in candidates
+        if task.equipment_code in timeouts
+        and task.started_at <= now - dt.timedelta(seconds=timeouts[task.equipment_code])
+    ]
+    reported = _tasks_with_active_fault([task.pk for task in stalled])
+    raised = 0
+    for task in stalled:
+        if task.pk in reported:
+            continue
+        timeout = timeouts[task.equipment_code]
+        minutes = int((now - task.started_at).total_seconds() // 60)
+        order_number = task.order.number if task.order_id else ""
+        with transaction.atomic():
+            _raise_case(
+                type_code=AUTOMATION_FAULT,
+                subject=task,
+                subject_label=f"{task.get_kind_display()} task {task.pk} on {task.equipment_code}",
+                summary=f"{task.get_kind_display()} task {task.pk} has been in progress on {task.equipment_code} "
+                f"for {minutes} min without a completion (limit {timeout // 60} min); check the unit",
+                context={
+                    "task_id": task.pk,
+                    "equipment": task.equipment_code,
+                    "instruction_seq": task.instruction_seq,
+                    "zone": task.zone,
+                    "started_at": task.started_at.isoformat(),
+                    "progress_timeout_seconds": timeout,
+                    "order": order_number,
+                },
+                actor=actor,
+                reason=f"No completion from {task.equipment_code} within {timeout} s of the start",
+                warehouse=task.warehouse,
+                materiality=Decimal(1),
+                order_number=order_number,
+            )
+        raised += 1
+    return raised
+
+
+def _tasks_with_active_fault(task_ids: list[int]) -> set[int]:
+    """Which of these tasks already have an open automation-fault case (one query)."""
+    try:
+        from exceptions.models import Case
+    except ImportError:
+        return set()
+    subject_ids = Case.objects.active().filter(
+        type__code=AUTOMATION_FAULT, subject_type=Task._meta.label_lower, subject_id__in=[str(pk) for pk in task_ids]
+    )
+    return {int(subject_id) for subject_id in subject_ids.values_list("subject_id", flat=True)}
+
+
+def task_fault_auto_resolve(*, task_id: int, event_name: str, actor: Actor) -> None:
+    """A stalled task moved on (completed, shorted, cancelled, to people): its automation-fault case closes."""
+    try:
+        from exceptions.services import case_auto_resolve
+    except ImportError:
+        return
+    case_auto_resolve(
+        type_code=AUTOMATION_FAULT,
+        subject_type=Task._meta.label_lower,
+        subject_id=str(task_id),
+        actor=actor,
+        reason=f"The task moved on ({event_name.removeprefix('task.').replace('_', ' ')})",
+    )
+
+
 def _expire_one(task: Task, *, now: dt.datetime, actor: Actor) -> None:
     code, seq = task.equipment_code, task.instruction_seq
     unit = Equipment.objects.select_related("warehouse").filter(code=code).first()

@@ -45,6 +45,10 @@ def _hint_board(event, **extra) -> None:
     transaction.on_commit(lambda: broadcast(BOARD_GROUPS, data))
 
 
+# A task that ends this way no longer waits on its unit: a stalled-task case about it closes.
+TASK_ENDS = {"task.completed", "task.short_picked", "task.cancelled", "task.failed", "task.fell_back_to_manual"}
+
+
 @subscribe("task.*", in_transaction=True, key="automation.handoff_log")
 def follow_machine_task(event) -> None:
     """Keep the hand-off log in step with its task, whoever moved it, and tell the board."""
@@ -53,6 +57,8 @@ def follow_machine_task(event) -> None:
     if not machine or event.name == "task.created":
         return
     changed = services.handoff_follow_task(event_name=event.name, payload=payload, now=event.occurred_at)
+    if event.name in TASK_ENDS and payload.get("task_id"):
+        services.task_fault_auto_resolve(task_id=payload["task_id"], event_name=event.name, actor=services.DISPATCHER)
     if changed or payload.get("performer") == "machine":
         _hint_board(event)
 

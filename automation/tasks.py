@@ -10,9 +10,14 @@ from automation import risk, services
 
 @shared_task(name="automation.tasks.expire_handoffs")
 def expire_handoffs() -> dict:
-    """Every few seconds: resend or fall back unacknowledged instructions; re-route work held by stopped units."""
+    """Every few seconds: resend or fall back unacknowledged instructions; re-route work held by stopped units;
+    raise a case for work a unit started and never finished."""
     now = timezone.now()
-    return {"expired": services.handoffs_expire(now=now), "reconciled": services.handoffs_reconcile(now=now)}
+    return {
+        "expired": services.handoffs_expire(now=now),
+        "reconciled": services.handoffs_reconcile(now=now),
+        "stalled": services.handoffs_detect_stalled(now=now),
+    }
 
 
 @shared_task(name="automation.tasks.check_heartbeats")

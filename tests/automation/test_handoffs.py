@@ -382,3 +382,53 @@ def test_status_change_without_a_reason_is_refused_and_changes_nothing(client, u
     client.post("/automation/equipment/amr-1/status/", {"status": "maintenance", "reason": " "})
     amr1.refresh_from_db()
     assert amr1.status == "online"
+
+
+def stalled_cases(task: Task):
+    from exceptions.models import Case
+
+    return Case.objects.filter(
+        type__code="automation_fault", subject_type="orchestration.task", subject_id=str(task.pk)
+    )
+
+
+def test_a_task_in_progress_past_its_units_timeout_raises_one_case_until_it_completes(machine_task, amr1):
+    Equipment.objects.filter(pk=amr1.pk).update(progress_timeout_seconds=600)
+    services.task_handoff(task=machine_task, now=T0)
+    wcs("task.started", machine_task)
+    started = Task.objects.get(pk=machine_task.pk).started_at
+
+    assert services.handoffs_detect_stalled(now=started + dt.timedelta(seconds=599)) == 0
+    assert not stalled_cases(machine_task).exists()
+
+    assert services.handoffs_detect_stalled(now=started + dt.timedelta(seconds=601)) == 1
+    assert services.handoffs_detect_stalled(now=started + dt.timedelta(seconds=900)) == 0  # one case, not one per sweep
+    case = stalled_cases(machine_task).get()
+    assert (case.status, case.queue.code, case.order_number) == (
+        "open",
+        "warehouse_supervisor",
+        machine_task.order.number,
+    )
+    assert "amr-1" in case.summary and "10 min" in case.summary
+    assert case.context["equipment"] == "amr-1" and case.context["task_id"] == machine_task.pk
+    assert Task.objects.get(pk=machine_task.pk).status == "in_progress"  # nothing is taken from the unit
+
+    assert wcs("task.completed", machine_task, done_quantity=4).applied
+
+    case.refresh_from_db()
+    assert case.status == "auto_resolved"
+    assert "completed" in case.resolution_note or "completed" in case.history.first().history_reason
+
+
+def test_only_machine_tasks_past_their_own_units_timeout_count(machine_task, amr1, warehouse, customer, manual_item):
+    Equipment.objects.filter(pk=amr1.pk).update(progress_timeout_seconds=3600)
+    services.task_handoff(task=machine_task, now=T0)
+    wcs("task.started", machine_task)
+    started = Task.objects.get(pk=machine_task.pk).started_at
+    person_order = factories.released_order(customer, warehouse, [(manual_item.sku, 1)])
+    (person_task,) = factories.pick_tasks(person_order)
+    Task.objects.filter(pk=person_task.pk).update(status="in_progress", started_at=started - dt.timedelta(days=1))
+
+    assert services.handoffs_detect_stalled(now=started + dt.timedelta(seconds=1800)) == 0
+    assert services.handoffs_detect_stalled(now=started + dt.timedelta(seconds=3601)) == 1
+    assert not stalled_cases(person_task).exists()
