@@ -8,6 +8,7 @@ in a savepoint and logs instead of failing the domain change if the case cannot 
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from decimal import Decimal
 
@@ -265,6 +266,49 @@ def _clear_for_order(event, type_codes: list[str], why: str) -> None:
             now=event.occurred_at,
         ),
     )
+
+
+@subscribe("order.cutoff_at_risk", in_transaction=True, key="exceptions.carrier_cutoff")
+def carrier_cutoff_at_risk(event) -> None:
+    """An order due today is not packed near (or at) its carrier cutoff: transportation decides."""
+    payload = event.payload or {}
+    minutes = payload.get("minutes_left", 0)
+    when = f"in {minutes} min" if minutes >= 0 else f"{-minutes} min ago"
+    verb = "will miss" if minutes >= 0 else "missed"
+    _order_case(
+        event,
+        type_code="carrier_cutoff_miss",
+        summary=(
+            f"{payload.get('order')} {verb} today's {payload.get('carrier') or 'carrier'} pickup at "
+            f"{payload.get('warehouse')}: cutoff {when}, still {str(payload.get('status', '')).replace('_', ' ')}"
+        ),
+        context={
+            "carrier": payload.get("carrier"),
+            "service_level": payload.get("service_level"),
+            "cutoff": payload.get("cutoff"),
+            "minutes_left": minutes,
+        },
+    )
+
+
+@subscribe("order.packed", in_transaction=True, key="exceptions.packed_before_cutoff")
+def packed_before_cutoff(event) -> None:
+    """Packed in time after all: a carrier-cutoff case whose cutoff is still ahead has no cause left."""
+    from exceptions.models import Case
+
+    order = (event.payload or {}).get("order", "")
+    if not order:
+        return
+    for case in Case.objects.active().filter(type__code="carrier_cutoff_miss", order_number=order):
+        cutoff = (case.context or {}).get("cutoff")
+        if cutoff and event.occurred_at < dt.datetime.fromisoformat(cutoff):
+            _clear_for_order(event, ["carrier_cutoff_miss"], "was packed before the cutoff")
+            return
+
+
+@subscribe("order.shipped", in_transaction=True, key="exceptions.order_shipped")
+def order_shipped(event) -> None:
+    _clear_for_order(event, ["carrier_cutoff_miss"], "has shipped")
 
 
 @subscribe("order.backorder_filled", in_transaction=True, key="exceptions.backorder_filled")

@@ -152,6 +152,11 @@ class Order(ConcurrentTransitionMixin, TimeStampedModel):
     released_at = models.DateTimeField(null=True, blank=True)
     shipped_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
+    cutoff_warned_on = models.DateField(
+        null=True,
+        blank=True,
+        help_text="The warehouse day the cutoff watch last warned that this order misses its pickup",
+    )
 
     objects = OrderQuerySet.as_manager()
     history = HistoricalRecords(bases=[HistoryActorFields])

@@ -101,6 +101,84 @@ def carrier_cutoff(order: Order, now: dt.datetime | None = None) -> dt.datetime:
     return today.replace(hour=cutoff.hour, minute=cutoff.minute, second=0, microsecond=0)
 
 
+# --- the cutoff watch ----------------------------------------------------------------
+
+CUTOFF_WATCH = Actor.policy("cutoff-watch")
+# Orders that still need warehouse work (or a decision) before the carrier can take them.
+NOT_READY_STATES = [
+    Order.Status.CREDIT_HOLD,
+    *Order.ALLOCATION_STATES,
+    Order.Status.RELEASED,
+    Order.Status.PICKING,
+    Order.Status.ON_HOLD,
+]
+
+
+def orders_watch_cutoffs(*, now: dt.datetime | None = None, warning_minutes: int | None = None) -> int:
+    """Warn, once, about orders due today that are not packed `warning_minutes` before
+    their carrier cutoff (or are past it); returns how many were warned.
+
+    Each warning is an ``order.cutoff_at_risk`` event (the exceptions app raises a carrier-cutoff
+    case for transportation from it). The warned day is stored on the order, so a decision to wait
+    for the next pickup is not undone by the next sweep.
+    """
+    from django.conf import settings
+
+    now = now or timezone.now()
+    warning = dt.timedelta(minutes=settings.CUTOFF_WARNING_MINUTES if warning_minutes is None else warning_minutes)
+    # Every warehouse's today lies between UTC's yesterday and tomorrow. Orders overdue from earlier
+    # days were warned on their day; they are the order page's "overdue" list, not a new case each day.
+    days = ((now - dt.timedelta(days=1)).date(), (now + dt.timedelta(days=1)).date())
+    candidates = (
+        Order.objects.filter(status__in=NOT_READY_STATES, requested_ship_date__range=days)
+        .exclude(cutoff_warned_on=F("requested_ship_date"))
+        .select_related("warehouse")
+        .prefetch_related("warehouse__carrier_cutoffs")
+        .order_by("pk")
+        .iterator(chunk_size=1000)
+    )
+    warned = 0
+    for order in candidates:
+        today = local_now(order.warehouse, now).date()
+        cutoff = carrier_cutoff(order, now)
+        if order.requested_ship_date != today or order.cutoff_warned_on == today or now < cutoff - warning:
+            continue
+        warned += _warn_cutoff(order.pk, today=today, cutoff=cutoff, now=now)
+    return warned
+
+
+def _warn_cutoff(order_id: int, *, today: dt.date, cutoff: dt.datetime, now: dt.datetime) -> int:
+    with transaction.atomic():
+        order = _lock_order(order_id)
+        if order.status not in NOT_READY_STATES or order.cutoff_warned_on == today:
+            return 0  # packed, shipped or warned meanwhile
+        minutes_left = int((cutoff - now).total_seconds() // 60)
+        carrier = order.carrier or "the carrier"
+        local_cutoff = cutoff.strftime("%H:%M")
+        if minutes_left >= 0:
+            reason = f"Not packed {minutes_left} min before {carrier}'s {local_cutoff} cutoff"
+        else:
+            reason = f"Not packed at {carrier}'s {local_cutoff} cutoff ({-minutes_left} min ago)"
+        order.cutoff_warned_on = today
+        stamp_history(order, actor=CUTOFF_WATCH, reason=reason)
+        order.save(update_fields=["cutoff_warned_on", "updated_at"])
+        _emit(
+            events.ORDER_CUTOFF_AT_RISK,
+            subject=order,
+            actor=CUTOFF_WATCH,
+            reason=reason,
+            payload=_order_payload(
+                order,
+                carrier=order.carrier,
+                service_level=order.service_level,
+                cutoff=cutoff.isoformat(),
+                minutes_left=minutes_left,
+                missed=minutes_left < 0,
+            ),
+        )
+    return 1
+
+
 # --- intake --------------------------------------------------------------------------
 
 

@@ -255,6 +255,7 @@ CELERY_BEAT_SCHEDULE: dict = {
         "schedule": 3600.0,
     },
     "exceptions-check-sla": {"task": "exceptions.tasks.check_sla", "schedule": 30.0},
+    "orchestration-watch-cutoffs": {"task": "orchestration.tasks.watch_cutoffs", "schedule": 60.0},
     "integrations-outbound-tick": {
         "task": "integrations.tasks.outbound_tick",
         "schedule": float(os.environ.get("OUTBOUND_TICK_SECONDS", "2")),
@@ -268,6 +269,9 @@ CELERY_TASK_ROUTES: dict = {
     "integrations.tasks.deliver_message": {"queue": "outbound"},
     "integrations.tasks.outbound_tick": {"queue": "outbound"},
 }
+
+# Orders due today and not packed this many minutes before their carrier cutoff raise a case.
+CUTOFF_WARNING_MINUTES = int(os.environ.get("CUTOFF_WARNING_MINUTES", "30"))
 
 # Queues, named from the environment so workers can be split (e.g. per warehouse) and test runs isolated.
 EVENTS_QUEUE = os.environ.get("EVENTS_QUEUE", "celery")  # event dispatch and automation follow-ups

@@ -1,0 +1,141 @@
+"""The cutoff watch: orders due today and not packed near their carrier cutoff become a case for transportation."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from exceptions.models import Case
+from orchestration import events, services
+from orchestration.models import Order, Shipment, Task
+from portal.actors import Actor
+from portal.models import DomainEvent
+from portal.roles import Role
+from tests.orchestration import factories
+
+pytestmark = pytest.mark.django_db
+
+SAM = Actor.system("sam")
+
+
+def due_on(day_offset: int, customer, warehouse, lines=(("TAPE", 2),)) -> Order:
+    """A released order due `day_offset` days from the warehouse's today (carrier cutoff 16:00 there)."""
+    type(warehouse).objects.filter(pk=warehouse.pk).update(default_cutoff_time=dt.time(16, 0))
+    warehouse.refresh_from_db()
+    ship_date = services.local_now(warehouse).date() + dt.timedelta(days=day_offset)
+    order = factories.processed_order(customer, warehouse, list(lines), requested_ship_date=ship_date, carrier="DPD")
+    assert order.status == Order.Status.RELEASED, order.status
+    return order
+
+
+def cutoff_of(order: Order) -> dt.datetime:
+    day = dt.datetime.combine(order.requested_ship_date, dt.time(12), tzinfo=dt.UTC)
+    return services.carrier_cutoff(Order.objects.get(pk=order.pk), now=day)
+
+
+def cutoff_cases(order: Order):
+    return Case.objects.filter(type__code="carrier_cutoff_miss", order_number=order.number)
+
+
+def pack(order: Order) -> None:
+    for task in Task.objects.filter(order=order, kind=Task.Kind.PICK):
+        services.task_dispatch(task=task, actor=SAM)
+        services.task_complete(task=task, actor=SAM)
+    packing = Task.objects.get(order=order, kind=Task.Kind.PACK)
+    services.task_dispatch(task=packing, actor=SAM)
+    services.task_complete(task=packing, actor=SAM)
+
+
+def test_an_unpacked_order_near_its_cutoff_gets_one_case_for_transportation(warehouse, customer, tape):
+    order = due_on(0, customer, warehouse)
+    cutoff = cutoff_of(order)
+
+    assert services.orders_watch_cutoffs(now=cutoff - dt.timedelta(minutes=31), warning_minutes=30) == 0
+    assert services.orders_watch_cutoffs(now=cutoff - dt.timedelta(minutes=25), warning_minutes=30) == 1
+    assert services.orders_watch_cutoffs(now=cutoff - dt.timedelta(minutes=5), warning_minutes=30) == 0  # once a day
+
+    case = cutoff_cases(order).get()
+    assert (case.status, case.queue.code) == ("open", "transportation")
+    assert case.summary.startswith(f"{order.number} will miss today's DPD pickup at {warehouse.code}: cutoff in 25 min")
+    assert case.context["cutoff"] == cutoff.isoformat() and case.context["minutes_left"] == 25
+    event = DomainEvent.objects.get(name=events.ORDER_CUTOFF_AT_RISK)
+    assert (event.actor, event.payload["order"], event.payload["missed"]) == (
+        "policy:cutoff-watch",
+        order.number,
+        False,
+    )
+    order.refresh_from_db()
+    assert order.cutoff_warned_on == order.requested_ship_date
+    assert order.history.first().history_actor == "policy:cutoff-watch"
+
+
+def test_past_the_cutoff_the_case_says_missed(warehouse, customer, tape):
+    order = due_on(0, customer, warehouse)
+
+    assert services.orders_watch_cutoffs(now=cutoff_of(order) + dt.timedelta(minutes=12), warning_minutes=30) == 1
+
+    assert "missed today's DPD pickup" in cutoff_cases(order).get().summary
+    assert "12 min ago" in cutoff_cases(order).get().summary
+
+
+def test_orders_due_later_or_already_packed_are_left_alone(warehouse, customer, tape):
+    tomorrow = due_on(1, customer, warehouse)
+    packed = due_on(0, customer, warehouse)
+    pack(packed)
+    assert Order.objects.get(pk=packed.pk).status == Order.Status.PACKED
+
+    assert services.orders_watch_cutoffs(now=cutoff_of(packed) + dt.timedelta(minutes=1), warning_minutes=30) == 0
+
+    assert not Case.objects.filter(type__code="carrier_cutoff_miss").exists()
+    assert Order.objects.get(pk=tomorrow.pk).cutoff_warned_on is None
+
+
+def test_a_decision_to_wait_is_not_undone_by_the_next_sweep(warehouse, customer, tape, user_with_role):
+    order = due_on(0, customer, warehouse)
+    cutoff = cutoff_of(order)
+    services.orders_watch_cutoffs(now=cutoff - dt.timedelta(minutes=10), warning_minutes=30)
+    case = cutoff_cases(order).get()
+    from exceptions.services import case_resolve
+
+    planner = user_with_role(Role.TRANSPORTATION)
+    case_resolve(case=case, resolution="wait", actor=Actor.for_user(planner), reason="Next pickup")
+
+    assert services.orders_watch_cutoffs(now=cutoff + dt.timedelta(minutes=30), warning_minutes=30) == 0
+    assert cutoff_cases(order).count() == 1
+
+
+def test_packing_before_the_cutoff_closes_the_case(warehouse, customer, tape):
+    order = due_on(1, customer, warehouse)  # tomorrow's cutoff is ahead of the real clock the packing runs on
+    services.orders_watch_cutoffs(now=cutoff_of(order) - dt.timedelta(minutes=10), warning_minutes=30)
+
+    pack(order)
+
+    case = cutoff_cases(order).get()
+    assert case.status == "auto_resolved"
+    assert Shipment.objects.filter(order=order).exists()
+
+
+def test_packing_after_the_cutoff_keeps_the_case_until_it_ships(warehouse, customer, tape):
+    order = due_on(-1, customer, warehouse)  # yesterday's cutoff is behind the real clock
+    services.orders_watch_cutoffs(now=cutoff_of(order) + dt.timedelta(minutes=5), warning_minutes=30)
+
+    pack(order)
+    assert cutoff_cases(order).get().status == "open"  # it still missed the pickup
+
+    services.shipment_ship(
+        shipment=Shipment.objects.get(order=order), carrier="DPD", tracking_number="T1", actor=Actor.partner("tms")
+    )
+    assert cutoff_cases(order).get().status == "auto_resolved"
+
+
+def test_the_watch_runs_every_minute_under_beat(settings):
+    entry = settings.CELERY_BEAT_SCHEDULE["orchestration-watch-cutoffs"]
+    assert (entry["task"], entry["schedule"]) == ("orchestration.tasks.watch_cutoffs", 60.0)
+
+
+def test_orders_overdue_from_earlier_days_are_not_warned_again_each_day(warehouse, customer, tape):
+    order = due_on(-2, customer, warehouse)
+
+    assert services.orders_watch_cutoffs(now=cutoff_of(order) + dt.timedelta(days=2), warning_minutes=30) == 0
+    assert not cutoff_cases(order).exists()
