@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Q, Subquery
+from django.db.models import F
 from django.utils import timezone
 from rest_framework import serializers
 
@@ -406,24 +406,40 @@ def _apply(event: InboundEvent, now: dt.datetime) -> None:
         _raise_case(event, error)
 
 
+_EVENT_COLUMNS = [field.column for field in InboundEvent._meta.concrete_fields]
+_EVENT_FIELDS = [field.attname for field in InboundEvent._meta.concrete_fields]
+_EVENT_CONVERTED = [
+    (index, field) for index, field in enumerate(InboundEvent._meta.concrete_fields) if hasattr(field, "from_db_value")
+]
+CLAIM_HEAD_SQL = f"""
+SELECT {", ".join(f"e.{column}" for column in _EVENT_COLUMNS)}, p.code
+FROM integrations_inboundevent e JOIN integrations_partner p ON p.id = e.partner_id
+WHERE e.id = (SELECT id FROM integrations_inboundevent
+              WHERE subject_key = %s AND status = 'pending' ORDER BY id LIMIT 1)
+  AND e.status = 'pending' AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= %s)
+FOR UPDATE OF e SKIP LOCKED
+"""
+
+
 def _claim_head(subject_key: str, now: dt.datetime) -> InboundEvent | None:
     """Lock the subject's oldest pending event if it is due and no other worker holds it (one query).
 
     Only the head is ever a candidate: when it is locked elsewhere SKIP LOCKED yields
-    nothing, so a later event of the subject can never be taken out of turn.
+    nothing, so a later event of the subject can never be taken out of turn. (Plain SQL: the
+    worker runs it once per event, and building the same ORM query each time cost more than
+    running it.) The event's partner comes with its code; its other fields load if asked for.
     """
-    head = (
-        InboundEvent.objects.filter(subject_key=subject_key, status=InboundEvent.Status.PENDING)
-        .order_by("id")
-        .values("id")[:1]
-    )
-    return (
-        InboundEvent.objects.select_for_update(skip_locked=True, of=("self",))
-        .select_related("partner")
-        .filter(pk=Subquery(head), status=InboundEvent.Status.PENDING)
-        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-        .first()
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(CLAIM_HEAD_SQL, [subject_key, now])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    values = list(row[:-1])
+    for index, field in _EVENT_CONVERTED:  # what the ORM's compiler would do (JSON text → Python)
+        values[index] = field.from_db_value(values[index], None, connection)
+    event = InboundEvent.from_db(connection.alias, _EVENT_FIELDS, values)
+    event.partner = Partner.from_db(connection.alias, ["id", "code"], [event.partner_id, row[-1]])
+    return event
 
 
 def event_process_next(*, subject_key: str, now: dt.datetime | None = None) -> InboundEvent | None:
