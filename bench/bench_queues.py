@@ -281,7 +281,7 @@ def _live_figures(context, users, *, layer: str, prefix: str, batch: int) -> dic
     cookies = [f"{settings.SESSION_COOKIE_NAME}={_session_cookie(user)}" for user in users]
     connections.close_all()
     port = _free_port()
-    env = {**context.env, "DATABASE_CONN_MAX_AGE": "60", "LOG_LEVEL": "WARNING"}
+    env = {**context.env, "DATABASE_POOL_SIZE": "8", "LOG_LEVEL": "WARNING"}  # as make run starts the web server
     if layer == "pubsub":
         directory = Path(tempfile.mkdtemp(prefix="bench-queues-"))
         (directory / "bench_pubsub_settings.py").write_text(PUBSUB_SETTINGS)
