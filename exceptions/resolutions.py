@@ -383,23 +383,15 @@ def fix_address(*, case, actor: Actor, reason: str, params: dict) -> str:
 
 
 def reassign_carrier(*, case, actor: Actor, reason: str, params: dict) -> str:
-    """Book another carrier or service for the order (when the order core offers it)."""
+    """Book another carrier or service for the order; the TMS hears of it and the cutoff watch follows it."""
     from orchestration import services as orchestration
 
     carrier = _text_param(params, "carrier", required=True, max_length=40)
     service_level = _text_param(params, "service_level", max_length=40)
-    set_carrier = getattr(orchestration, "order_set_carrier", None)
-    if set_carrier is None:
-        raise DomainError(
-            "Changing an order's carrier is not available yet; ship with the next pickup or cancel.",
-            code="not_available",
-        )
-    order = _order(case)
-    kwargs = {"order": order, "carrier": carrier, "actor": actor, "reason": reason}
-    if service_level:
-        kwargs["service_level"] = service_level
-    set_carrier(**kwargs)
-    return f"{order.number} rebooked with {carrier}{f' ({service_level})' if service_level else ''}"
+    order = orchestration.order_set_carrier(
+        order=_order(case), carrier=carrier, service_level=service_level or None, actor=actor, reason=reason
+    )
+    return f"{order.number} rebooked with {order.carrier} ({order.service_level})"
 
 
 # --- receipts and counts ---------------------------------------------------------------

@@ -39,6 +39,7 @@ ORDER_MESSAGES = [
     ("order.allocated", "order_allocated", ERP, "order.allocated", "what was promised per line"),
     ("order.rejected", "order_rejected", ERP, "order.rejected", "the order was refused, and why"),
     ("order.released", "order_released", WMS, "order.released", "the released order with its pick tasks"),
+    ("order.carrier_changed", "order_carrier_changed", TMS, "order.carrier_changed", "the order was rebooked"),
     ("shipment.packed", "shipment_packed", TMS, "shipment.ready", "a shipment is ready: book a carrier"),
     ("shipment.shipped", "shipment_shipped", ERP, "shipment.confirmed", "shipment confirmation, the invoice trigger"),
 ]

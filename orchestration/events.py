@@ -16,6 +16,7 @@ ORDER_PACKED = "order.packed"
 ORDER_SHIPPED = "order.shipped"
 ORDER_INVOICED = "order.invoiced"
 ORDER_CLOSED = "order.closed"
+ORDER_CARRIER_CHANGED = "order.carrier_changed"  # carrier, service_level, cutoff, previous_carrier …
 ORDER_CUTOFF_AT_RISK = "order.cutoff_at_risk"  # carrier, cutoff, minutes_left (negative: missed)
 ORDER_LINE_CHANGED = "order.line_changed"  # line_no, change (reallocated | cancelled | substituted | backordered)
 

@@ -626,6 +626,45 @@ def _reread_if_published(order: Order, step) -> Order:
 # --- holds and cancellation ----------------------------------------------------------
 
 
+def order_set_carrier(
+    *, order: Order | int, carrier: str, actor: Actor, reason: str, service_level: str | None = None
+) -> Order:
+    """Book an open order with another carrier (and service level); the cutoff watch then looks at the new pickup."""
+    _require_reason(reason)
+    carrier = (carrier or "").strip()
+    service_level = (service_level or "").strip()
+    if not carrier or len(carrier) > 40:
+        raise InvalidInput("Name the carrier to book, up to 40 characters.", fields={"carrier": ["Required."]})
+    if len(service_level) > 40:
+        raise InvalidInput("The service level is up to 40 characters.", fields={"service_level": ["Too long."]})
+    with transaction.atomic():
+        order = _lock_order(order)
+        if order.status not in Order.OPEN_STATES:
+            raise TransitionRefused(
+                f"Order {order.number} is {order.get_status_display().lower()}; its carrier can no longer change."
+            )
+        previous = {"previous_carrier": order.carrier, "previous_service_level": order.service_level}
+        order.carrier = carrier
+        order.service_level = service_level or order.service_level
+        order.cutoff_warned_on = None  # the new pickup has a cutoff of its own
+        stamp_history(order, actor=actor, reason=reason)
+        order.save(update_fields=["carrier", "service_level", "cutoff_warned_on", "updated_at"])
+        _emit(
+            events.ORDER_CARRIER_CHANGED,
+            subject=order,
+            actor=actor,
+            reason=reason,
+            payload=_order_payload(
+                order,
+                carrier=order.carrier,
+                service_level=order.service_level,
+                cutoff=carrier_cutoff(order).isoformat(),
+                **previous,
+            ),
+        )
+    return order
+
+
 def order_hold(*, order: Order, actor: Actor, reason: str) -> Order:
     """Stop an order before release; its reservations are kept."""
     _require_reason(reason)

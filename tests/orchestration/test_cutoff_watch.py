@@ -139,3 +139,61 @@ def test_orders_overdue_from_earlier_days_are_not_warned_again_each_day(warehous
 
     assert services.orders_watch_cutoffs(now=cutoff_of(order) + dt.timedelta(days=2), warning_minutes=30) == 0
     assert not cutoff_cases(order).exists()
+
+
+def test_transportation_books_another_carrier_from_the_case(warehouse, customer, tape, user_with_role):
+    from exceptions.services import case_resolve
+    from inventory.models import CarrierCutoff
+
+    CarrierCutoff.objects.create(warehouse=warehouse, carrier="UPS", service_level="express", cutoff_time=dt.time(19))
+    order = due_on(0, customer, warehouse)
+    cutoff = cutoff_of(order)
+    services.orders_watch_cutoffs(now=cutoff - dt.timedelta(minutes=10), warning_minutes=30)
+    planner = user_with_role(Role.TRANSPORTATION, username="terry")
+
+    case = case_resolve(
+        case=cutoff_cases(order).get(),
+        resolution="reassign_carrier",
+        params={"carrier": "UPS", "service_level": "express"},
+        actor=Actor.for_user(planner),
+        reason="UPS collects at 19:00",
+    )
+
+    order.refresh_from_db()
+    assert (order.carrier, order.service_level, order.cutoff_warned_on) == ("UPS", "express", None)
+    assert (case.status, case.resolution_note) == ("resolved", f"{order.number} rebooked with UPS (express)")
+    changed = DomainEvent.objects.get(name=events.ORDER_CARRIER_CHANGED)
+    assert (changed.actor, changed.payload["previous_carrier"], changed.payload["cutoff"][11:16]) == (
+        "user:terry",
+        "DPD",
+        "19:00",
+    )
+    assert order.history.first().history_reason == "UPS collects at 19:00"
+    # The new pickup is watched in its turn: nothing yet at DPD's cutoff, a warning near UPS's.
+    assert services.orders_watch_cutoffs(now=cutoff + dt.timedelta(minutes=5), warning_minutes=30) == 0
+    assert services.orders_watch_cutoffs(now=cutoff + dt.timedelta(hours=2, minutes=40), warning_minutes=30) == 1
+
+
+@pytest.mark.parametrize("carrier", ["", "  ", "x" * 41])
+def test_rebooking_needs_a_carrier_and_changes_nothing_without_one(warehouse, customer, tape, carrier):
+    from portal.domain import InvalidInput
+
+    order = due_on(0, customer, warehouse)
+    with pytest.raises(InvalidInput):
+        services.order_set_carrier(order=order, carrier=carrier, actor=SAM, reason="Rebook")
+    order.refresh_from_db()
+    assert order.carrier == "DPD"
+    assert not DomainEvent.objects.filter(name=events.ORDER_CARRIER_CHANGED).exists()
+
+
+def test_a_shipped_order_cannot_be_rebooked(warehouse, customer, tape):
+    from portal.domain import TransitionRefused
+
+    order = due_on(0, customer, warehouse)
+    pack(order)
+    services.shipment_ship(
+        shipment=Shipment.objects.get(order=order), carrier="DPD", tracking_number="T2", actor=Actor.partner("tms")
+    )
+    with pytest.raises(TransitionRefused, match="can no longer change"):
+        services.order_set_carrier(order=order, carrier="UPS", actor=SAM, reason="Too late")
+    assert Order.objects.get(pk=order.pk).carrier == "DPD"
