@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from portal.run import WEBSOCKET_IMPLEMENTATION
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 OPEN_CASES = int(os.environ.get("BENCH_QUEUES_CASES", "100000"))
 CLIENTS = int(os.environ.get("BENCH_QUEUES_CLIENTS", "100"))
@@ -116,7 +118,7 @@ FROM generate_series(1, %(count)s) AS n
 
 
 def _seed_cases() -> int:
-    """OPEN_CASES active cases in the supervisor queue (one statement), then ANALYZE."""
+    """OPEN_CASES active cases in the supervisor queue (one statement), then VACUUM ANALYZE."""
     from django.contrib.auth import get_user_model
     from django.db import connection
 
@@ -128,7 +130,7 @@ def _seed_cases() -> int:
     started = time.monotonic()
     with connection.cursor() as cursor:
         cursor.execute(SEED_SQL, {"types": types, "queue": queue.pk, "count": OPEN_CASES, "assignee": assignee.pk})
-        cursor.execute("ANALYZE exceptions_case")
+        cursor.execute("VACUUM ANALYZE exceptions_case")  # as a live table is: autovacuum must not run mid-measure
     print(f"  seeded {OPEN_CASES} open cases in {time.monotonic() - started:.1f} s", flush=True)
     return queue.pk
 
@@ -302,6 +304,8 @@ def _live_figures(context, users, *, layer: str, prefix: str, batch: int) -> dic
             "--no-access-log",
             "--workers",
             str(SERVER_PROCESSES),
+            "--ws",
+            WEBSOCKET_IMPLEMENTATION,  # as make run starts the web server
         ],
         cwd=BASE_DIR,
         env=env,

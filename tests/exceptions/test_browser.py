@@ -19,6 +19,7 @@ from django.db import connection, connections
 
 from exceptions.models import Case
 from portal.roles import Role
+from portal.run import WEBSOCKET_IMPLEMENTATION
 from tests.exceptions import factories
 from tests.exceptions.portal_fixtures import *  # noqa: F403  (fixtures)
 from tests.factories import DEFAULT_PASSWORD
@@ -70,7 +71,18 @@ def portal_server(process_env, tmp_path):
     port = _free_port()
     log = open(tmp_path / "uvicorn.log", "wb")  # noqa: SIM115 (closed below)
     server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "portal.asgi:application", "--host", "127.0.0.1", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "portal.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--ws",
+            WEBSOCKET_IMPLEMENTATION,
+        ],  # fmt: skip
         cwd=BASE_DIR,
         env=process_env,
         stdout=log,
