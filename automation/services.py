@@ -703,13 +703,13 @@ def handoffs_detect_stalled(*, now: dt.datetime, actor: Actor = DISPATCHER, limi
 def _tasks_with_active_fault(task_ids: list[int]) -> set[int]:
     """Which of these tasks already have an open automation-fault case (one query)."""
     try:
-        from exceptions.models import Case
+        from exceptions.selectors import subjects_with_active_case
     except ImportError:
         return set()
-    subject_ids = Case.objects.active().filter(
-        type__code=AUTOMATION_FAULT, subject_type=Task._meta.label_lower, subject_id__in=[str(pk) for pk in task_ids]
+    subject_ids = subjects_with_active_case(
+        type_code=AUTOMATION_FAULT, subject_type=Task._meta.label_lower, subject_ids=task_ids
     )
-    return {int(subject_id) for subject_id in subject_ids.values_list("subject_id", flat=True)}
+    return {int(subject_id) for subject_id in subject_ids}
 
 
 def task_fault_auto_resolve(*, task_id: int, event_name: str, actor: Actor) -> None:

@@ -29,6 +29,8 @@ import time
 import uuid
 from pathlib import Path
 
+from bench.support import free_port, noop_tasks_per_s, redis_client, start_process, stop_process, wait_until
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 DURATION_S = float(os.environ.get("BENCH_API_SECONDS", "12"))
@@ -46,17 +48,19 @@ WAREHOUSE = "BENCH-API"
 SECRET = "bench-webhook-secret"
 EVENT_TYPE = "stock.received"
 QUEUE = "inbound"
+LOG = Path(os.environ.get("BENCH_API_LOG", "/tmp/bench_api.log"))  # the servers' output
 
 
 def run(context) -> dict[str, float]:
     token, low, high = _seed()
-    port = _free_port()
+    port = free_port()
     env = {**context.env, "BENCH_ENDPOINTS": "1", "DATABASE_CONN_MAX_AGE": "0", "LOG_LEVEL": "WARNING"}
     server_env = {**env, "DATABASE_POOL_SIZE": "8"}  # as make run gives the web server
-    server = _start(
+    server = start_process(
         [str(BIN / "uvicorn"), "portal.asgi:application", "--host", "127.0.0.1", "--port", str(port),
          "--workers", str(WORKERS), "--no-access-log", "--log-level", "warning"],
         server_env,
+        log=LOG,
     )  # fmt: skip
     worker = None
     try:
@@ -64,19 +68,20 @@ def run(context) -> dict[str, float]:
         url = f"http://127.0.0.1:{port}"
         thin = _client(url, "thin", token=token, low=low, high=high)
         orders = _client(url, "orders", token=token, customers=CUSTOMERS)
-        worker = _start(
+        worker = start_process(
             [str(BIN / "celery"), "-A", "portal", "worker", "--pool", "prefork", "--concurrency", "2", "-Q", QUEUE,
              "--without-mingle", "--without-gossip", "--loglevel", "WARNING", "-n", f"bench-api-{uuid.uuid4().hex[:6]}@%h"],
             {**env, "DATABASE_CONN_MAX_AGE": "60"},  # as make run gives workers: one connection per process
+            log=LOG,
         )  # fmt: skip
         _purge(context)
-        noop_rate = _noop_rate(context)
+        noop_rate = noop_tasks_per_s(context, queue=QUEUE, count=NOOPS)
         events = _events_rate(url, token, count=EVENTS)
         batched = _events_rate(url, token, count=BATCHED_EVENTS, batch=BATCH)
     finally:
         for process in (worker, server):
             if process is not None:
-                _stop(process)
+                stop_process(process)
     thin_rate = thin["ok_per_s"]
     lines_rate = orders["lines_per_s"]
     return {
@@ -154,33 +159,6 @@ def _seed() -> tuple[str, int, int]:
 
 
 # --- processes -------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-LOG = Path(os.environ.get("BENCH_API_LOG", "/tmp/bench_api.log"))
-
-
-def _start(command: list[str], env: dict) -> subprocess.Popen:
-    """Start a server process; its output goes to BENCH_API_LOG (a pipe nobody reads would block it)."""
-    with LOG.open("ab") as log:
-        return subprocess.Popen(command, env=env, cwd=BASE_DIR, stdout=log, stderr=log, start_new_session=True)
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def _wait_ready(port: int, timeout: float = 60) -> None:
@@ -330,32 +308,9 @@ async def _load(
 # --- events and the queue ceiling ---------------------------------------------------------
 
 
-def _redis(context):
-    import redis
-
-    return redis.Redis.from_url(context.redis_url)
-
-
 def _purge(context) -> None:
     """Forget what earlier runs left in the benchmark's Redis database (queued or unacknowledged tasks)."""
-    _redis(context).delete(QUEUE, "unacked", "unacked_index")
-
-
-def _noop_rate(context) -> float:
-    """No-op tasks per second through the same worker: enqueue NOOPS and a marker after them (FIFO queue)."""
-    from integrations.inbound_tasks import noop
-
-    connection = _redis(context)
-    warm = f"bench:noop:{uuid.uuid4().hex}"
-    noop.apply_async(kwargs={"mark": warm}, queue=QUEUE)
-    _wait(lambda: connection.exists(warm), 60)
-    mark = f"bench:noop:{uuid.uuid4().hex}"
-    started = time.monotonic()
-    for _ in range(NOOPS):
-        noop.apply_async(queue=QUEUE)
-    noop.apply_async(kwargs={"mark": mark}, queue=QUEUE)
-    _wait(lambda: connection.exists(mark), 120, step=0.005)
-    return (NOOPS + 1) / (time.monotonic() - started)
+    redis_client(context).delete(QUEUE, "unacked", "unacked_index")
 
 
 def _events_rate(url: str, token: str, *, count: int, batch: int = 1) -> dict:
@@ -368,18 +323,9 @@ def _events_rate(url: str, token: str, *, count: int, batch: int = 1) -> dict:
     posted = _client(url, mode, token=token, count=count, batch=batch)
     if posted["errors"]:
         raise RuntimeError(f"events refused: {posted['statuses']}")
-    _wait(lambda: not InboundEvent.objects.filter(status=InboundEvent.Status.PENDING).exists(), 300, step=0.05)
+    wait_until(lambda: not InboundEvent.objects.filter(status=InboundEvent.Status.PENDING).exists(), 300, step=0.05)
     elapsed = time.time() - posted["started_at"]  # from the first POST to the last event processed
     processed = InboundEvent.objects.filter(status=InboundEvent.Status.PROCESSED).count() - before
     if processed < count:
         raise RuntimeError(f"only {processed} of {count} events processed")
     return {"per_s": count / elapsed, "p95_ms": posted["p95_ms"]}
-
-
-def _wait(condition, timeout: float, step: float = 0.02) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(step)
-    raise RuntimeError("benchmark timed out waiting")

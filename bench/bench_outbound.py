@@ -9,14 +9,13 @@ the commit to the last row marked delivered. The ceiling: the same worker draini
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
+
+from bench.support import free_port, noop_tasks_per_s, redis_client, start_process, stop_process, wait_until
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 MESSAGES = int(os.environ.get("BENCH_OUTBOUND_MESSAGES", "2000"))
@@ -27,12 +26,12 @@ CONCURRENCY = 4
 
 def run(context) -> dict[str, float]:
     queue = f"bench-outbound-{uuid.uuid4().hex[:8]}"
-    port = _free_port()
-    simulator = _start(
+    port = free_port()
+    simulator = start_process(
         [sys.executable, "-m", "integrations.simulator", "--no-drive", "--port", str(port)],
         {**context.env, "SIMULATOR_ERP_SECRET": "bench-secret"},
     )
-    worker = _start(
+    worker = start_process(
         [
             str(Path(sys.executable).parent / "celery"),
             "-A",
@@ -59,46 +58,18 @@ def run(context) -> dict[str, float]:
     settings.OUTBOUND_QUEUE = queue
     try:
         partner = _partner(port)
-        noop_rate = _noop_rate(context, queue)
+        noop_rate = noop_tasks_per_s(context, queue=queue, count=NOOPS)
         outbound = _outbound_rate(partner)
     finally:
-        _stop(worker)
-        _stop(simulator)
-        _redis(context).delete(queue)
+        stop_process(worker)
+        stop_process(simulator)
+        redis_client(context).delete(queue)
     return {
         "outbound_delivered_per_s": round(outbound["per_s"], 1),
         "outbound_latency_p95_ms": round(outbound["p95_ms"], 1),
         "outbound_noop_tasks_per_s": round(noop_rate, 1),
         "outbound_vs_noop_ratio": round(outbound["per_s"] / noop_rate, 3) if noop_rate else 0.0,
     }
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _start(command: list[str], env: dict) -> subprocess.Popen:
-    return subprocess.Popen(
-        command, cwd=BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
-def _redis(context):
-    import redis
-
-    return redis.Redis.from_url(context.redis_url)
 
 
 def _partner(port: int):
@@ -118,32 +89,6 @@ def _partner(port: int):
         },
     )
     return partner
-
-
-def _wait(condition, timeout: float, step: float = 0.02) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(step)
-    raise RuntimeError("benchmark timed out waiting")
-
-
-def _noop_rate(context, queue: str) -> float:
-    """No-op tasks per second through the same worker: a batch, then a marker task that sets a Redis key."""
-    from integrations.inbound_tasks import noop
-
-    connection = _redis(context)
-    warm = f"bench:outbound-noop:{uuid.uuid4().hex}"
-    noop.apply_async(kwargs={"mark": warm}, queue=queue)
-    _wait(lambda: connection.exists(warm), 60)
-    mark = f"bench:outbound-noop:{uuid.uuid4().hex}"
-    started = time.monotonic()
-    for _ in range(NOOPS):
-        noop.apply_async(queue=queue)
-    noop.apply_async(kwargs={"mark": mark}, queue=queue)
-    _wait(lambda: connection.exists(mark), 120, step=0.005)
-    return (NOOPS + 1) / (time.monotonic() - started)
 
 
 def _outbound_rate(partner) -> dict:
@@ -179,7 +124,7 @@ def _outbound_rate(partner) -> dict:
             last_tick = time.monotonic()
         return not OutboundMessage.objects.filter(partner=partner).exclude(status="delivered").exists()
 
-    _wait(all_delivered, 300, step=0.05)
+    wait_until(all_delivered, 300, step=0.05)
     elapsed = time.monotonic() - committed
     latencies = list(
         OutboundMessage.objects.filter(partner=partner)

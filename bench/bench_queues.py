@@ -26,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.support import free_port
 from portal.run import WEBSOCKET_IMPLEMENTATION
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -260,12 +261,6 @@ def _summary_uncached_ms(queue_id: int) -> float:
 # --- live latency -------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 # The alternative channel layer, for comparison: Redis pub/sub fans a group message out inside each server
 # process (one Redis message per hint) instead of one Redis list pop per socket per hint.
 PUBSUB_SETTINGS = """
@@ -282,7 +277,7 @@ def _live_figures(context, users, *, layer: str, prefix: str, batch: int) -> dic
 
     cookies = [f"{settings.SESSION_COOKIE_NAME}={_session_cookie(user)}" for user in users]
     connections.close_all()
-    port = _free_port()
+    port = free_port()
     env = {**context.env, "DATABASE_POOL_SIZE": "8", "LOG_LEVEL": "WARNING"}  # as make run starts the web server
     if layer == "pubsub":
         directory = Path(tempfile.mkdtemp(prefix="bench-queues-"))

@@ -91,6 +91,15 @@ def case_for_user(user, pk) -> Case:
     return case
 
 
+def subjects_with_active_case(*, type_code: str, subject_type: str, subject_ids) -> set[str]:
+    """Which of these subjects already have an active case of the type (one query)."""
+    return set(
+        Case.objects.active()
+        .filter(type__code=type_code, subject_type=subject_type, subject_id__in=[str(pk) for pk in subject_ids])
+        .values_list("subject_id", flat=True)
+    )
+
+
 def queue_members(queue: Queue) -> list:
     """The active users holding the queue's role: who a case can be assigned to."""
     role = Role(queue.role)

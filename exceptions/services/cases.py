@@ -465,6 +465,10 @@ def _check_resolution_allowed(case: Case, resolution: str, actor: Actor) -> None
         )
 
 
+# What a resolution (by a person or automatic) writes on the case besides its status.
+RESOLUTION_FIELDS = ("resolution_code", "resolution_note", "resolved_by", "resolved_at", "paused_at")
+
+
 def case_resolve(
     *,
     case: Case | int,
@@ -501,13 +505,7 @@ def case_resolve(
             "resolve",
             actor=actor,
             reason=reason,
-            update_fields=[
-                "resolution_code",
-                "resolution_note",
-                "resolved_by",
-                "resolved_at",
-                "paused_at",
-            ],
+            update_fields=RESOLUTION_FIELDS,
             resolution=resolution,
             note=outcome or "",
             actor_label=actor.label,
@@ -575,13 +573,7 @@ def _auto_resolve(case: Case, *, actor: Actor, reason: str, now: dt.datetime) ->
         "auto_resolve",
         actor=actor,
         reason=reason,
-        update_fields=[
-            "resolution_code",
-            "resolution_note",
-            "resolved_by",
-            "resolved_at",
-            "paused_at",
-        ],
+        update_fields=RESOLUTION_FIELDS,
         note=reason,
         actor_label=actor.label,
         now=now,

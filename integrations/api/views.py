@@ -474,6 +474,12 @@ def verify_signature(partner: Partner, request, body: bytes, *, now: float | Non
         raise BadSignature("X-Signature does not match the body; sign '<X-Timestamp>.<raw body>' with HMAC-SHA256.")
 
 
+SIGNATURE_HEADERS = [
+    OpenApiParameter("X-Timestamp", str, OpenApiParameter.HEADER, required=True),
+    OpenApiParameter("X-Signature", str, OpenApiParameter.HEADER, required=True),
+]
+
+
 class EventsView(PartnerAPIView):
     """POST /api/v1/events: a signed warehouse event, stored and processed by a worker."""
 
@@ -490,10 +496,7 @@ class EventsView(PartnerAPIView):
             "repeated `event_id` is acknowledged (200, `duplicate`) and not processed again.\n\n"
             "Types and payloads:\n\n" + (inbound.__doc__ or "").split("Event types handled here", 1)[-1]
         ),
-        parameters=[
-            OpenApiParameter("X-Timestamp", str, OpenApiParameter.HEADER, required=True),
-            OpenApiParameter("X-Signature", str, OpenApiParameter.HEADER, required=True),
-        ],
+        parameters=SIGNATURE_HEADERS,
         request=api.EventSerializer,
         responses={
             202: OpenApiResponse(api.EventAcceptedSerializer, description="Stored; a worker processes it"),
@@ -544,10 +547,7 @@ class EventBatchView(PartnerAPIView):
             "per subject, in the order of the batch. For systems that report in bursts (sorters, "
             "scanners): one request instead of hundreds."
         ),
-        parameters=[
-            OpenApiParameter("X-Timestamp", str, OpenApiParameter.HEADER, required=True),
-            OpenApiParameter("X-Signature", str, OpenApiParameter.HEADER, required=True),
-        ],
+        parameters=SIGNATURE_HEADERS,
         request=api.EventBatchSerializer,
         responses={
             202: OpenApiResponse(api.EventBatchAcceptedSerializer, description="Stored; workers process them"),

@@ -134,3 +134,27 @@ def test_an_erp_cannot_replay_a_wms_event_id_into_the_wms_history(network, send,
 
     assert response.json()["events"][0]["status"] == "accepted"  # event ids are per partner
     assert InboundEvent.objects.filter(event_id="shared").count() == 2
+
+
+def test_a_batch_of_task_events_looks_their_orders_up_at_once(network, erp, wms, api_client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from integrations import inbound
+
+    numbers = [api_client(erp[1]).post("/api/v1/orders", order_body()).json()["number"] for _ in range(3)]  # noqa: F405
+    tasks = list(Task.objects.filter(order__number__in=numbers, kind=Task.Kind.PICK).order_by("pk"))
+
+    def accept(batch_tasks) -> int:
+        events = [
+            {"event_id": f"q-{task.pk}-{len(batch_tasks)}", "type": "task.started", "occurred_at": timezone.now(),
+             "payload": {"task_id": task.pk}}
+            for task in batch_tasks
+        ]  # fmt: skip
+        with CaptureQueriesContext(connection) as queries:
+            accepted = inbound.events_accept_many(partner=wms[0], events=events)
+        assert {a.event.subject_key for a in accepted} == {f"order:{t.order.number}" for t in batch_tasks}
+        return len(queries.captured_queries)
+
+    assert accept(tasks[:1]) == accept(tasks)  # not a query per event
