@@ -44,8 +44,9 @@ def _next_number(sequence: str, prefix: str) -> str:
 
 
 def _lock_order(order: Order | int) -> Order:
+    """Lock the order row alone; its customer and warehouse come along unlocked (every order shares them)."""
     pk = order.pk if isinstance(order, Order) else order
-    return Order.objects.select_for_update(no_key=True).select_related("customer", "warehouse").get(pk=pk)
+    return Order.objects.select_for_update(of=("self",), no_key=True).select_related("customer", "warehouse").get(pk=pk)
 
 
 def _order_payload(order: Order, **extra) -> dict:
