@@ -104,7 +104,7 @@ def emit(
         for subscriber in subscribers_for(name, in_transaction=True):
             subscriber.handler(event)
     if needs_dispatch:
-        transaction.on_commit(lambda: enqueue_dispatch(event.pk))
+        _dispatch_on_commit([event.pk])
     return event
 
 
@@ -140,19 +140,49 @@ def emit_many(
             for subscriber in subscribers:
                 subscriber.handler(event)
     if needs_dispatch:
-        ids = [event.pk for event in created]
-        transaction.on_commit(lambda: [enqueue_dispatch(event_id) for event_id in ids])
+        _dispatch_on_commit([event.pk for event in created])
     return created
 
 
-def enqueue_dispatch(event_id: int) -> None:
-    """Hand the event to a worker; on a broker outage the sweep picks it up later."""
-    from portal.tasks import dispatch_event
+DISPATCH_BATCH = 100  # events per dispatch task: a bulk action's events still spread over the workers
+
+
+class _DispatchOnCommit:
+    """The on-commit callback that queues a transaction's events: one task for up to DISPATCH_BATCH of them."""
+
+    def __init__(self, event_ids: list[int]):
+        self.event_ids = list(event_ids)
+
+    def __call__(self) -> None:
+        for start in range(0, len(self.event_ids), DISPATCH_BATCH):
+            enqueue_dispatch(self.event_ids[start : start + DISPATCH_BATCH])
+
+
+def _dispatch_on_commit(event_ids: list[int]) -> None:
+    """Queue the events for dispatch once the transaction commits, with the transaction's earlier events.
+
+    Events join a callback registered at this savepoint level or an outer one: rolling back an
+    inner savepoint keeps it (dispatch skips an event id that no longer exists), rolling back the
+    level that registered it discards it with every event it carries.
+    """
+    db = transaction.get_connection()
+    if db.in_atomic_block:
+        current = set(db.savepoint_ids)
+        for savepoints, callback, _robust in db.run_on_commit:
+            if isinstance(callback, _DispatchOnCommit) and savepoints <= current:
+                callback.event_ids.extend(event_ids)
+                return
+    transaction.on_commit(_DispatchOnCommit(event_ids))
+
+
+def enqueue_dispatch(event_ids: list[int]) -> None:
+    """Hand the events to a worker; on a broker outage the sweep picks them up later."""
+    from portal.tasks import dispatch_events
 
     try:
-        dispatch_event.apply_async((event_id,), queue=settings.EVENTS_QUEUE)
+        dispatch_events.apply_async((event_ids,), queue=settings.EVENTS_QUEUE)
     except Exception:
-        logger.warning("event dispatch not queued; the sweep will retry", extra={"event_id": event_id})
+        logger.warning("event dispatch not queued; the sweep will retry", extra={"event_ids": event_ids})
 
 
 def dispatch(event_id: int) -> int:

@@ -11,8 +11,15 @@ from portal import events
 from portal.models import DomainEvent
 
 
+@shared_task(name="portal.tasks.dispatch_events", acks_late=True)
+def dispatch_events(event_ids: list[int]) -> int:
+    """Run the after-commit subscribers of one transaction's events, in the order they were published."""
+    return sum(events.dispatch(event_id) for event_id in event_ids)
+
+
 @shared_task(name="portal.tasks.dispatch_event", acks_late=True)
 def dispatch_event(event_id: int) -> int:
+    """One event (as queued before events were dispatched per transaction)."""
     return events.dispatch(event_id)
 
 

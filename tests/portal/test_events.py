@@ -245,3 +245,69 @@ def test_sweep_handles_at_most_limit_events_oldest_first():
     assert seen == emitted[:2]
     assert sweep_events(older_than_seconds=0, limit=2) == 1
     assert seen == emitted
+
+
+@pytest.fixture
+def queued(monkeypatch):
+    """The event id lists handed to the dispatch queue, one per task (the tasks still run)."""
+    tasks = []
+    enqueue = events.enqueue_dispatch
+
+    def record(event_ids):
+        tasks.append(list(event_ids))
+        enqueue(event_ids)
+
+    monkeypatch.setattr(events, "enqueue_dispatch", record)
+    return tasks
+
+
+def test_a_transactions_events_are_dispatched_by_one_task_in_the_order_they_were_published(
+    django_capture_on_commit_callbacks, queued
+):
+    seen = []
+    events.subscribe("test.foundation.*", key="test.foundation.after-commit")(lambda event: seen.append(event.pk))
+
+    with django_capture_on_commit_callbacks(execute=True) as callbacks, transaction.atomic():
+        first = events.emit("test.foundation.created", actor=ACTOR)
+        several = events.emit_many("test.foundation.line", items=[(None, {"n": 1}), (None, {"n": 2})], actor=ACTOR)
+        last = events.emit("test.foundation.released", actor=ACTOR)
+
+    expected = [first.pk, *(event.pk for event in several), last.pk]
+    assert len(callbacks) == 1
+    assert queued == [expected]
+    assert seen == expected
+    assert not DomainEvent.objects.filter(dispatched_at__isnull=True).exists()
+
+
+def test_a_bulk_transactions_events_are_spread_over_tasks_of_at_most_a_batch(
+    django_capture_on_commit_callbacks, queued, monkeypatch
+):
+    monkeypatch.setattr(events, "DISPATCH_BATCH", 2)
+    events.subscribe("test.foundation.*", key="test.foundation.after-commit")(lambda event: None)
+
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        emitted = [events.emit("test.foundation.created", actor=ACTOR).pk for _ in range(5)]
+
+    assert queued == [emitted[0:2], emitted[2:4], emitted[4:]]
+
+
+def test_an_event_rolled_back_with_an_inner_savepoint_is_not_dispatched_and_the_others_are(
+    django_capture_on_commit_callbacks, queued
+):
+    seen = []
+    events.subscribe("test.foundation.*", key="test.foundation.after-commit")(lambda event: seen.append(event.name))
+
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        with pytest.raises(Boom), transaction.atomic():
+            events.emit("test.foundation.rolled-back-first", actor=ACTOR)
+            raise Boom
+        kept = events.emit("test.foundation.kept", actor=ACTOR)
+        with pytest.raises(Boom), transaction.atomic():
+            events.emit("test.foundation.rolled-back-later", actor=ACTOR)
+            raise Boom
+
+    # the first callback went with its savepoint; the later rolled-back id rides along and is skipped
+    assert len(queued) == 1 and queued[0][0] == kept.pk
+    assert seen == ["test.foundation.kept"]
+    assert list(DomainEvent.objects.values_list("name", flat=True)) == ["test.foundation.kept"]
+    assert sweep_events(older_than_seconds=0) == 0
