@@ -280,7 +280,7 @@ def events_accept_many(*, partner: Partner, events: list[dict]) -> list[Accepted
                 )
         stored = {event.event_id: event for event in InboundEvent.objects.filter(partner=partner, event_id__in=ids)}
         subjects = list(dict.fromkeys(row.subject_key for row in fresh))
-        transaction.on_commit(lambda: [enqueue_subject(subject) for subject in subjects])
+        transaction.on_commit(lambda: enqueue_subjects(subjects))
     accepted, answered = [], set()
     for event_id in ids:
         accepted.append(Accepted(stored[event_id], duplicate=event_id not in fresh_ids or event_id in answered))
@@ -298,6 +298,23 @@ def enqueue_subject(subject_key: str) -> None:
         process_inbound_subject.apply_async([subject_key], queue=settings.INBOUND_QUEUE)
     except Exception:
         logger.warning("inbound event not queued; the sweep will process it", extra={"subject": subject_key})
+
+
+SUBJECTS_PER_TASK = 25  # a batch's subjects go to the workers in tasks of this many, so several workers share it
+
+
+def enqueue_subjects(subject_keys: list[str]) -> None:
+    """Hand a batch's subjects to workers, a few tasks for all of them rather than one task each."""
+    from django.conf import settings
+
+    from integrations.inbound_tasks import process_inbound_subjects
+
+    for start in range(0, len(subject_keys), SUBJECTS_PER_TASK):
+        chunk = subject_keys[start : start + SUBJECTS_PER_TASK]
+        try:
+            process_inbound_subjects.apply_async([chunk], queue=settings.INBOUND_QUEUE)
+        except Exception:
+            logger.warning("inbound events not queued; the sweep will process them", extra={"subjects": chunk})
 
 
 def inbound_event_replay(*, event: InboundEvent, actor: Actor, reason: str) -> InboundEvent:
@@ -428,7 +445,9 @@ _EVENT_CONVERTED = [
     (index, field) for index, field in enumerate(InboundEvent._meta.concrete_fields) if hasattr(field, "from_db_value")
 ]
 CLAIM_HEAD_SQL = f"""
-SELECT {", ".join(f"e.{column}" for column in _EVENT_COLUMNS)}, p.code
+SELECT {", ".join(f"e.{column}" for column in _EVENT_COLUMNS)}, p.code,
+       EXISTS (SELECT 1 FROM integrations_inboundevent later
+               WHERE later.subject_key = e.subject_key AND later.status = 'pending' AND later.id > e.id)
 FROM integrations_inboundevent e JOIN integrations_partner p ON p.id = e.partner_id
 WHERE e.id = (SELECT id FROM integrations_inboundevent
               WHERE subject_key = %s AND status = 'pending' ORDER BY id LIMIT 1)
@@ -437,32 +456,34 @@ FOR UPDATE OF e SKIP LOCKED
 """
 
 
-def _claim_head(subject_key: str, now: dt.datetime) -> InboundEvent | None:
+def _claim_head(subject_key: str, now: dt.datetime) -> tuple[InboundEvent | None, bool]:
     """Lock the subject's oldest pending event if it is due and no other worker holds it (one query).
 
     Only the head is ever a candidate: when it is locked elsewhere SKIP LOCKED yields
     nothing, so a later event of the subject can never be taken out of turn. (Plain SQL: the
     worker runs it once per event, and building the same ORM query each time cost more than
     running it.) The event's partner comes with its code; its other fields load if asked for.
+    Returns the event and whether later events of the subject were pending when it was claimed
+    (one that arrives afterwards brings its own task).
     """
     with connection.cursor() as cursor:
         cursor.execute(CLAIM_HEAD_SQL, [subject_key, now])
         row = cursor.fetchone()
     if row is None:
-        return None
-    values = list(row[:-1])
+        return None, False
+    values = list(row[:-2])
     for index, field in _EVENT_CONVERTED:  # what the ORM's compiler would do (JSON text → Python)
         values[index] = field.from_db_value(values[index], None, connection)
     event = InboundEvent.from_db(connection.alias, _EVENT_FIELDS, values)
-    event.partner = Partner.from_db(connection.alias, ["id", "code"], [event.partner_id, row[-1]])
-    return event
+    event.partner = Partner.from_db(connection.alias, ["id", "code"], [event.partner_id, row[-2]])
+    return event, row[-1]
 
 
 def event_process_next(*, subject_key: str, now: dt.datetime | None = None) -> InboundEvent | None:
     """Process the oldest pending event of `subject_key` if it is due and no one else holds it."""
     now = now or timezone.now()
     with transaction.atomic():
-        event = _claim_head(subject_key, now)
+        event, _later_pending = _claim_head(subject_key, now)
         if event is not None:
             _apply(event, now)
     return event
@@ -482,21 +503,47 @@ def events_process_subject(
     """
     done = 0
     while done < limit:
-        settled_in_batch = 0
-        started = time.monotonic()
-        with transaction.atomic():
-            while settled_in_batch < batch and time.monotonic() - started < 0.5:
-                event = _claim_head(subject_key, now or timezone.now())
-                if event is None:
-                    break
-                _apply(event, now or timezone.now())
-                if event.status == InboundEvent.Status.PENDING:  # retry later: later events must wait
-                    break
-                settled_in_batch += 1
-        done += settled_in_batch
-        if settled_in_batch < batch:
+        settled, later_pending, stalled = _settle_batch(subject_key, batch=batch, now=now)
+        done += settled
+        if stalled:
+            break
+        # The claim said nothing later was pending. An event stored since may have had its task
+        # turned away while this one held the head: one plain read after the commit catches it.
+        if not later_pending and not _pending_exists(subject_key):
             break
     return done
+
+
+def _settle_batch(subject_key: str, *, batch: int, now: dt.datetime | None) -> tuple[int, bool, bool]:
+    """Settle up to `batch` head events in one transaction: (settled, later events pending, stalled).
+
+    Stalled: no head could be claimed (none pending, not yet due, held by another worker) or
+    the head stays pending for a retry, so later events must wait.
+    """
+    settled = 0
+    later_pending = False
+    started = time.monotonic()
+    with transaction.atomic():
+        while settled < batch and time.monotonic() - started < 0.5:
+            event, later_pending = _claim_head(subject_key, now or timezone.now())
+            if event is None:
+                return settled, False, True
+            _apply(event, now or timezone.now())
+            if event.status == InboundEvent.Status.PENDING:
+                return settled, False, True
+            settled += 1
+            if not later_pending:
+                break
+    return settled, later_pending, False
+
+
+def _pending_exists(subject_key: str) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT 1 FROM integrations_inboundevent WHERE subject_key = %s AND status = 'pending' LIMIT 1",
+            [subject_key],
+        )
+        return cursor.fetchone() is not None
 
 
 def events_process_due(*, now: dt.datetime | None = None, older_than_seconds: float = 5, limit: int = 200) -> int:

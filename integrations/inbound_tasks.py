@@ -13,6 +13,12 @@ def process_inbound_subject(subject_key: str) -> int:
     return inbound.events_process_subject(subject_key=subject_key)
 
 
+@shared_task(name="integrations.inbound.process_subjects", queue="inbound", acks_late=True)
+def process_inbound_subjects(subject_keys: list[str]) -> int:
+    """Drain several subjects (a batch's), one after the other, each in order."""
+    return sum(inbound.events_process_subject(subject_key=subject_key) for subject_key in subject_keys)
+
+
 @shared_task(name="integrations.inbound.process_due", queue="inbound")
 def process_due_inbound_events() -> int:
     """Beat: pick up events whose task was lost and events due for a retry."""

@@ -158,3 +158,33 @@ def test_a_batch_of_task_events_looks_their_orders_up_at_once(network, erp, wms,
         return len(queries.captured_queries)
 
     assert accept(tasks[:1]) == accept(tasks)  # not a query per event
+
+
+def test_a_batchs_subjects_go_to_the_workers_a_few_tasks_for_all_of_them(network, send, monkeypatch):
+    from integrations import inbound
+    from integrations.inbound_tasks import process_inbound_subjects
+    from inventory.models import Item
+
+    monkeypatch.setattr(inbound, "SUBJECTS_PER_TASK", 2)
+    queued = []
+    apply_async = process_inbound_subjects.apply_async
+
+    def record(args, **kwargs):
+        queued.append(list(args[0]))
+        return apply_async(args, **kwargs)
+
+    monkeypatch.setattr(process_inbound_subjects, "apply_async", record)
+    skus = [f"API-S{n}" for n in range(5)]
+    Item.objects.bulk_create([Item(sku=sku, description=sku) for sku in skus])
+    batch = [
+        event("stock.received", {"sku": sku, "warehouse": "DCA", "location": "P-02", "quantity": 1})
+        for sku in [*skus, skus[0]]  # six events, five subjects
+    ]
+
+    response = send(batch)
+
+    assert response.status_code == 202, response.content
+    subjects = list(dict.fromkeys(InboundEvent.objects.order_by("pk").values_list("subject_key", flat=True)))
+    assert queued == [subjects[0:2], subjects[2:4], subjects[4:]]
+    assert set(InboundEvent.objects.values_list("status", flat=True)) == {"processed"}
+    assert StockMovement.objects.filter(stock_level__item__sku__in=skus, kind="receipt").count() == 6

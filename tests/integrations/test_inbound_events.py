@@ -466,6 +466,43 @@ def test_no_two_events_of_one_subject_run_at_once(network, wms, monkeypatch):
     assert refs == ["ev-elsewhere", "ev-head", "ev-next", "ev-other"]
 
 
+@pytest.mark.django_db(transaction=True)
+def test_an_event_stored_while_its_subjects_head_is_processed_is_not_left_behind(network, wms, monkeypatch):
+    """Its own task found the head held and went away; the worker holding the head picks it up after commit."""
+    import threading
+
+    from inventory import services as inventory
+
+    monkeypatch.setattr(inbound, "enqueue_subject", lambda subject_key: None)  # the turned-away task
+    _accept(wms[0], "ev-head", "P-01", 1)
+    receive = inventory.stock_receive
+
+    def another_request():
+        try:
+            _accept(wms[0], "ev-late", "P-01", 2)
+        finally:
+            connection.close()  # this thread's own connection
+
+    def receive_while_another_arrives(**kwargs):
+        if kwargs["source_ref"] == "ev-head":  # stored and committed by another request meanwhile
+            arrival = threading.Thread(target=another_request)
+            arrival.start()
+            arrival.join()
+        return receive(**kwargs)
+
+    monkeypatch.setattr(inventory, "stock_receive", receive_while_another_arrives)
+    head = InboundEvent.objects.get(event_id="ev-head")
+
+    assert inbound.events_process_subject(subject_key=head.subject_key) == 2
+
+    assert set(InboundEvent.objects.values_list("event_id", "status")) == {
+        ("ev-head", "processed"),
+        ("ev-late", "processed"),
+    }
+    refs = StockMovement.objects.filter(source_type="event").order_by("pk").values_list("source_ref", flat=True)
+    assert list(refs) == ["ev-head", "ev-late"]
+
+
 # --- the registry ------------------------------------------------------------------------------
 
 
