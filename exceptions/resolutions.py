@@ -246,7 +246,11 @@ def _release_if_policy_allows(order, *, actor: Actor, reason: str) -> str:
 
 
 def ship_partial(*, case, actor: Actor, reason: str, params: dict) -> str:
-    """Ship what is there: after picking, pack what was picked; before release, drop the lines nothing is reserved for."""
+    """Ship what is there: after picking, pack what was picked; before release, ship what is reserved.
+
+    Before release a partly reserved line is shortened to its reserved quantity and a line with
+    nothing reserved is cancelled; the order then releases as policy allows.
+    """
     from orchestration import services as orchestration
     from orchestration.models import Order, OrderLine
 
@@ -266,21 +270,19 @@ def ship_partial(*, case, actor: Actor, reason: str, params: dict) -> str:
         )
         if line.open_quantity > 0
     ]
-    partly = [line for line in open_lines if line.allocated_quantity > 0]
-    if partly:
-        listed = ", ".join(f"line {line.line_no} ({line.allocated_quantity} of {line.quantity})" for line in partly)
-        raise TransitionRefused(
-            f"{order.number} has lines only partly reserved: {listed}. A line ships whole; cancel those lines "
-            "or wait for stock.",
-            code="partly_reserved_lines",
-        )
-    if len(open_lines) == order.lines.exclude(status=OrderLine.Status.CANCELLED).count():
+    if open_lines and all(line.allocated_quantity == 0 for line in order.lines.exclude(status="cancelled")):
         raise TransitionRefused(f"Nothing of {order.number} is reserved yet; wait or cancel the order.")
+    why = f"Ship what is available: {reason}"
+    changes = []
     for line in open_lines:
-        orchestration.order_line_cancel(line=line, actor=actor, reason=f"Ship what is available: {reason}")
+        if line.allocated_quantity:
+            orchestration.order_line_reduce_to_allocated(line=line, actor=actor, reason=why)
+            changes.append(f"line {line.line_no} ships {line.allocated_quantity} of {line.quantity}")
+        else:
+            orchestration.order_line_cancel(line=line, actor=actor, reason=why)
+            changes.append(f"line {line.line_no} cancelled")
     status = _release_if_policy_allows(order, actor=actor, reason=reason)
-    cancelled = ", ".join(str(line.line_no) for line in open_lines)
-    return f"{order.number}: unavailable line(s) {cancelled} cancelled; the rest ships (order {status})"
+    return f"{order.number}: {', '.join(changes) or 'nothing missing'}; the rest ships (order {status})"
 
 
 def wait(*, case, actor: Actor, reason: str, params: dict) -> str:

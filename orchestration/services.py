@@ -817,6 +817,41 @@ def order_line_cancel(*, line: OrderLine, actor: Actor, reason: str) -> OrderLin
     return line
 
 
+def order_line_reduce_to_allocated(*, line: OrderLine, actor: Actor, reason: str) -> OrderLine:
+    """Shorten a partly allocated line to what is reserved for it (the customer takes less); the rest is cancelled."""
+    _require_reason(reason)
+    with transaction.atomic():
+        order, line = _lock_line(line)
+        if line.status in (OrderLine.Status.CANCELLED, OrderLine.Status.SHIPPED, OrderLine.Status.PICKED):
+            raise TransitionRefused(f"Line {line.line_no} of {order.number} is already {line.get_status_display()}.")
+        if line.shipped_quantity or not 0 < line.allocated_quantity < line.quantity:
+            raise TransitionRefused(
+                f"Line {line.line_no} of {order.number} has {line.allocated_quantity} of {line.quantity} reserved; "
+                "only a partly reserved, unshipped line can be shortened to what is reserved.",
+                code="not_partly_reserved",
+            )
+        dropped = line.quantity - line.allocated_quantity
+        line.quantity = line.allocated_quantity
+        line.status = _line_status(line)
+        line.save(update_fields=["quantity", "status"])
+        _emit(
+            events.ORDER_LINE_CHANGED,
+            subject=order,
+            actor=actor,
+            reason=reason,
+            payload=_order_payload(
+                order,
+                line_no=line.line_no,
+                sku=line.item.sku,
+                change="reduced",
+                quantity=line.quantity,
+                cancelled_quantity=dropped,
+            ),
+        )
+        _settle_order_after_line_change(order, actor=actor, reason=reason)
+    return line
+
+
 def order_line_backorder(*, line: OrderLine, actor: Actor, reason: str) -> OrderLine:
     """Keep the unallocated rest of a line open as a backorder (filled when stock arrives)."""
     _require_reason(reason)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from django.db.models import Sum
 
 from exceptions import services
 from exceptions.models import Case, QueueChange
@@ -322,14 +323,47 @@ def test_ship_partial_drops_unreserved_lines_and_releases_the_rest(unsplittable,
     assert Task.objects.filter(order=order, kind="pick").count() == 1
 
 
-def test_ship_partial_refuses_a_partly_reserved_line(unsplittable, warehouse, item, service):
-    order = factories.processed_order(unsplittable, warehouse, [(item.sku, 150)])
+def test_ship_partial_shortens_a_partly_reserved_line_to_what_is_reserved_and_releases(
+    unsplittable, warehouse, item, service
+):
+    factories.ItemFactory(sku="NONE-LEFT")
+    order = factories.processed_order(unsplittable, warehouse, [(item.sku, 150), ("NONE-LEFT", 2)])
+    reserved = order.lines.get(line_no=1).allocated_quantity
+    assert order.status == Order.Status.PARTIALLY_ALLOCATED and 0 < reserved < 150
     case = the_case("partial_shipment_decision")
-    with pytest.raises(TransitionRefused, match="only partly reserved"):
-        resolve(case, "ship_partial", service)
-    assert_untouched(case)
+
+    resolve(case, "ship_partial", service, reason="Customer takes what is there")
+
+    assert_resolved(case, "ship_partial", "user:casey")
+    case.refresh_from_db()
+    assert f"line 1 ships {reserved} of 150" in case.resolution_note and "line 2 cancelled" in case.resolution_note
     order.refresh_from_db()
-    assert order.status == Order.Status.PARTIALLY_ALLOCATED
+    assert order.status == Order.Status.RELEASED
+    first, second = order.lines.order_by("line_no")
+    assert (first.quantity, first.allocated_quantity, first.status) == (reserved, reserved, "allocated")
+    assert second.status == "cancelled"
+    assert (
+        Reservation.objects.filter(order_line_id=first.pk, status="reserved").aggregate(t=Sum("quantity"))["t"]
+        == reserved
+    )
+    assert sum(Task.objects.filter(order=order, kind="pick").values_list("quantity", flat=True)) == reserved
+    change = DomainEvent.objects.filter(name="order.line_changed", payload__change="reduced").get()
+    assert (change.payload["line_no"], change.payload["cancelled_quantity"]) == (1, 150 - reserved)
+    assert change.actor == "user:casey" and "Customer takes what is there" in change.reason
+
+
+def test_only_a_partly_reserved_line_is_shortened_and_a_refusal_changes_nothing(unsplittable, warehouse, item):
+    order = factories.processed_order(unsplittable, warehouse, [(item.sku, 5)])
+    line = order.lines.get()
+    assert line.allocated_quantity == line.quantity == 5
+
+    with pytest.raises(TransitionRefused) as refused:
+        orchestration.order_line_reduce_to_allocated(line=line, actor=SYSTEM, reason="Customer takes less")
+
+    assert refused.value.code == "not_partly_reserved"
+    line.refresh_from_db()
+    assert (line.quantity, line.allocated_quantity, line.status) == (5, 5, "allocated")
+    assert not DomainEvent.objects.filter(name="order.line_changed").exists()
 
 
 def test_wait_changes_nothing_in_the_order(unsplittable, warehouse, item, service):
