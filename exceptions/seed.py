@@ -96,7 +96,7 @@ EXCEPTION_TYPES = {
     ),
     "automation_fault": (
         "Automation fault",
-        "A unit behind the WCS jammed, faulted or stopped reporting; its work was re-routed.",
+        "A unit behind the WCS jammed, faulted, stalled on a task or stopped reporting; the case says what happened to its work.",
         "high",
         SUPERVISOR,
         "Urgent floor",
