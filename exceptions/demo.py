@@ -18,7 +18,7 @@ from django.utils import timezone
 from exceptions import services
 from exceptions.models import Case
 from inventory import services as inventory
-from inventory.models import Item, Location, StockLevel, Warehouse
+from inventory.models import CarrierCutoff, Item, Location, StockLevel, Warehouse
 from orchestration import services as orchestration
 from orchestration.models import Customer, Order
 from portal.actors import Actor
@@ -32,7 +32,16 @@ def _user(username: str):
     return get_user_model().objects.filter(username=username).first()
 
 
-def _order(customer: Customer, warehouse: Warehouse, sku: str, quantity: int, *, ref: str, **ship_to) -> Order | None:
+def _order(
+    customer: Customer,
+    warehouse: Warehouse,
+    sku: str,
+    quantity: int,
+    *,
+    ref: str,
+    service_level: str = "standard",
+    **ship_to,
+) -> Order | None:
     try:
         order = orchestration.order_create(
             customer=customer,
@@ -42,8 +51,9 @@ def _order(customer: Customer, warehouse: Warehouse, sku: str, quantity: int, *,
             source="demo",
             external_ref=ref,
             ship_to={**SHIP_TO, **ship_to},
-            requested_ship_date=timezone.localdate(),
+            requested_ship_date=orchestration.local_now(warehouse).date(),
             carrier="DPD",
+            service_level=service_level,
         )
         return orchestration.order_process(order=order, actor=LOADER)
     except DomainError:
@@ -73,7 +83,7 @@ def seed(*, stdout, orders: int = 300) -> None:
     _order(tight, warehouse, item.sku, 20, ref="DEMO-EXC-CREDIT")
     _order(whole, warehouse, missing.sku, 12, ref="DEMO-EXC-PARTIAL")
     _order(whole, warehouse, item.sku, 2, ref="DEMO-EXC-ADDRESS", city="")
-    late = _order(whole, warehouse, item.sku, 3, ref="DEMO-EXC-CUTOFF")
+    late = _order(whole, warehouse, item.sku, 3, ref="DEMO-EXC-CUTOFF", service_level="evening")
 
     dock = Location.objects.filter(warehouse=warehouse).order_by("pick_sequence").first()
     try:
@@ -116,20 +126,12 @@ def seed(*, stdout, orders: int = 300) -> None:
             materiality=Decimal(6) * item.unit_value,
         )
     if late is not None:
-        services.case_raise(
-            type_code="carrier_cutoff_miss",
-            subject=late,
-            subject_label=late.number,
-            summary=f"{late.number} will miss today's DPD pickup at {warehouse.code}",
-            context={"carrier": "DPD", "service_level": late.service_level},
-            actor=Actor.policy("cutoff-watch"),
-            reason="Not packed 30 minutes before the carrier cutoff",
-            warehouse=warehouse,
-            customer_tier=whole.service_tier,
-            materiality=late.total_value,
-            order_number=late.number,
-            now=timezone.now() - dt.timedelta(hours=3),
+        # DPD's evening pickup closes 20 minutes from now: the cutoff watch itself warns about the unpacked order.
+        pickup = (orchestration.local_now(warehouse) + dt.timedelta(minutes=20)).time().replace(second=0, microsecond=0)
+        CarrierCutoff.objects.update_or_create(
+            warehouse=warehouse, carrier="DPD", service_level="evening", defaults={"cutoff_time": pickup}
         )
+        orchestration.orders_watch_cutoffs()
 
     _work_some(supervisor)
     changed = services.cases_check_sla(now=timezone.now())

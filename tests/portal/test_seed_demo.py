@@ -1,0 +1,33 @@
+"""The demo data make run loads: every role has work waiting, raised the way production raises it."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.core.management import call_command
+
+from exceptions.models import Case
+from orchestration.models import Order
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db]
+
+
+def test_the_demo_loads_once_with_cases_for_every_role_and_the_cutoff_case_comes_from_the_watch():
+    out = io.StringIO()
+
+    call_command("seed_demo", orders=20, stdout=out)
+
+    queues = set(Case.objects.active().values_list("queue__code", flat=True))
+    assert {"warehouse_supervisor", "customer_service", "finance", "transportation"} <= queues, queues
+    late = Order.objects.get(external_ref="DEMO-EXC-CUTOFF")
+    cutoff = Case.objects.active().get(type__code="carrier_cutoff_miss", order_number=late.number)
+    assert cutoff.raised_by == "policy:cutoff-watch"
+    assert "DPD" in cutoff.summary, cutoff.summary
+    late.refresh_from_db()
+    assert late.cutoff_warned_on is not None
+
+    again = io.StringIO()
+    call_command("seed_demo", if_empty=True, orders=20, stdout=again)
+    assert "already loaded" in again.getvalue()
+    assert Case.objects.filter(type__code="carrier_cutoff_miss", order_number=late.number).count() == 1
