@@ -18,7 +18,8 @@ ORDER_INVOICED = "order.invoiced"
 ORDER_CLOSED = "order.closed"
 ORDER_CARRIER_CHANGED = "order.carrier_changed"  # carrier, service_level, cutoff, previous_carrier …
 ORDER_CUTOFF_AT_RISK = "order.cutoff_at_risk"  # carrier, cutoff, minutes_left (negative: missed)
-ORDER_LINE_CHANGED = "order.line_changed"  # line_no, change (reallocated | cancelled | reduced | substituted | backordered)
+# line_no, change (reallocated | cancelled | reduced | substituted | backordered)
+ORDER_LINE_CHANGED = "order.line_changed"
 
 TASK_CREATED = "task.created"
 TASK_DISPATCHED = "task.dispatched"
