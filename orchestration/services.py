@@ -793,6 +793,17 @@ def _lock_line(line: OrderLine | int) -> tuple[Order, OrderLine]:
     return order, OrderLine.objects.select_related("item").get(pk=line_id)
 
 
+def _emit_line_change(order: Order, line: OrderLine, change: str, *, actor: Actor, reason: str, **extra) -> None:
+    """Publish order.line_changed: which line of the order changed and how (see events.ORDER_LINE_CHANGED)."""
+    _emit(
+        events.ORDER_LINE_CHANGED,
+        subject=order,
+        actor=actor,
+        reason=reason,
+        payload=_order_payload(order, line_no=line.line_no, sku=line.item.sku, change=change, **extra),
+    )
+
+
 def order_line_cancel(*, line: OrderLine, actor: Actor, reason: str) -> OrderLine:
     """Cancel the unshipped rest of a line; its reservations and open tasks go too."""
     _require_reason(reason)
@@ -806,13 +817,7 @@ def order_line_cancel(*, line: OrderLine, actor: Actor, reason: str) -> OrderLin
         line.status = OrderLine.Status.CANCELLED if not line.picked_quantity else OrderLine.Status.PICKED
         line.quantity = max(line.picked_quantity, line.shipped_quantity) or line.quantity
         line.save(update_fields=["allocated_quantity", "status", "quantity"])
-        _emit(
-            events.ORDER_LINE_CHANGED,
-            subject=order,
-            actor=actor,
-            reason=reason,
-            payload=_order_payload(order, line_no=line.line_no, sku=line.item.sku, change="cancelled"),
-        )
+        _emit_line_change(order, line, "cancelled", actor=actor, reason=reason)
         _settle_order_after_line_change(order, actor=actor, reason=reason)
     return line
 
@@ -834,19 +839,8 @@ def order_line_reduce_to_allocated(*, line: OrderLine, actor: Actor, reason: str
         line.quantity = line.allocated_quantity
         line.status = _line_status(line)
         line.save(update_fields=["quantity", "status"])
-        _emit(
-            events.ORDER_LINE_CHANGED,
-            subject=order,
-            actor=actor,
-            reason=reason,
-            payload=_order_payload(
-                order,
-                line_no=line.line_no,
-                sku=line.item.sku,
-                change="reduced",
-                quantity=line.quantity,
-                cancelled_quantity=dropped,
-            ),
+        _emit_line_change(
+            order, line, "reduced", actor=actor, reason=reason, quantity=line.quantity, cancelled_quantity=dropped
         )
         _settle_order_after_line_change(order, actor=actor, reason=reason)
     return line
@@ -857,15 +851,7 @@ def order_line_backorder(*, line: OrderLine, actor: Actor, reason: str) -> Order
     _require_reason(reason)
     with transaction.atomic():
         order, line = _lock_line(line)
-        _emit(
-            events.ORDER_LINE_CHANGED,
-            subject=order,
-            actor=actor,
-            reason=reason,
-            payload=_order_payload(
-                order, line_no=line.line_no, sku=line.item.sku, change="backordered", open_quantity=line.open_quantity
-            ),
-        )
+        _emit_line_change(order, line, "backordered", actor=actor, reason=reason, open_quantity=line.open_quantity)
     return line
 
 
@@ -900,20 +886,15 @@ def order_line_substitute(*, line: OrderLine, substitute: Item, actor: Actor, re
             unit_price=line.unit_price,
             substitute_for=line.item,
         )
-        _emit(
-            events.ORDER_LINE_CHANGED,
-            subject=order,
+        _emit_line_change(
+            order,
+            line,
+            "substituted",
             actor=actor,
             reason=reason,
-            payload=_order_payload(
-                order,
-                line_no=line.line_no,
-                sku=line.item.sku,
-                change="substituted",
-                substitute=substitute.sku,
-                new_line_no=new_line.line_no,
-                quantity=missing,
-            ),
+            substitute=substitute.sku,
+            new_line_no=new_line.line_no,
+            quantity=missing,
         )
         if order.status in Order.ALLOCATION_STATES:
             order_allocate(order=order, actor=actor, reason=f"Substitute {substitute.sku}: {reason}")
@@ -973,15 +954,7 @@ def _reallocate_released_line(order: Order, line: OrderLine, *, actor: Actor, re
             priority=order.priority,
         )
         _emit(events.TASK_CREATED, subject=task, actor=actor, reason=reason, payload=_task_payload(task))
-    _emit(
-        events.ORDER_LINE_CHANGED,
-        subject=order,
-        actor=actor,
-        reason=reason,
-        payload=_order_payload(
-            order, line_no=line.line_no, sku=line.item.sku, change="reallocated", quantity=allocation.reserved
-        ),
-    )
+    _emit_line_change(order, line, "reallocated", actor=actor, reason=reason, quantity=allocation.reserved)
     return order
 
 
