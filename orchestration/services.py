@@ -8,6 +8,7 @@ each by primary key), records history and publishes its events through the outbo
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import zoneinfo
 from dataclasses import dataclass
 from decimal import Decimal
@@ -22,7 +23,7 @@ from orchestration import events
 from orchestration.models import Customer, Order, OrderLine, ReleasePolicy, Shipment, ShipmentLine, Task
 from portal.actors import Actor, stamp_history
 from portal.domain import DomainError, InvalidInput, TransitionRefused, transition
-from portal.events import emit, emit_many, events_published
+from portal.events import emit, emit_many
 
 # --- helpers -------------------------------------------------------------------------
 
@@ -43,8 +44,17 @@ def _next_number(sequence: str, prefix: str) -> str:
         return f"{prefix}{cursor.fetchone()[0]}"
 
 
+_order_locks = threading.local()
+
+
+def _order_locks_taken() -> int:
+    """How many times this thread has locked an order: every change to an order starts with that lock."""
+    return getattr(_order_locks, "count", 0)
+
+
 def _lock_order(order: Order | int) -> Order:
     """Lock the order row alone; its customer and warehouse come along unlocked (every order shares them)."""
+    _order_locks.count = _order_locks_taken() + 1
     pk = order.pk if isinstance(order, Order) else order
     return Order.objects.select_for_update(of=("self",), no_key=True).select_related("customer", "warehouse").get(pk=pk)
 
@@ -596,18 +606,18 @@ def order_process(*, order: Order, actor: Actor, now: dt.datetime | None = None)
 
 def _process(order: Order | int, *, actor: Actor, now: dt.datetime | None = None) -> Order:
     """order_process inside the caller's transaction."""
-    # One lock and one read of the policy for all the steps. A step that published events is
-    # followed by a fresh read of the order: an in-transaction subscriber (a rule) may have
-    # held it meanwhile. A step that published nothing ran no subscriber: the row is as it left it.
+    # One lock and one read of the policy for all the steps. A step during which the order was
+    # locked again (an in-transaction subscriber, such as a rule, held or re-prioritised it through
+    # a service) is followed by a fresh read; otherwise the row is as the step left it.
     order = _lock_order(order)
     policy = release_policy_for(order.warehouse)
-    order = _reread_if_published(order, lambda locked: _validate(locked, actor=actor, reason="Validation"))
+    order = _reread_if_changed(order, lambda locked: _validate(locked, actor=actor, reason="Validation"))
     if order.status == Order.Status.VALIDATED:
-        order = _reread_if_published(
+        order = _reread_if_changed(
             order, lambda locked: _check_credit(locked, actor=actor, reason="Credit check", policy=policy)
         )
     if order.status == Order.Status.VALIDATED:
-        order = _reread_if_published(order, lambda locked: _allocate(locked, actor=actor, reason="Allocation"))
+        order = _reread_if_changed(order, lambda locked: _allocate(locked, actor=actor, reason="Allocation"))
     if (
         order.status in (Order.Status.ALLOCATED, Order.Status.PARTIALLY_ALLOCATED)
         and policy.auto_release
@@ -617,11 +627,11 @@ def _process(order: Order | int, *, actor: Actor, now: dt.datetime | None = None
     return order
 
 
-def _reread_if_published(order: Order, step) -> Order:
-    """Run `step` on the locked order; read the row again if the step published events (subscribers ran)."""
-    before = events_published()
+def _reread_if_changed(order: Order, step) -> Order:
+    """Run `step` on the locked order; read the row again if anything it set off went through an order service."""
+    before = _order_locks_taken()
     order = step(order)
-    return _lock_order(order) if events_published() != before else order
+    return _lock_order(order) if _order_locks_taken() != before else order
 
 
 # --- holds and cancellation ----------------------------------------------------------

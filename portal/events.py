@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -61,15 +60,6 @@ def subject_ref(subject) -> tuple[str, str]:
     return subject._meta.label_lower, str(subject.pk)
 
 
-_published = threading.local()
-
-
-def events_published() -> int:
-    """How many events this thread has published so far: a service compares two readings to learn
-    whether anything it called published events (and so ran in-transaction subscribers)."""
-    return getattr(_published, "count", 0)
-
-
 def emit(
     name: str,
     *,
@@ -87,7 +77,6 @@ def emit(
     the service's own savepoint (or the whole transaction), which takes the event with it, and
     the emit costs no SAVEPOINT / RELEASE round trips.
     """
-    _published.count = events_published() + 1
     subject_type, subject_id = subject_ref(subject)
     needs_dispatch = bool(subscribers_for(name, in_transaction=False))
     with transaction.atomic(savepoint=savepoint):
@@ -117,7 +106,6 @@ def emit_many(
     """
     if not items:
         return []
-    _published.count = events_published() + len(items)
     needs_dispatch = bool(subscribers_for(name, in_transaction=False))
     with transaction.atomic(savepoint=savepoint):
         rows = []
