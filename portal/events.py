@@ -147,17 +147,18 @@ class _DispatchOnCommit:
 
 
 def _dispatch_on_commit(event_ids: list[int]) -> None:
-    """Queue the events for dispatch once the transaction commits, with the transaction's earlier events.
+    """Queue the events for dispatch once the transaction commits, together with its earlier events.
 
-    Events join a callback registered at this savepoint level or an outer one: rolling back an
-    inner savepoint keeps it (dispatch skips an event id that no longer exists), rolling back the
-    level that registered it discards it with every event it carries.
+    They join the transaction's pending dispatch callback if it has one. Django drops a callback
+    when a savepoint it was registered in rolls back; one that is still pending was registered
+    at this level, above it, or in a savepoint already released, so it commits or rolls back
+    exactly when these events do. An id whose own inner savepoint rolled back later rides
+    along harmlessly: dispatch skips an event that does not exist.
     """
     db = transaction.get_connection()
     if db.in_atomic_block:
-        current = set(db.savepoint_ids)
-        for savepoints, callback, _robust in db.run_on_commit:
-            if isinstance(callback, _DispatchOnCommit) and savepoints <= current:
+        for _savepoints, callback, _robust in reversed(db.run_on_commit):
+            if isinstance(callback, _DispatchOnCommit):
                 callback.event_ids.extend(event_ids)
                 return
     transaction.on_commit(_DispatchOnCommit(event_ids))

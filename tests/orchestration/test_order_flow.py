@@ -160,3 +160,24 @@ def test_cancelling_releases_reservations_and_cancels_open_tasks(warehouse, cust
     assert StockLevel.objects.get(item=tape).reserved == 0
     (event,) = _events(events.ORDER_CANCELLED, order)
     assert (event.payload["released"], event.reason) == (7, "Customer cancelled by phone")
+
+
+def test_an_order_taken_in_one_transaction_hands_all_its_events_to_the_workers_in_one_task(
+    warehouse, customer, tape, gloves, monkeypatch, django_capture_on_commit_callbacks
+):
+    from django.db import transaction
+
+    from portal import events as outbox
+
+    queued = []
+    monkeypatch.setattr(outbox, "enqueue_dispatch", lambda event_ids: queued.append(list(event_ids)))
+
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        order = factories.order_for(customer, warehouse, [("TAPE", 2), ("GLOVES", 1)])
+        order = services.order_process(order=order, actor=SAM)
+
+    assert order.status == Order.Status.RELEASED
+    # the events some worker subscribes to (the others are done at birth), all in one task, in order
+    waiting = DomainEvent.objects.filter(dispatched_at__isnull=True).order_by("pk")
+    assert {"order.allocated", "task.created"} <= set(waiting.values_list("name", flat=True))
+    assert queued == [list(waiting.values_list("pk", flat=True))]

@@ -291,7 +291,7 @@ def test_a_bulk_transactions_events_are_spread_over_tasks_of_at_most_a_batch(
     assert queued == [emitted[0:2], emitted[2:4], emitted[4:]]
 
 
-def test_an_event_rolled_back_with_an_inner_savepoint_is_not_dispatched_and_the_others_are(
+def test_an_event_rolled_back_with_an_inner_savepoint_is_not_dispatched_and_the_others_go_in_one_task(
     django_capture_on_commit_callbacks, queued
 ):
     seen = []
@@ -301,13 +301,19 @@ def test_an_event_rolled_back_with_an_inner_savepoint_is_not_dispatched_and_the_
         with pytest.raises(Boom), transaction.atomic():
             events.emit("test.foundation.rolled-back-first", actor=ACTOR)
             raise Boom
+        with transaction.atomic():
+            inner = events.emit("test.foundation.kept-inner", actor=ACTOR)
         kept = events.emit("test.foundation.kept", actor=ACTOR)
         with pytest.raises(Boom), transaction.atomic():
             events.emit("test.foundation.rolled-back-later", actor=ACTOR)
             raise Boom
 
-    # the first callback went with its savepoint; the later rolled-back id rides along and is skipped
-    assert len(queued) == 1 and queued[0][0] == kept.pk
-    assert seen == ["test.foundation.kept"]
-    assert list(DomainEvent.objects.values_list("name", flat=True)) == ["test.foundation.kept"]
+    # the first callback went with its savepoint; the released inner savepoint's callback carries the
+    # rest, and the later rolled-back id rides along and is skipped
+    assert len(queued) == 1 and queued[0][:2] == [inner.pk, kept.pk]
+    assert seen == ["test.foundation.kept-inner", "test.foundation.kept"]
+    assert list(DomainEvent.objects.order_by("pk").values_list("name", flat=True)) == [
+        "test.foundation.kept-inner",
+        "test.foundation.kept",
+    ]
     assert sweep_events(older_than_seconds=0) == 0
