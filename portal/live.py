@@ -4,9 +4,10 @@ or reconnects fetches what it missed over HTTP."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-
-from asgiref.sync import async_to_sync
+import os
+import threading
 
 from portal.roles import roles_of
 
@@ -23,6 +24,29 @@ def groups_for_user(user) -> set[str]:
     return {role_group(role) for role in roles}
 
 
+BROADCAST_TIMEOUT_S = 2.0
+
+_loop_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_pid = 0
+
+
+def _broadcast_loop() -> asyncio.AbstractEventLoop:
+    """This process's event loop for hints sent from synchronous code, running in a daemon thread.
+
+    The channel layer keeps its Redis connections per event loop: sending each hint through
+    ``async_to_sync`` ran it in a new loop, which connected to Redis for every hint. A forked
+    process (a Celery worker child) starts its own loop on first use.
+    """
+    global _loop, _loop_pid
+    with _loop_lock:
+        if _loop is None or _loop_pid != os.getpid() or not _loop.is_running():
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="live-broadcast", daemon=True).start()
+            _loop, _loop_pid = loop, os.getpid()
+        return _loop
+
+
 def broadcast(groups: set[str] | list[str], data: dict) -> None:
     """Send `data` to every socket in `groups`; never raises (live hints are best effort)."""
     from channels.layers import get_channel_layer
@@ -30,8 +54,11 @@ def broadcast(groups: set[str] | list[str], data: dict) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
+    message = {"type": "live.change", "data": data}
     for group in groups:
+        sent = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), _broadcast_loop())
         try:
-            async_to_sync(layer.group_send)(group, {"type": "live.change", "data": data})
+            sent.result(timeout=BROADCAST_TIMEOUT_S)
         except Exception:
+            sent.cancel()
             logger.warning("live broadcast failed", extra={"group": group})

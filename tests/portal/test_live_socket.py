@@ -210,3 +210,28 @@ async def test_deactivating_the_user_closes_the_socket(user_with_role, session_c
     await sync_to_async(notify_user_sockets)(user.pk, "roles.changed")
 
     await expect_revoked(communicator, "role removed")
+
+
+def test_hints_sent_from_synchronous_code_reuse_one_loop_and_its_redis_connection(monkeypatch):
+    """Each hint used to run in a fresh event loop, and the channel layer connected to Redis anew for each."""
+    import os
+
+    import redis
+
+    from portal import live
+
+    server = redis.Redis.from_url(django_settings.REDIS_URL)
+    broadcast({"role.test-nobody"}, {"type": "warm-up"})
+    loop = live._broadcast_loop()
+    connections_before = server.info("stats")["total_connections_received"]
+
+    for number in range(50):
+        broadcast({"role.test-nobody"}, {"type": "test", "seq": number})
+
+    assert live._broadcast_loop() is loop and loop.is_running()
+    assert server.info("stats")["total_connections_received"] - connections_before < 25  # one per hint before
+    # a forked process (a Celery worker child) does not use its parent's loop: it starts its own
+    monkeypatch.setattr(os, "getpid", lambda: -1)
+    child_loop = live._broadcast_loop()
+    assert child_loop is not loop and child_loop.is_running()
+    child_loop.call_soon_threadsafe(child_loop.stop)
