@@ -42,7 +42,10 @@ def _broadcast_loop() -> asyncio.AbstractEventLoop:
     with _loop_lock:
         if _loop is None or _loop_pid != os.getpid() or not _loop.is_running():
             loop = asyncio.new_event_loop()
+            running = threading.Event()
+            loop.call_soon(running.set)
             threading.Thread(target=loop.run_forever, name="live-broadcast", daemon=True).start()
+            running.wait(timeout=BROADCAST_TIMEOUT_S)
             _loop, _loop_pid = loop, os.getpid()
         return _loop
 
