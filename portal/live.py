@@ -50,18 +50,25 @@ def _broadcast_loop() -> asyncio.AbstractEventLoop:
         return _loop
 
 
-def broadcast(groups: set[str] | list[str], data: dict) -> None:
-    """Send `data` to every socket in `groups`; never raises (live hints are best effort)."""
+def group_send(group: str, message: dict) -> bool:
+    """Send a channel-layer message to a group from synchronous code; False (and a log line) if it failed."""
     from channels.layers import get_channel_layer
 
     layer = get_channel_layer()
     if layer is None:
-        return
+        return False
+    sent = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), _broadcast_loop())
+    try:
+        sent.result(timeout=BROADCAST_TIMEOUT_S)
+        return True
+    except Exception:
+        sent.cancel()
+        logger.warning("live message not sent", extra={"group": group, "message_type": message.get("type")})
+        return False
+
+
+def broadcast(groups: set[str] | list[str], data: dict) -> None:
+    """Send `data` to every socket in `groups`; never raises (live hints are best effort)."""
     message = {"type": "live.change", "data": data}
     for group in groups:
-        sent = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), _broadcast_loop())
-        try:
-            sent.result(timeout=BROADCAST_TIMEOUT_S)
-        except Exception:
-            sent.cancel()
-            logger.warning("live broadcast failed", extra={"group": group})
+        group_send(group, message)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from asgiref.sync import async_to_sync
 from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_logged_out
 from django.db import transaction
@@ -25,15 +24,10 @@ def copy_actor_to_history(sender, instance, history_instance, **kwargs):
 
 
 def notify_user_sockets(user_id: int, message_type: str) -> None:
-    from channels.layers import get_channel_layer
+    """Tell the user's open sockets (session revoked, roles changed); on a Redis outage they re-check later."""
+    from portal.live import group_send
 
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    try:
-        async_to_sync(layer.group_send)(f"user.{user_id}", {"type": message_type})
-    except Exception:  # Redis outage: the socket re-checks access on its next message anyway
-        pass
+    group_send(f"user.{user_id}", {"type": message_type})
 
 
 @receiver(user_logged_out)
