@@ -289,15 +289,8 @@ def events_accept_many(*, partner: Partner, events: list[dict]) -> list[Accepted
 
 
 def enqueue_subject(subject_key: str) -> None:
-    """Hand the subject to a worker; on a broker outage the sweep picks the event up later."""
-    from django.conf import settings
-
-    from integrations.inbound_tasks import process_inbound_subject
-
-    try:
-        process_inbound_subject.apply_async([subject_key], queue=settings.INBOUND_QUEUE)
-    except Exception:
-        logger.warning("inbound event not queued; the sweep will process it", extra={"subject": subject_key})
+    """Hand one subject to a worker; on a broker outage the sweep picks the event up later."""
+    enqueue_subjects([subject_key])
 
 
 SUBJECTS_PER_TASK = 25  # a batch's subjects go to the workers in tasks of this many, so several workers share it

@@ -9,7 +9,7 @@ from integrations import idempotency, inbound
 
 @shared_task(name="integrations.inbound.process_subject", queue="inbound", acks_late=True)
 def process_inbound_subject(subject_key: str) -> int:
-    """Drain one subject's pending events in order (a no-op when another worker holds its head)."""
+    """Drain one subject's pending events in order (tasks queued before subjects were sent in lists)."""
     return inbound.events_process_subject(subject_key=subject_key)
 
 

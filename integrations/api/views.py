@@ -521,13 +521,17 @@ class EventsView(PartnerAPIView):
         )
         self._order_number = accepted.event.order_number
         return Response(
-            {
-                "status": "duplicate" if accepted.duplicate else "accepted",
-                "event_id": accepted.event.event_id,
-                "event_status": accepted.event.status,
-            },
-            status=status.HTTP_200_OK if accepted.duplicate else status.HTTP_202_ACCEPTED,
+            _event_answer(accepted), status=status.HTTP_200_OK if accepted.duplicate else status.HTTP_202_ACCEPTED
         )
+
+
+def _event_answer(accepted: inbound.Accepted) -> dict:
+    """What a partner is told about one event it sent: stored now, or already received."""
+    return {
+        "status": "duplicate" if accepted.duplicate else "accepted",
+        "event_id": accepted.event.event_id,
+        "event_status": accepted.event.status,
+    }
 
 
 class EventBatchView(PartnerAPIView):
@@ -571,14 +575,7 @@ class EventBatchView(PartnerAPIView):
             for item in serializer.validated_data["events"]
         ]
         accepted = inbound.events_accept_many(partner=partner, events=events)
-        answers = [
-            {
-                "status": "duplicate" if item.duplicate else "accepted",
-                "event_id": item.event.event_id,
-                "event_status": item.event.status,
-            }
-            for item in accepted
-        ]
+        answers = [_event_answer(item) for item in accepted]
         duplicates = sum(1 for item in accepted if item.duplicate)
         return Response(
             {"accepted": len(accepted) - duplicates, "duplicates": duplicates, "events": answers},
