@@ -46,14 +46,14 @@ def run(context) -> dict[str, float]:
     users = _supervisors(CLIENTS)
     figures: dict[str, float] = {}
     figures.update(_page_figures(queue_id, users[0]))
-    figures.update(_live_figures(context, users, layer="core", prefix="queues_live", batch=0))
-    figures.update(_live_figures(context, users, layer="pubsub", prefix="queues_live_pubsub_layer", batch=1))
+    figures.update(_live_figures(context, users, layer="configured", prefix="queues_live", batch=0))
+    figures.update(_live_figures(context, users, layer="core", prefix="queues_live_core_layer", batch=1))
     figures.update(_redis_baseline(context.redis_url))
     baseline = figures.get("queues_redis_pubsub_baseline_p95_ms")
     if baseline:
         figures["queues_live_vs_redis_p95_ratio"] = round(figures["queues_live_p95_ms"] / baseline, 2)
-        figures["queues_live_pubsub_layer_vs_redis_p95_ratio"] = round(
-            figures["queues_live_pubsub_layer_p95_ms"] / baseline, 2
+        figures["queues_live_core_layer_vs_redis_p95_ratio"] = round(
+            figures["queues_live_core_layer_p95_ms"] / baseline, 2
         )
     _flush_redis(context.redis_url)
     return figures
@@ -262,17 +262,17 @@ def _summary_uncached_ms(queue_id: int) -> float:
 # --- live latency -------------------------------------------------------------------------
 
 
-# The alternative channel layer, for comparison: Redis pub/sub fans a group message out inside each server
-# process (one Redis message per hint) instead of one Redis list pop per socket per hint.
-PUBSUB_SETTINGS = """
+# The alternative channel layer, for comparison: the core Redis layer delivers a group message as one
+# Redis list push and pop per socket per hint, where pub/sub (the portal's) sends one message per server process.
+CORE_LAYER_SETTINGS = """
 from portal.settings import *  # noqa
-CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
                               "CONFIG": {"hosts": [REDIS_URL], "prefix": "portal:channels"}}}
 """
 
 
 def _live_figures(context, users, *, layer: str, prefix: str, batch: int) -> dict[str, float]:
-    """Latency of live hints through `layer` ("core": the portal's configured layer, or "pubsub")."""
+    """Latency of live hints through `layer` ("configured": the portal's channel layer, or "core")."""
     from django.conf import settings
     from django.db import connections
 
@@ -280,11 +280,11 @@ def _live_figures(context, users, *, layer: str, prefix: str, batch: int) -> dic
     connections.close_all()
     port = free_port()
     env = {**context.env, "DATABASE_POOL_SIZE": "8", "LOG_LEVEL": "WARNING"}  # as make run starts the web server
-    if layer == "pubsub":
+    if layer == "core":
         directory = Path(tempfile.mkdtemp(prefix="bench-queues-"))
-        (directory / "bench_pubsub_settings.py").write_text(PUBSUB_SETTINGS)
+        (directory / "bench_core_layer_settings.py").write_text(CORE_LAYER_SETTINGS)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(directory), env.get("PYTHONPATH", "")]))
-        env["DJANGO_SETTINGS_MODULE"] = "bench_pubsub_settings"
+        env["DJANGO_SETTINGS_MODULE"] = "bench_core_layer_settings"
     server = subprocess.Popen(
         [
             sys.executable,

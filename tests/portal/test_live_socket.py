@@ -119,6 +119,34 @@ async def test_hints_reach_only_sockets_of_that_role(user_with_role, session_coo
 
 
 @run_async
+async def test_hints_are_sent_without_a_hop_to_the_database_thread(user_with_role, session_cookie, monkeypatch):
+    """Channels runs its database clean-up in the sync thread before every handler; for hints, with
+    every socket of a role receiving every hint, that hop was most of the server's live work."""
+    import channels.consumer
+
+    cleanups = []
+
+    async def counted_cleanup():
+        cleanups.append(1)
+
+    user = await sync_to_async(user_with_role)(Role.FINANCE)
+    communicator = live_socket(await sync_to_async(session_cookie)(user), ORIGIN)
+    assert (await communicator.connect(timeout=TIMEOUT))[0] is True
+    await communicator.receive_json_from(timeout=TIMEOUT)  # hello
+    monkeypatch.setattr(channels.consumer, "aclose_old_connections", counted_cleanup)
+
+    for seq in (1, 2, 3):
+        await sync_to_async(broadcast)({"role.finance"}, {"stream": "queue.finance", "seq": seq})
+    received = [await communicator.receive_json_from(timeout=TIMEOUT) for _ in range(3)]
+    await communicator.send_json_to({"type": "ping"})
+
+    assert [hint["seq"] for hint in received] == [1, 2, 3]
+    assert await communicator.receive_json_from(timeout=TIMEOUT) == {"type": "pong"}
+    assert cleanups == [1]  # the client's ping, which may reach the database; no hint did
+    await communicator.disconnect()
+
+
+@run_async
 async def test_a_user_without_a_role_joins_no_role_group(user_with_role, session_cookie):
     user = await sync_to_async(user_with_role)()
     communicator = live_socket(await sync_to_async(session_cookie)(user), ORIGIN)
