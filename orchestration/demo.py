@@ -6,6 +6,9 @@ import datetime as dt
 import random
 from decimal import Decimal
 
+from django.conf import settings
+from django.utils import timezone
+
 from inventory.models import Item, Warehouse
 from orchestration import services
 from orchestration.models import Customer, Order, ReleasePolicy, Task
@@ -49,11 +52,14 @@ def seed(*, stdout, orders: int = 300, seed_value: int = 11) -> None:
         )
         customers.append(customer)
     skus = list(Item.objects.values_list("sku", flat=True))
-    today = dt.date.today()
+    now = timezone.now()
     created = 0
     for number in range(orders):
         customer = rng.choice(customers)
         city, postal, country = rng.choice(CITIES)
+        carrier = rng.choice(["DHL", "DPD", "UPS"])
+        service_level = rng.choice(["standard", "standard", "express"])
+        first_day = first_ship_day(customer.default_warehouse, carrier=carrier, service_level=service_level, now=now)
         lines = [
             services.LineInput(line_no=i, sku=sku, quantity=rng.randint(1, 40))
             for i, sku in enumerate(rng.sample(skus, rng.randint(1, 5)), start=1)
@@ -73,9 +79,9 @@ def seed(*, stdout, orders: int = 300, seed_value: int = 11) -> None:
                     "postal_code": postal,
                     "country": country,
                 },
-                requested_ship_date=today + dt.timedelta(days=rng.choice([0, 0, 1, 1, 2, 5])),
-                carrier=rng.choice(["DHL", "DPD", "UPS"]),
-                service_level=rng.choice(["standard", "standard", "express"]),
+                requested_ship_date=first_day + dt.timedelta(days=rng.choice([0, 0, 1, 1, 2, 5])),
+                carrier=carrier,
+                service_level=service_level,
                 priority=rng.choice([1, 2, 2, 2, 3, 4]),
             )
             order = services.order_process(order=order, actor=actor)
@@ -84,6 +90,21 @@ def seed(*, stdout, orders: int = 300, seed_value: int = 11) -> None:
         except DomainError as error:
             stdout.write(f"  skipped demo order {number}: {error.message}")
     stdout.write(f"  {len(customers)} customers, {created} orders")
+
+
+def first_ship_day(warehouse: Warehouse, *, carrier: str, service_level: str, now: dt.datetime) -> dt.date:
+    """The warehouse's today while the carrier's pickup can still be made, else tomorrow.
+
+    An order that asks for today after today's pickup has gone (or inside the warning window
+    before it) is a carrier-cutoff case the moment the watch runs: loaded in the evening, a
+    third of the demo would open at once in the transport queue.
+    """
+    probe = Order(warehouse=warehouse, carrier=carrier, service_level=service_level)
+    cutoff = services.carrier_cutoff(probe, now)
+    today = services.local_now(warehouse, now).date()
+    if now < cutoff - dt.timedelta(minutes=settings.CUTOFF_WARNING_MINUTES):
+        return today
+    return today + dt.timedelta(days=1)
 
 
 def advance(order: Order, rng: random.Random, actor: Actor) -> None:

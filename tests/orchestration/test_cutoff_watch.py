@@ -197,3 +197,26 @@ def test_a_shipped_order_cannot_be_rebooked(warehouse, customer, tape):
     with pytest.raises(TransitionRefused, match="can no longer change"):
         services.order_set_carrier(order=order, carrier="UPS", actor=SAM, reason="Too late")
     assert Order.objects.get(pk=order.pk).carrier == "DPD"
+
+
+@pytest.mark.parametrize(
+    ("local_time", "due"),
+    [
+        (dt.time(9, 0), "today"),
+        (dt.time(15, 29), "today"),  # 31 minutes before the 16:00 pickup
+        (dt.time(15, 31), "tomorrow"),  # inside the 30-minute warning window: already a cutoff case
+        (dt.time(19, 0), "tomorrow"),  # today's pickup has gone
+    ],
+)
+def test_demo_orders_ask_for_today_only_while_todays_pickup_can_be_made(warehouse, settings, local_time, due):
+    from orchestration.demo import first_ship_day
+
+    settings.CUTOFF_WARNING_MINUTES = 30
+    type(warehouse).objects.filter(pk=warehouse.pk).update(default_cutoff_time=dt.time(16, 0), time_zone="Asia/Tokyo")
+    warehouse.refresh_from_db()
+    today = dt.date(2026, 3, 10)
+    now = dt.datetime.combine(today, local_time, tzinfo=services.local_now(warehouse).tzinfo)
+
+    day = first_ship_day(warehouse, carrier="DPD", service_level="standard", now=now)
+
+    assert day == (today if due == "today" else today + dt.timedelta(days=1))
