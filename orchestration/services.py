@@ -1143,6 +1143,8 @@ def _complete_pick(task: Task, done: int, *, actor: Actor, reason: str) -> Task:
     line.allocated_quantity -= task.quantity
     if line.picked_quantity >= line.quantity - line.shipped_quantity:
         line.status = OrderLine.Status.PICKED
+    elif line.picked_quantity + line.allocated_quantity < line.quantity - line.shipped_quantity:
+        line.status = OrderLine.Status.PARTIAL  # short: units neither picked nor reserved wait for a decision
     line.save(update_fields=["picked_quantity", "allocated_quantity", "status"])
     if result.shortfall:
         note = f"Short by {result.shortfall}: picked {done} of {task.quantity}"

@@ -121,6 +121,9 @@ def test_a_short_pick_quarantines_what_was_missing_opens_a_count_and_tells_the_e
     assert (event.payload["requested"], event.payload["picked"], event.payload["shortfall"]) == (5, 3, 2)
     assert event.payload["order"] == order.number
     assert not Task.objects.filter(order=order, kind=Task.Kind.PACK).exists()  # the case decides what happens next
+    line = order.lines.get()
+    # 3 picked, nothing reserved for the missing 2: the line no longer reads as allocated
+    assert (line.picked_quantity, line.allocated_quantity, line.status) == (3, 0, OrderLine.Status.PARTIAL)
     assert stock_discrepancies() == []
 
 
