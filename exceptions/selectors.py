@@ -575,15 +575,24 @@ def summary_json(summary: dict) -> dict:
 # --- the case page ------------------------------------------------------------------------
 
 
+FACT_LABELS = {"sku": "SKU", "line_no": "Line", "service_tier": "Service tier", "value": "Value"}
+
+
 def case_facts(case: Case) -> list[tuple[str, str]]:
-    """The case's context as label/value pairs in plain words (what the raiser recorded)."""
+    """The case's context as label/value pairs in plain words (what the raiser recorded).
+
+    Database ids stay out: the records they point at are shown, and linked, under what the case concerns.
+    """
     facts = []
     for key, value in (case.context or {}).items():
-        if value in (None, "", [], {}):
+        key = str(key)
+        if value in (None, "", [], {}) or key == "id" or key.endswith("_id"):
             continue
-        if isinstance(value, (dict, list)):
+        if isinstance(value, bool):
+            value = "Yes" if value else "No"
+        elif isinstance(value, (dict, list)):
             value = json.dumps(value, default=str)
-        facts.append((str(key).replace("_", " ").capitalize(), str(value)))
+        facts.append((FACT_LABELS.get(key, key.replace("_", " ").capitalize()), str(value)))
     return facts
 
 

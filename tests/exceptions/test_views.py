@@ -448,6 +448,27 @@ def test_the_case_page_links_to_the_order_timeline(client, supervisor, make_case
     assert f'href="{reverse("orchestration:order-detail", args=["SO-4711"])}"' in response.content.decode()
 
 
+def test_the_case_page_states_the_raisers_facts_in_words_without_database_ids(client, supervisor, make_case):
+    case = make_case(
+        context={"sku": "SKU-7", "line_no": 3, "shortfall": 1, "task_id": 54, "order_line_id": 53,
+                 "allows_substitution": True, "allows_split_shipment": False},
+    )  # fmt: skip
+    client.force_login(supervisor)
+
+    response = client.get(case_url(case))
+
+    facts = dict(response.context["facts"])
+    assert {label: facts.get(label) for label in ["SKU", "Line", "Shortfall", "Allows substitution"]} == {
+        "SKU": "SKU-7",
+        "Line": "3",
+        "Shortfall": "1",
+        "Allows substitution": "Yes",
+    }
+    assert facts["Allows split shipment"] == "No"
+    assert not {"Task id", "Order line id"} & set(facts)
+    assert "Task id" not in response.content.decode()
+
+
 def test_bulk_resolve_applies_the_same_resolution_and_refuses_cases_whose_type_lacks_it(client, supervisor, make_case):
     faults = [make_case("automation_fault", subject_type="automation.equipment") for _ in range(2)]
     short = make_case()  # a short pick cannot be "acknowledged"
