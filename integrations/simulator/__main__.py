@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
 import os
 import signal
@@ -24,6 +25,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         type=float,
         default=float(os.environ.get("SIMULATOR_ORDER_RATE", "0.2")),
         help="orders per second sent to POST /api/v1/orders",
+    )
+    parser.add_argument(
+        "--same-day-until",
+        type=dt.time.fromisoformat,
+        default=dt.time.fromisoformat(os.environ.get("SIMULATOR_SAME_DAY_UNTIL", "14:00")),
+        metavar="HH:MM",
+        help="UTC time until which the ERP asks for shipment today; later orders ask for tomorrow",
     )
     parser.add_argument("--short-rate", type=float, default=0.05, help="share of picks reported short")
     parser.add_argument("--work-seconds", type=float, default=5.0, help="how long picking and collection take")
@@ -127,6 +135,7 @@ def start_driver(args: argparse.Namespace, state: SimulatorState) -> None:
         tokens=tokens,
         secrets=state.secrets,
         order_rate=args.order_rate,
+        same_day_until=args.same_day_until,
         short_rate=args.short_rate,
         work_seconds=args.work_seconds,
         customers=customers,

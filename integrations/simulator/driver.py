@@ -36,6 +36,15 @@ def signed_headers(token: str, secret: str, body: bytes) -> dict[str, str]:
     }
 
 
+def requested_ship_date(now: dt.datetime, same_day_until: dt.time) -> dt.date:
+    """What the ERP asks for: today while its same-day order cutoff (UTC) is ahead, else tomorrow.
+
+    An order taken in the evening for today would miss every carrier pickup before anyone saw it.
+    """
+    today = now.astimezone(dt.UTC).date()
+    return today if now.astimezone(dt.UTC).time() < same_day_until else today + dt.timedelta(days=1)
+
+
 def issue_token(partner_code: str) -> str | None:
     """A fresh token through ``manage.py partner_token <code>`` (the last printed line that looks like one)."""
     try:
@@ -88,6 +97,7 @@ class Driver:
         secrets: dict[str, str],
         order_rate: float,
         short_rate: float,
+        same_day_until: dt.time = dt.time(14, 0),
         work_seconds: float,
         customers: list[str],
         skus: list[str],
@@ -99,6 +109,7 @@ class Driver:
         self.tokens = tokens
         self.secrets = secrets
         self.order_rate = order_rate
+        self.same_day_until = same_day_until
         self.short_rate = short_rate
         self.work_seconds = work_seconds
         self.customers = customers
@@ -158,7 +169,7 @@ class Driver:
                 "postal_code": "LS1 4AP",
                 "country": "GB",
             },
-            "requested_ship_date": dt.date.today().isoformat(),
+            "requested_ship_date": requested_ship_date(dt.datetime.now(dt.UTC), self.same_day_until).isoformat(),
             "service_level": "standard",
             "priority": self.rng.choice([1, 2, 2, 2, 3]),
             "lines": [{"line_no": n, "sku": sku, "quantity": self.rng.randint(1, 3)} for n, sku in enumerate(skus, 1)],

@@ -144,3 +144,18 @@ def test_the_erp_adapter_reads_the_simulated_stock_book(simulator):
     adjustment = {"data": {"warehouse": "DC1", "sku": "SKU-1", "quantity_delta": -3}}
     post(f"{simulator}/erp/inventory/adjustments", adjustment, message_type="inventory.adjusted")
     assert adapter_for("erp").stock_report(partner, warehouse="DC1") == {"SKU-1": 7, "SKU-2": 0}
+
+
+def test_the_simulated_erp_asks_for_tomorrow_after_its_same_day_order_cutoff():
+    import datetime as dt
+
+    from integrations.simulator.__main__ import parse_args
+    from integrations.simulator.driver import requested_ship_date
+
+    until = parse_args(["--same-day-until", "14:00"]).same_day_until
+    morning = dt.datetime(2026, 3, 10, 13, 59, tzinfo=dt.UTC)
+    evening = dt.datetime(2026, 3, 10, 19, 0, tzinfo=dt.timezone(dt.timedelta(hours=1)))  # 18:00 UTC
+
+    assert requested_ship_date(morning, until) == dt.date(2026, 3, 10)
+    assert requested_ship_date(evening, until) == dt.date(2026, 3, 11)
+    assert requested_ship_date(dt.datetime(2026, 3, 10, 23, 30, tzinfo=dt.UTC), until) == dt.date(2026, 3, 11)
