@@ -20,6 +20,7 @@ from exceptions.models import Case
 from inventory import services as inventory
 from inventory.models import CarrierCutoff, Item, Location, StockLevel, Warehouse
 from orchestration import services as orchestration
+from orchestration.demo import first_ship_day
 from orchestration.models import Customer, Order
 from portal.actors import Actor
 from portal.domain import DomainError
@@ -40,8 +41,11 @@ def _order(
     *,
     ref: str,
     service_level: str = "standard",
+    requested_ship_date: dt.date | None = None,
     **ship_to,
 ) -> Order | None:
+    if requested_ship_date is None:  # a case of another kind should not also miss today's pickup
+        requested_ship_date = first_ship_day(warehouse, carrier="DPD", service_level=service_level, now=timezone.now())
     try:
         order = orchestration.order_create(
             customer=customer,
@@ -51,7 +55,7 @@ def _order(
             source="demo",
             external_ref=ref,
             ship_to={**SHIP_TO, **ship_to},
-            requested_ship_date=orchestration.local_now(warehouse).date(),
+            requested_ship_date=requested_ship_date,
             carrier="DPD",
             service_level=service_level,
         )
@@ -83,7 +87,15 @@ def seed(*, stdout, orders: int = 300) -> None:
     _order(tight, warehouse, item.sku, 20, ref="DEMO-EXC-CREDIT")
     _order(whole, warehouse, missing.sku, 12, ref="DEMO-EXC-PARTIAL")
     _order(whole, warehouse, item.sku, 2, ref="DEMO-EXC-ADDRESS", city="")
-    late = _order(whole, warehouse, item.sku, 3, ref="DEMO-EXC-CUTOFF", service_level="evening")
+    late = _order(
+        whole,
+        warehouse,
+        item.sku,
+        3,
+        ref="DEMO-EXC-CUTOFF",
+        service_level="evening",
+        requested_ship_date=orchestration.local_now(warehouse).date(),
+    )
 
     dock = Location.objects.filter(warehouse=warehouse).order_by("pick_sequence").first()
     try:
