@@ -150,6 +150,14 @@ def seed(*, stdout, orders: int = 300) -> None:
     stdout.write(f"  {Case.objects.active().count()} open exception cases ({changed} escalated or at risk)")
 
 
+# What customer service asks the customer while the first case of its queue waits on them.
+WAITING_QUESTIONS = {
+    "address_invalid": "Asked the customer for the missing ship-to details",
+    "partial_shipment_decision": "Asked the customer whether to ship in part",
+    "substitution_approval": "Asked the customer whether the substitute is acceptable",
+}
+
+
 def _work_some(supervisor) -> None:
     """Claim one case per queue that has a person, and put one customer-service case on hold with the customer."""
     people = {
@@ -169,8 +177,7 @@ def _work_some(supervisor) -> None:
         try:
             services.case_claim(case=case, actor=Actor.for_user(person))
             if role == "customer_service":
-                services.case_wait_on_external(
-                    case=case, actor=Actor.for_user(person), reason="Asked the customer whether to ship in part"
-                )
+                question = WAITING_QUESTIONS.get(case.type.code, "Asked the customer how to proceed")
+                services.case_wait_on_external(case=case, actor=Actor.for_user(person), reason=question)
         except DomainError:
             continue

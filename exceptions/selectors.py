@@ -590,8 +590,12 @@ def case_facts(case: Case) -> list[tuple[str, str]]:
             continue
         if isinstance(value, bool):
             value = "Yes" if value else "No"
+        elif isinstance(value, list) and all(isinstance(part, str | int | float) for part in value):
+            value = ", ".join(map(str, value))
         elif isinstance(value, (dict, list)):
             value = json.dumps(value, default=str)
+        elif key.endswith("status") and isinstance(value, str):
+            value = value.replace("_", " ")  # a state code: "on_hold" reads "on hold"
         facts.append((FACT_LABELS.get(key, key.replace("_", " ").capitalize()), str(value)))
     return facts
 

@@ -451,7 +451,8 @@ def test_the_case_page_links_to_the_order_timeline(client, supervisor, make_case
 def test_the_case_page_states_the_raisers_facts_in_words_without_database_ids(client, supervisor, make_case):
     case = make_case(
         context={"sku": "SKU-7", "line_no": 3, "shortfall": 1, "task_id": 54, "order_line_id": 53,
-                 "allows_substitution": True, "allows_split_shipment": False},
+                 "allows_substitution": True, "allows_split_shipment": False, "missing": ["street", "city"],
+                 "order_status": "on_hold", "lines": [{"line_no": 1}]},
     )  # fmt: skip
     client.force_login(supervisor)
 
@@ -465,6 +466,8 @@ def test_the_case_page_states_the_raisers_facts_in_words_without_database_ids(cl
         "Allows substitution": "Yes",
     }
     assert facts["Allows split shipment"] == "No"
+    assert (facts["Missing"], facts["Order status"]) == ("street, city", "on hold")
+    assert facts["Lines"] == '[{"line_no": 1}]'  # structured context stays readable as JSON
     assert not {"Task id", "Order line id"} & set(facts)
     assert "Task id" not in response.content.decode()
 
