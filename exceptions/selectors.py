@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -351,7 +351,6 @@ def _order_by(sort: Sort, *, backwards: bool) -> list:
 
     Columns that cannot be null get no NULLS clause, so the ordering matches the queue indexes exactly.
     """
-    from django.db.models import F
 
     order = []
     for column, descending, nullable in sort.columns:
@@ -566,6 +565,44 @@ def queue_summaries(queues: list[Queue], *, now=None) -> list[dict]:
             }
         )
     return summaries
+
+
+DUE_NEXT = 8  # cases on the home page's "due next" list
+
+
+def next_deadline(case: Case) -> tuple[dt.datetime | None, str]:
+    """The deadline a case's clock shows: answering (claim or start) until someone did, then resolving."""
+    if case.first_responded_at is None and case.first_response_due_at:
+        return case.first_response_due_at, "answer"
+    return case.resolution_due_at, "resolve"
+
+
+def cases_due_next(queues: list[Queue], *, limit: int = DUE_NEXT) -> list[Case]:
+    """The active, unpaused cases of `queues` whose next deadline comes first, overdue ones first (two queries).
+
+    One read takes the first unanswered cases by their answer deadline, the other the first cases by their
+    resolution deadline (each from an index); together they hold the first `limit` by the deadline each
+    row shows, since a case is answered before it is resolved.
+    """
+    if not queues:
+        return []
+    unanswered, by_resolution = due_next_reads(queues, limit=limit)
+    cases = {case.pk: case for case in [*unanswered, *by_resolution]}.values()
+    far = dt.datetime.max.replace(tzinfo=dt.UTC)
+    return sorted(cases, key=lambda case: (next_deadline(case)[0] or far, case.pk))[:limit]
+
+
+def due_next_reads(queues: list[Queue], *, limit: int) -> tuple[QuerySet, QuerySet]:
+    """cases_due_next's two reads: unanswered cases by answer deadline, all by resolution deadline."""
+    waiting = (
+        Case.objects.active()
+        .filter(queue__in=queues, paused_at__isnull=True)
+        .select_related("type", "queue", "warehouse", "assignee")
+    )
+    unanswered = waiting.filter(first_responded_at__isnull=True, first_response_due_at__isnull=False).order_by(
+        "first_response_due_at", "id"
+    )
+    return unanswered[:limit], waiting.order_by(F("resolution_due_at").asc(nulls_last=True), "id")[:limit]
 
 
 def summary_json(summary: dict) -> dict:

@@ -7,6 +7,7 @@ app_name = "exceptions"
 urlpatterns = [
     path("", views.queue_list, name="queue-list"),
     path("summary.json", views.queue_summary, name="queue-summary"),
+    path("due-next/", views.due_next, name="due-next"),
     path("cases/<int:pk>/", views.case_detail, name="case-detail"),
     path("cases/<int:pk>/claim/", views.case_claim, name="case-claim"),
     path("cases/<int:pk>/assign/", views.case_assign, name="case-assign"),

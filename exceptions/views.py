@@ -70,6 +70,37 @@ def queues_panel(request) -> dict:
     return {"summaries": selectors.queue_summaries(queues)}
 
 
+@home_panel(
+    key="due_next",
+    title="Due next",
+    template="exceptions/_home_due_next.html",
+    roles=QUEUE_ROLES,
+    order=20,
+)
+def due_next_panel(request) -> dict:
+    return _due_next_context(request.user)
+
+
+def _due_next_context(user) -> dict:
+    """The first cases to fall due across the user's queues, with the clock each row shows."""
+    queues = selectors.queues_for_user(user)
+    now = timezone.now()
+    filters = selectors.QueueFilters.from_params({})
+    return {
+        "queue_codes": " ".join(queue.code for queue in queues),
+        "several_queues": len(queues) > 1,
+        "rows": [_row_context(case, filters, now, user) for case in selectors.cases_due_next(queues)],
+        "url": reverse("exceptions:due-next"),
+    }
+
+
+@login_required
+@require_GET
+def due_next(request):
+    """The home page's "due next" list alone, refetched by the page when a live hint names one of its queues."""
+    return render(request, "exceptions/_home_due_next_rows.html", {"panel": _due_next_context(request.user)})
+
+
 @login_required
 @require_GET
 def queue_list(request):
@@ -143,11 +174,7 @@ def _row_context(case: Case, filters, now, user) -> dict:
     """What one row shows, computed here rather than in template tags: 50 rows render in a few milliseconds."""
     state = selectors.sla_state(case, now)
     detail_url = CASE_URL.replace("0", str(case.pk), 1)
-    # The clock shows the next deadline: answering (claim or start) until someone did, then resolving.
-    if case.first_responded_at is None and case.first_response_due_at:
-        due, due_kind = case.first_response_due_at, "answer"
-    else:
-        due, due_kind = case.resolution_due_at, "resolve"
+    due, due_kind = selectors.next_deadline(case)
     return {
         "case": case,
         "url": detail_url,

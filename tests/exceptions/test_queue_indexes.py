@@ -29,3 +29,19 @@ def test_every_queue_sort_is_served_by_an_index(sort_key, backwards, user_with_r
 
     assert "Sort" not in plan, plan
     assert "case_queue_active_" in plan, plan
+
+
+@pytest.mark.parametrize("read", ["unanswered", "by_resolution"])
+def test_the_home_pages_due_next_reads_are_served_by_indexes(read):
+    from exceptions.selectors import due_next_reads
+
+    unanswered, by_resolution = due_next_reads([Queue.objects.get(code="finance")], limit=8)
+    reads = {"unanswered": unanswered, "by_resolution": by_resolution}
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_sort = off")
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        plan = reads[read].explain()
+
+    assert "Sort" not in plan, plan
+    assert {"unanswered": "case_queue_unanswered_due_idx", "by_resolution": "case_queue_"}[read] in plan, plan

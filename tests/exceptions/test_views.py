@@ -421,6 +421,55 @@ def test_home_shows_the_users_queues_with_counts_and_aging(client, supervisor, m
     assert {age["key"]: age["count"] for age in summary[0]["ages"]} == {"lt1h": 1, "1to4h": 1, "4to24h": 0, "gt24h": 0}
 
 
+def test_home_lists_what_falls_due_next_in_the_users_queues_only(client, supervisor, make_case):
+    now = timezone.now()
+    later, overdue, soon, unanswered = make_case(), make_case(), make_case(), make_case()
+    waiting = make_case()  # its clock is paused while it waits on the customer
+    finance_case = make_case("credit_hold", subject_type="orchestration.order")
+    for case, minutes in [(later, 300), (overdue, -5), (soon, 20), (waiting, -60), (finance_case, -90)]:
+        Case.objects.filter(pk=case.pk).update(
+            first_responded_at=now - dt.timedelta(hours=1), resolution_due_at=now + dt.timedelta(minutes=minutes)
+        )
+    # nobody answered this one: its clock shows the answer deadline (in 10 min), not the resolution (in 2 days)
+    Case.objects.filter(pk=unanswered.pk).update(
+        first_response_due_at=now + dt.timedelta(minutes=10), resolution_due_at=now + dt.timedelta(days=2)
+    )
+    Case.objects.filter(pk=waiting.pk).update(paused_at=now, status=Case.Status.WAITING_EXTERNAL)
+    client.force_login(supervisor)
+
+    home = client.get(reverse("home"))
+    fragment = client.get(reverse("exceptions:due-next"))
+
+    panel = next(panel for panel in home.context["panels"] if panel["key"] == "due_next")
+    expected = [overdue.pk, unanswered.pk, soon.pk, later.pk]
+    assert [row["case"].pk for row in panel["rows"]] == expected
+    assert [(row["sla"], row["due_kind"]) for row in panel["rows"]][:2] == [
+        (Case.SlaState.BREACHED, "resolve"),
+        (Case.SlaState.OK, "answer"),
+    ]
+    assert panel["queue_codes"] == "warehouse_supervisor"
+    assert f"#{finance_case.pk}<" not in home.content.decode()
+    assert [row["case"].pk for row in fragment.context["panel"]["rows"]] == expected
+    assert "<html" not in fragment.content.decode()  # the rows alone, to replace the panel's content
+
+
+def test_the_home_page_stays_within_its_query_budget(client, supervisor, make_case, django_assert_max_num_queries):
+    for _ in range(12):
+        make_case()
+    client.force_login(supervisor)
+
+    with django_assert_max_num_queries(8):  # session, user, roles, queues, counts, cases due next
+        response = client.get(reverse("home"))
+    panel = next(panel for panel in response.context["panels"] if panel["key"] == "due_next")
+    assert len(panel["rows"]) == 8
+
+
+def test_the_due_next_list_needs_a_signed_in_user(client):
+    response = client.get(reverse("exceptions:due-next"))
+
+    assert response.status_code == 302 and "/login/" in response["Location"]
+
+
 def test_a_user_without_a_queue_role_is_told_what_to_do(client, user_with_role):
     from portal.roles import Role
 
