@@ -178,6 +178,7 @@ def test_a_short_pick_appears_live_and_is_resolved_from_the_case_page(
     home.goto(f"{portal_server}/")
     home.wait_for_selector("#live-status[data-state=open]", timeout=10_000)
     assert home.locator(OPEN_COUNT).inner_text() == "0"
+    assert "Nothing waiting" in home.locator(".due-next").inner_text()
 
     # Another process picks short through the domain services; the case is raised in its transaction.
     raised = subprocess.run(
@@ -193,6 +194,7 @@ def test_a_short_pick_appears_live_and_is_resolved_from_the_case_page(
     assert "Short pick" in row.inner_text()
     assert page.locator("#queue-total").inner_text() == "1"
     home.wait_for_function(f"document.querySelector('{OPEN_COUNT}').textContent === '1'", timeout=5_000)
+    home.wait_for_selector(f'.due-next tr[data-case="{case.pk}"]', timeout=5_000)  # and it is due next
 
     # Resolve it from the case page: backorder the missing units, with a reason.
     row.query_selector(f'a[href="/queues/cases/{case.pk}/"]').click()
@@ -206,6 +208,7 @@ def test_a_short_pick_appears_live_and_is_resolved_from_the_case_page(
     case.refresh_from_db()
     assert case.status == Case.Status.RESOLVED and case.resolution_code == "backorder"
     home.wait_for_function(f"document.querySelector('{OPEN_COUNT}').textContent === '0'", timeout=5_000)
+    home.wait_for_selector(f'.due-next tr[data-case="{case.pk}"]', state="detached", timeout=5_000)
     OUTPUT.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(OUTPUT / f"{request.node.name}.png"), full_page=True)
 
