@@ -335,6 +335,10 @@ def _to_maintenance(equipment: Equipment, *, now: dt.datetime, actor: Actor, rea
     _reroute_open_handoffs(equipment, now=now, actor=actor, reason=f"{equipment.code} in maintenance: {reason}")
 
 
+def _tasks_affected(count: int) -> str:
+    return "no task affected" if count == 0 else f"{count} task{'s' if count != 1 else ''} affected"
+
+
 def _stop(
     equipment: Equipment, *, kind: str, code: str, message: str, now: dt.datetime, actor: Actor, reason: str
 ) -> EquipmentFault:
@@ -381,7 +385,7 @@ def _stop(
         subject_label=f"{equipment.name} ({equipment.code})",
         summary=f"{equipment.get_kind_display()} {equipment.code} in zone {equipment.zone} at "
         f"{equipment.warehouse.code}: {fault.get_kind_display().lower()}"
-        f"{f' {code}' if code and code not in ('manual', 'reported') else ''}; {len(affected)} task(s) affected",
+        f"{f' {code}' if code and code not in ('manual', 'reported') else ''}; {_tasks_affected(len(affected))}",
         context={
             "equipment": equipment.code,
             "equipment_kind": equipment.kind,

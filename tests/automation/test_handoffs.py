@@ -255,6 +255,7 @@ def test_jam_faults_the_unit_reroutes_waiting_work_raises_a_case_and_clears(
     assert case.status == "open"
     assert fault.case_id == case.pk
     assert {t["task_id"] for t in case.context["affected_tasks"]} == {in_progress.pk, waiting.pk}
+    assert case.summary.endswith("; 2 tasks affected"), case.summary
     assert sorted(case.context["orders"]) == sorted([in_progress.order.number, waiting.order.number])
     assert case.queue.code == "warehouse_supervisor" or "supervisor" in case.queue.code
 
