@@ -861,6 +861,10 @@ def order_line_backorder(*, line: OrderLine, actor: Actor, reason: str) -> Order
     _require_reason(reason)
     with transaction.atomic():
         order, line = _lock_line(line)
+        missing = line.quantity - line.allocated_quantity - line.picked_quantity - line.shipped_quantity
+        if missing > 0 and not line.allocated_quantity and line.status == OrderLine.Status.PARTIAL:
+            line.status = OrderLine.Status.BACKORDERED  # short-picked: what is missing waits for stock, as decided
+            line.save(update_fields=["status"])
         _emit_line_change(order, line, "backordered", actor=actor, reason=reason, open_quantity=line.open_quantity)
     return line
 

@@ -99,6 +99,8 @@ def test_backorder_keeps_the_rest_open(short_task, supervisor):
     assert_resolved(case, "backorder", "user:sam")
     change = DomainEvent.objects.filter(name="order.line_changed").latest("pk")
     assert (change.payload["change"], change.payload["line_no"]) == ("backordered", 1)
+    line = OrderLine.objects.get(pk=short_task.order_line_id)
+    assert line.status == OrderLine.Status.BACKORDERED  # the order page says what was decided
 
 
 def test_ship_partial_ships_what_was_picked(short_task, supervisor):
