@@ -270,7 +270,9 @@ def ship_partial(*, case, actor: Actor, reason: str, params: dict) -> str:
         )
         if line.open_quantity > 0
     ]
-    if open_lines and all(line.allocated_quantity == 0 for line in order.lines.exclude(status="cancelled")):
+    if open_lines and all(
+        line.allocated_quantity == 0 for line in order.lines.exclude(status=OrderLine.Status.CANCELLED)
+    ):
         raise TransitionRefused(f"Nothing of {order.number} is reserved yet; wait or cancel the order.")
     why = f"Ship what is available: {reason}"
     changes = []

@@ -304,6 +304,11 @@ class OrderLine(models.Model):
         return self.quantity - self.allocated_quantity - self.shipped_quantity
 
     @property
+    def missing_quantity(self) -> int:
+        """Units neither reserved, picked nor shipped: what a short pick left waiting for a decision."""
+        return self.quantity - self.allocated_quantity - self.picked_quantity - self.shipped_quantity
+
+    @property
     def value(self) -> Decimal:
         return self.unit_price * self.quantity
 

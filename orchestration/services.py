@@ -861,8 +861,7 @@ def order_line_backorder(*, line: OrderLine, actor: Actor, reason: str) -> Order
     _require_reason(reason)
     with transaction.atomic():
         order, line = _lock_line(line)
-        missing = line.quantity - line.allocated_quantity - line.picked_quantity - line.shipped_quantity
-        if missing > 0 and not line.allocated_quantity and line.status == OrderLine.Status.PARTIAL:
+        if line.status == OrderLine.Status.PARTIAL and not line.allocated_quantity and line.missing_quantity > 0:
             line.status = OrderLine.Status.BACKORDERED  # short-picked: what is missing waits for stock, as decided
             line.save(update_fields=["status"])
         _emit_line_change(order, line, "backordered", actor=actor, reason=reason, open_quantity=line.open_quantity)
@@ -883,7 +882,7 @@ def order_line_substitute(*, line: OrderLine, substitute: Item, actor: Actor, re
                 f"{substitute.sku} is not a listed substitute for {line.item.sku}.",
                 fields={"substitute": ["Choose one of the item's substitutes."]},
             )
-        missing = line.quantity - line.allocated_quantity - line.picked_quantity - line.shipped_quantity
+        missing = line.missing_quantity
         if missing <= 0:
             raise TransitionRefused(f"Line {line.line_no} of {order.number} has nothing left to substitute.")
         line.quantity -= missing
@@ -933,7 +932,7 @@ def order_line_reallocate(*, line: OrderLine, actor: Actor, reason: str, warehou
 
 def _reallocate_released_line(order: Order, line: OrderLine, *, actor: Actor, reason: str) -> Order:
     """After a short pick on a released order: reserve the missing units elsewhere and add pick tasks."""
-    missing = line.quantity - line.allocated_quantity - line.picked_quantity - line.shipped_quantity
+    missing = line.missing_quantity
     if missing <= 0:
         raise TransitionRefused(f"Line {line.line_no} of {order.number} is not missing anything.")
     allocation = inventory.reservation_reserve_lines(
@@ -1147,7 +1146,7 @@ def _complete_pick(task: Task, done: int, *, actor: Actor, reason: str) -> Task:
     line.allocated_quantity -= task.quantity
     if line.picked_quantity >= line.quantity - line.shipped_quantity:
         line.status = OrderLine.Status.PICKED
-    elif line.picked_quantity + line.allocated_quantity < line.quantity - line.shipped_quantity:
+    elif line.missing_quantity > 0:
         line.status = OrderLine.Status.PARTIAL  # short: units neither picked nor reserved wait for a decision
     line.save(update_fields=["picked_quantity", "allocated_quantity", "status"])
     if result.shortfall:
