@@ -75,6 +75,11 @@ class EventHandler:
     handler: Callable[[Any], Any]
     subject: Callable[[dict], str] | None = None
     payload_serializer: type[serializers.Serializer] | None = None
+    batch_handler: Callable[[list], list] | None = None
+    batchable: Callable[[dict], bool] | None = None
+
+    def takes_in_batch(self, payload: dict) -> bool:
+        return self.batch_handler is not None and (self.batchable is None or self.batchable(payload))
 
 
 _handlers: dict[str, EventHandler] = {}
@@ -86,15 +91,19 @@ def register_event_handler(
     *,
     subject: Callable[[dict], str] | None = None,
     payload_serializer: type[serializers.Serializer] | None = None,
+    batch_handler: Callable[[list], list] | None = None,
+    batchable: Callable[[dict], bool] | None = None,
 ) -> None:
     """Handle events of `event_type` with `handler(event)` (replaces an earlier registration of that type).
 
     `subject(payload) -> str` names what the event is about (events of one subject run in
     order); without it the subject is derived from the payload (order, task, equipment …).
     `payload_serializer` checks the payload when the event is posted: a bad payload is
-    refused with 422 and never stored.
+    refused with 422 and never stored. `batch_handler(events)` settles many events of the
+    type at once (those whose payload `batchable` accepts): it returns, per event and in order,
+    an ``Outcome`` or the ``DomainError`` that refuses that event alone.
     """
-    _handlers[event_type] = EventHandler(event_type, handler, subject, payload_serializer)
+    _handlers[event_type] = EventHandler(event_type, handler, subject, payload_serializer, batch_handler, batchable)
 
 
 def handler_for(event_type: str) -> EventHandler | None:
@@ -395,6 +404,14 @@ def _raise_case(event: InboundEvent, error: str) -> None:
         logger.exception("integration failure case not raised", extra={"event": event.event_id})
 
 
+def _refusal(refused: DomainError) -> str:
+    """A refusal as the event's error: the message, then the fields it names."""
+    error = refused.message
+    if refused.fields:
+        error += " " + "; ".join(f"{k}: {' '.join(map(str, v))}" for k, v in refused.fields.items())
+    return error
+
+
 def _apply(event: InboundEvent, now: dt.datetime) -> None:
     """Run the handler in a savepoint and record the outcome on the (locked) event row."""
     registered = handler_for(event.type)
@@ -414,9 +431,7 @@ def _apply(event: InboundEvent, now: dt.datetime) -> None:
             event.last_error = ""
     except DomainError as refused:
         event.status = InboundEvent.Status.FAILED
-        error = refused.message
-        if refused.fields:
-            error += " " + "; ".join(f"{k}: {' '.join(map(str, v))}" for k, v in refused.fields.items())
+        error = _refusal(refused)
     except Exception as unexpected:  # the savepoint rolled the handler's writes back
         logger.exception("inbound event handler error", extra={"event": event.event_id, "type": event.type})
         error = f"{type(unexpected).__name__}: {unexpected}"
@@ -464,12 +479,17 @@ def _claim_head(subject_key: str, now: dt.datetime) -> tuple[InboundEvent | None
         row = cursor.fetchone()
     if row is None:
         return None, False
-    values = list(row[:-2])
-    for index, field in _EVENT_CONVERTED:  # what the ORM's compiler would do (JSON text → Python)
+    return _event_from_row(row), row[-1]
+
+
+def _event_from_row(row) -> InboundEvent:
+    """An event from a claim's row: its columns, then its partner's code (what the ORM's compiler would do)."""
+    values = list(row[: len(_EVENT_COLUMNS)])
+    for index, field in _EVENT_CONVERTED:  # JSON text → Python
         values[index] = field.from_db_value(values[index], None, connection)
     event = InboundEvent.from_db(connection.alias, _EVENT_FIELDS, values)
-    event.partner = Partner.from_db(connection.alias, ["id", "code"], [event.partner_id, row[-2]])
-    return event, row[-1]
+    event.partner = Partner.from_db(connection.alias, ["id", "code"], [event.partner_id, row[len(_EVENT_COLUMNS)]])
+    return event
 
 
 def event_process_next(*, subject_key: str, now: dt.datetime | None = None) -> InboundEvent | None:
@@ -539,13 +559,184 @@ def _pending_exists(subject_key: str) -> bool:
         return cursor.fetchone() is not None
 
 
+RUN_LENGTH = 20  # events of one subject a round may settle together in a batch
+
+CLAIM_RUNS_SQL = f"""
+SELECT {", ".join(f"e.{column}" for column in _EVENT_COLUMNS)}, p.code, queued.position
+FROM integrations_inboundevent e
+JOIN integrations_partner p ON p.id = e.partner_id
+JOIN (
+    SELECT pending.id, row_number() OVER (PARTITION BY subject.key ORDER BY pending.id) AS position
+    FROM unnest(%s::varchar[]) AS subject(key)
+    CROSS JOIN LATERAL (SELECT id FROM integrations_inboundevent
+                        WHERE subject_key = subject.key AND status = 'pending' ORDER BY id LIMIT %s) pending
+) queued ON queued.id = e.id
+WHERE e.status = 'pending'
+ORDER BY e.id
+FOR UPDATE OF e SKIP LOCKED
+"""
+
+
+def events_process_subjects(*, subject_keys: list[str], limit: int = 2000, now: dt.datetime | None = None) -> int:
+    """Drain several subjects, each in order; returns how many events were settled.
+
+    Each round claims the first pending events of every subject in one statement. Where a
+    subject's head is of a type settled in batches (a plain stock arrival), the run of such
+    events from its head is settled together with the other subjects' runs: one transaction,
+    the handler's rows locked in primary-key order, one UPDATE recording the outcomes. A
+    subject whose head is any other event drains one event per transaction
+    (``events_process_subject``). A subject whose head another worker holds is that worker's;
+    one whose head waits for a retry is the sweep's.
+    """
+    subjects = list(dict.fromkeys(subject_keys))
+    done = 0
+    while subjects and done < limit:
+        settled, alone, batched, deferred = _settle_runs(subjects, now)
+        done += settled
+        for subject_key in alone:
+            done += events_process_subject(subject_key=subject_key, now=now)
+        # Events stored while the runs were held had their own tasks turned away: look once more.
+        subjects = deferred + _pending_subjects(batched)
+    return done
+
+
+def _settle_runs(subjects: list[str], now: dt.datetime | None) -> tuple[int, list[str], list[str], list[str]]:
+    """One round over `subjects`: (events settled, subjects to drain alone, subjects batched, subjects deferred).
+
+    One batch type per transaction, so every lock a batch handler takes is in its own fixed
+    order; subjects whose run is of another batch type wait for the next round.
+    """
+    now = now or timezone.now()
+    alone, deferred = [], []
+    runs: dict[str, list[InboundEvent]] = {}
+    batch_type = None
+    with transaction.atomic():
+        for subject_key, run in _claim_runs(subjects, now).items():
+            registered = handler_for(run[0].type)
+            if registered is None or not registered.takes_in_batch(run[0].payload):
+                alone.append(subject_key)
+            elif batch_type in (None, run[0].type):
+                batch_type = run[0].type
+                runs[subject_key] = _batchable_prefix(run, registered)
+            else:
+                deferred.append(subject_key)
+        events = [event for run in runs.values() for event in run]
+        if events:
+            _apply_batch(handler_for(batch_type), events, now)
+    return len(events), alone, list(runs), deferred
+
+
+def _claim_runs(subjects: list[str], now: dt.datetime) -> dict[str, list[InboundEvent]]:
+    """Lock the first pending events of each subject, keeping per subject only the unbroken run from its head.
+
+    Only a run that starts at the head counts, and only while its head is due: when another
+    worker holds the head (SKIP LOCKED leaves it out) the subject is left alone entirely, so no
+    later event is ever taken out of turn. The other rows it locked are released at commit.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(CLAIM_RUNS_SQL, [subjects, RUN_LENGTH])
+        rows = cursor.fetchall()
+    runs: dict[str, list[InboundEvent]] = {}
+    for row in rows:
+        event = _event_from_row(row)
+        run = runs.setdefault(event.subject_key, [])
+        if row[-1] == len(run) + 1:  # its position in the subject's queue: the run is unbroken
+            run.append(event)
+    return {
+        subject_key: run
+        for subject_key, run in runs.items()
+        if run and (run[0].next_attempt_at is None or run[0].next_attempt_at <= now)
+    }
+
+
+def _batchable_prefix(run: list[InboundEvent], registered: EventHandler) -> list[InboundEvent]:
+    """The head and the events after it of the same type and partner that the type's batch handler takes."""
+    head = run[0]
+    prefix = [head]
+    for event in run[1:]:
+        if (
+            event.type != head.type
+            or event.partner_id != head.partner_id
+            or not registered.takes_in_batch(event.payload)
+        ):
+            break
+        prefix.append(event)
+    return prefix
+
+
+def _apply_batch(registered: EventHandler, events: list[InboundEvent], now: dt.datetime) -> None:
+    """Settle claimed events of one type together; if the batch handler breaks, settle them one by one."""
+    try:
+        with transaction.atomic():
+            outcomes = registered.batch_handler(events)
+            if len(outcomes) != len(events):
+                raise RuntimeError(f"{registered.event_type} batch handler answered {len(outcomes)} of {len(events)}")
+    except Exception:
+        logger.exception("inbound batch handler error; settling one by one", extra={"type": registered.event_type})
+        _apply_each(events, now)
+        return
+    for event, outcome in zip(events, outcomes, strict=True):
+        event.attempts += 1
+        event.next_attempt_at = None
+        event.processed_at = now
+        if isinstance(outcome, DomainError):
+            event.status = InboundEvent.Status.FAILED
+            event.last_error = _refusal(outcome)[:2000]
+        elif outcome.applied:
+            event.status, event.last_error = InboundEvent.Status.PROCESSED, ""
+        else:
+            event.status, event.last_error = InboundEvent.Status.IGNORED, outcome.note[:2000]
+    _record_outcomes(events)
+    for event in events:
+        if event.status == InboundEvent.Status.FAILED:
+            _raise_case(event, event.last_error)
+
+
+def _apply_each(events: list[InboundEvent], now: dt.datetime) -> None:
+    """One event at a time, each in its savepoint; a subject whose event stays pending (a retry) stops there."""
+    waiting = set()
+    for event in events:
+        if event.subject_key in waiting:
+            continue
+        _apply(event, now)
+        if event.status == InboundEvent.Status.PENDING:
+            waiting.add(event.subject_key)
+
+
+def _record_outcomes(events: list[InboundEvent]) -> None:
+    """Each settled event's status, attempts, error and time in one UPDATE."""
+    rows = ", ".join(["(%s::bigint, %s::varchar, %s::integer, %s::text, %s::timestamptz)"] * len(events))
+    params: list = []
+    for event in events:
+        params.extend([event.pk, event.status, event.attempts, event.last_error, event.processed_at])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE integrations_inboundevent AS e SET status = v.status, attempts = v.attempts, "
+            "next_attempt_at = NULL, last_error = v.last_error, processed_at = v.processed_at "
+            f"FROM (VALUES {rows}) AS v(id, status, attempts, last_error, processed_at) WHERE e.id = v.id",
+            params,
+        )
+
+
+def _pending_subjects(subjects: list[str]) -> list[str]:
+    """Which of `subjects` still have pending events (one read)."""
+    if not subjects:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT DISTINCT subject_key FROM integrations_inboundevent WHERE subject_key = ANY(%s) AND status = 'pending'",
+            [subjects],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
 def events_process_due(*, now: dt.datetime | None = None, older_than_seconds: float = 5, limit: int = 200) -> int:
     """The sweep: every subject whose head is due (a lost task, a retry after an error) is drained."""
     now = now or timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(DUE_HEADS_SQL, [now, now - dt.timedelta(seconds=older_than_seconds), limit])
         subjects = [row[0] for row in cursor.fetchall()]
-    return sum(events_process_subject(subject_key=subject, now=now) for subject in subjects)
+    return events_process_subjects(subject_keys=subjects, now=now)
 
 
 # --- handlers for WMS / TMS events ------------------------------------------------------
@@ -622,14 +813,15 @@ class StockReceivedPayload(serializers.Serializer):
     note = serializers.CharField(max_length=300, required=False, allow_blank=True)
 
 
-def _location(payload: dict):
+def _location(payload: dict, known: dict | None = None):
+    """The payload's location; `known` maps (warehouse code, location code) to locations read for a batch."""
     from inventory.models import Location
 
-    location = (
-        Location.objects.select_related("warehouse")
-        .filter(warehouse__code=payload.get("warehouse"), code=payload.get("location"))
-        .first()
-    )
+    key = (payload.get("warehouse"), payload.get("location"))
+    if known is None:
+        location = Location.objects.select_related("warehouse").filter(warehouse__code=key[0], code=key[1]).first()
+    else:
+        location = known.get(key)
     if location is None:
         raise NotFound(
             f"No location {payload.get('location')!r} in warehouse {payload.get('warehouse')!r}.",
@@ -638,24 +830,27 @@ def _location(payload: dict):
     return location
 
 
-def _lot(item, payload: dict):
+def _lot(item, payload: dict, known: dict | None = None):
+    """The payload's lot of `item`, if it names one; `known` maps (item id, lot code) to lots read for a batch."""
     from inventory.models import Lot
 
     code = payload.get("lot")
     if not code:
         return None
-    lot = Lot.objects.filter(item=item, code=code).first()
+    lot = Lot.objects.filter(item=item, code=code).first() if known is None else known.get((item.pk, code))
     if lot is None:
         raise NotFound(f"No lot {code!r} of {item.sku}.", fields={"payload.lot": ["Unknown."]})
     return lot
 
 
-def _item(payload: dict):
+def _item(payload: dict, known: dict | None = None):
+    """The payload's item; `known` maps SKUs to items read for a batch."""
     from inventory.models import Item
 
-    item = Item.objects.filter(sku=payload.get("sku")).first()
+    sku = payload.get("sku")
+    item = Item.objects.filter(sku=sku).first() if known is None else known.get(sku)
     if item is None:
-        raise NotFound(f"Unknown SKU {payload.get('sku')!r}.", fields={"payload.sku": ["Unknown."]})
+        raise NotFound(f"Unknown SKU {sku!r}.", fields={"payload.sku": ["Unknown."]})
     return item
 
 
@@ -699,6 +894,61 @@ def handle_stock_received(event) -> Outcome:
         source_ref=str(event.event_id)[:64],
     )
     return Outcome(True)
+
+
+def _is_plain_arrival(payload: dict) -> bool:
+    return not payload.get("receipt")
+
+
+def handle_stock_received_batch(events: list) -> list:
+    """Plain arrivals (no receipt line) of many events at once: three reads, then one receipt per partner.
+
+    Returns per event its ``Outcome``, or the ``NotFound`` / ``InvalidInput`` that refuses it alone.
+    """
+    from inventory import services as inventory
+    from inventory.models import Item, Location, Lot
+
+    payloads = [event.payload for event in events]
+    items = {item.sku: item for item in Item.objects.filter(sku__in={p.get("sku") for p in payloads})}
+    locations = {
+        (location.warehouse.code, location.code): location
+        for location in Location.objects.select_related("warehouse").filter(
+            warehouse__code__in={p.get("warehouse") for p in payloads}, code__in={p.get("location") for p in payloads}
+        )
+    }
+    lot_codes = {p["lot"] for p in payloads if p.get("lot")}
+    lots = (
+        {(lot.item_id, lot.code): lot for lot in Lot.objects.filter(item__in=list(items.values()), code__in=lot_codes)}
+        if lot_codes
+        else {}
+    )
+    outcomes: list = []
+    arrivals: dict[str, list] = {}
+    for event in events:
+        try:
+            item = _item(event.payload, items)
+            arrival = inventory.StockArrival(
+                item=item,
+                location=_location(event.payload, locations),
+                quantity=event.payload["quantity"],
+                lot=_lot(item, event.payload, lots),
+                reason=_reason(event, "Received"),
+                source_ref=str(event.event_id)[:64],
+            )
+            arrival.check()
+        except DomainError as refused:
+            outcomes.append(refused)
+            continue
+        outcomes.append(Outcome(True))
+        arrivals.setdefault(event.partner.code, []).append(arrival)
+    for partner_code, received in arrivals.items():
+        inventory.stock_receive_many(
+            arrivals=received,
+            actor=Actor.partner(partner_code),
+            reason=f"Received ({partner_code})",
+            source_type="event",
+        )
+    return outcomes
 
 
 class CountRecordedPayload(serializers.Serializer):
@@ -806,7 +1056,13 @@ def handle_shipment_shipped(event) -> Outcome:
 for _kind in ("acknowledged", "started", "completed"):
     register_event_handler(f"task.{_kind}", handle_task_event, payload_serializer=TaskPayload)
 register_event_handler("task.short", handle_task_event, payload_serializer=ShortPayload)
-register_event_handler("stock.received", handle_stock_received, payload_serializer=StockReceivedPayload)
+register_event_handler(
+    "stock.received",
+    handle_stock_received,
+    payload_serializer=StockReceivedPayload,
+    batch_handler=handle_stock_received_batch,
+    batchable=_is_plain_arrival,
+)
 register_event_handler("count.recorded", handle_count_recorded, payload_serializer=CountRecordedPayload)
 register_event_handler("shipment.packed", handle_shipment_packed, payload_serializer=ShipmentPackedPayload)
 register_event_handler("shipment.shipped", handle_shipment_shipped, payload_serializer=ShipmentShippedPayload)

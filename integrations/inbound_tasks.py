@@ -10,13 +10,13 @@ from integrations import idempotency, inbound
 @shared_task(name="integrations.inbound.process_subject", queue="inbound", acks_late=True)
 def process_inbound_subject(subject_key: str) -> int:
     """Drain one subject's pending events in order (tasks queued before subjects were sent in lists)."""
-    return inbound.events_process_subject(subject_key=subject_key)
+    return inbound.events_process_subjects(subject_keys=[subject_key])
 
 
 @shared_task(name="integrations.inbound.process_subjects", queue="inbound", acks_late=True)
 def process_inbound_subjects(subject_keys: list[str]) -> int:
-    """Drain several subjects (a batch's), one after the other, each in order."""
-    return sum(inbound.events_process_subject(subject_key=subject_key) for subject_key in subject_keys)
+    """Drain several subjects (a batch's), each in order; stock arrivals of all of them are settled together."""
+    return inbound.events_process_subjects(subject_keys=subject_keys)
 
 
 @shared_task(name="integrations.inbound.process_due", queue="inbound")

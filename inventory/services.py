@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from inventory import events
@@ -47,7 +47,7 @@ from inventory.models import (
 from inventory.selectors import stock_discrepancies
 from portal.actors import Actor, stamp_history
 from portal.domain import DomainError, InvalidInput, PermissionRefused, TransitionRefused, transition
-from portal.events import emit
+from portal.events import emit, emit_many
 
 
 def _emit(name: str, **kwargs):
@@ -511,16 +511,119 @@ def stock_receive(
             subject=level,
             actor=actor,
             reason=reason,
-            payload={
-                "sku": item.sku,
-                "item_id": item.pk,
-                "warehouse": location.warehouse.code,
-                "warehouse_id": location.warehouse_id,
-                "location": location.code,
-                "quantity": quantity,
-            },
+            payload=_received_payload(item, location, quantity),
         )
     return movement
+
+
+@dataclass(frozen=True)
+class StockArrival:
+    """Units that arrived at a location: one line of ``stock_receive_many``."""
+
+    item: Item
+    location: Location
+    quantity: int
+    lot: Lot | None = None
+    reason: str = ""  # this arrival's own reason, when it differs from the batch's
+    source_ref: str = ""
+
+    def check(self) -> None:
+        """Refuse what no stock row may take: a quantity below 1, a lot-tracked item without its lot."""
+        if self.quantity <= 0:
+            raise InvalidInput("Received quantity must be positive.", fields={"quantity": ["Must be at least 1."]})
+        if self.item.lot_tracked and self.lot is None:
+            raise InvalidInput(
+                f"{self.item.sku} is lot-tracked: give the lot.", fields={"lot": ["Required for this item."]}
+            )
+
+
+def stock_receive_many(
+    *, arrivals: list[StockArrival], actor: Actor, reason: str, source_type: str = ""
+) -> list[StockMovement]:
+    """Add several arrivals to stock at once: rows locked in primary-key order, one update, one ledger insert.
+
+    All or nothing, like a single receipt. Arrivals at the same stock row are added in the
+    order given (one movement each). Returns the movements in the order of `arrivals`.
+    """
+    _require_reason(reason)
+    for arrival in arrivals:
+        arrival.check()
+    if not arrivals:
+        return []
+    with transaction.atomic():
+        levels = _lock_stock_levels_for({_arrival_key(arrival) for arrival in arrivals})
+        deltas: dict[int, int] = defaultdict(int)
+        movements, announced = [], []
+        for arrival in arrivals:
+            level = levels[_arrival_key(arrival)]
+            deltas[level.pk] += arrival.quantity
+            why = arrival.reason or reason
+            movements.append(
+                _movement(
+                    level,
+                    StockMovement.Kind.RECEIPT,
+                    on_hand=arrival.quantity,
+                    actor=actor,
+                    reason=why,
+                    source_type=source_type,
+                    source_ref=arrival.source_ref,
+                )
+            )
+            announced.append((level, _received_payload(arrival.item, arrival.location, arrival.quantity), why))
+        _apply_deltas("on_hand", deltas, guard="TRUE")
+        StockMovement.objects.bulk_create(movements)
+        emit_many(
+            events.STOCK_RECEIVED,
+            items=[(level, payload) for level, payload, _why in announced],
+            reasons=[why for _level, _payload, why in announced],
+            actor=actor,
+            reason=reason,
+            savepoint=False,
+        )
+    return movements
+
+
+def _arrival_key(arrival: StockArrival) -> tuple[int, int, int | None]:
+    return arrival.item.pk, arrival.location.pk, arrival.lot.pk if arrival.lot else None
+
+
+def _lock_stock_levels_for(keys: set[tuple[int, int, int | None]]) -> dict[tuple, StockLevel]:
+    """The stock rows for (item id, location id, lot id) keys, locked in primary-key order; missing ones created.
+
+    The rows usually exist: one locking read. Missing rows are created empty and locked after
+    the others, as ``_lock_stock_level_for`` does for one.
+    """
+    levels = _locked_levels(keys)
+    missing = keys - levels.keys()
+    if missing:
+        StockLevel.objects.bulk_create(
+            [
+                StockLevel(item_id=item, location_id=location, lot_id=lot)
+                for item, location, lot in sorted(missing, key=str)
+            ],
+            ignore_conflicts=True,
+        )
+        levels.update(_locked_levels(missing))
+    return levels
+
+
+def _locked_levels(keys) -> dict[tuple, StockLevel]:
+    wanted = Q()
+    for item, location, lot in keys:
+        wanted |= Q(item_id=item, location_id=location, lot_id=lot)
+    rows = StockLevel.objects.filter(wanted).order_by("pk").select_for_update(no_key=True)
+    return {(row.item_id, row.location_id, row.lot_id): row for row in rows}
+
+
+def _received_payload(item: Item, location: Location, quantity: int) -> dict:
+    return {
+        "sku": item.sku,
+        "item_id": item.pk,
+        "warehouse": location.warehouse.code,
+        "warehouse_id": location.warehouse_id,
+        "location": location.code,
+        "quantity": quantity,
+    }
 
 
 def stock_adjust(

@@ -98,18 +98,26 @@ def emit(
 
 
 def emit_many(
-    name: str, *, items: list[tuple[object, dict]], actor: Actor, reason: str = "", savepoint: bool = True
+    name: str,
+    *,
+    items: list[tuple[object, dict]],
+    actor: Actor,
+    reason: str = "",
+    reasons: list[str] | None = None,
+    savepoint: bool = True,
 ) -> list[DomainEvent]:
     """emit() for several subjects at once (subject, payload pairs): one INSERT for all the outbox rows.
 
-    In-transaction subscribers then run for each event in order, as consecutive emit() calls would run them.
+    `reasons`, when given, is each event's own reason (in the order of `items`). In-transaction
+    subscribers then run for each event in order, as consecutive emit() calls would run them.
     """
     if not items:
         return []
     needs_dispatch = bool(subscribers_for(name, in_transaction=False))
+    reasons = reasons or [reason] * len(items)
     with transaction.atomic(savepoint=savepoint):
         rows = []
-        for subject, payload in items:
+        for (subject, payload), why in zip(items, reasons, strict=True):
             subject_type, subject_id = subject_ref(subject)
             rows.append(
                 DomainEvent(
@@ -118,7 +126,7 @@ def emit_many(
                     subject_id=subject_id,
                     payload=payload or {},
                     actor=actor.label,
-                    reason=reason,
+                    reason=why,
                     dispatched_at=None if needs_dispatch else timezone.now(),
                 )
             )
