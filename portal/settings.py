@@ -222,6 +222,8 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = True
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("MAX_BODY_BYTES", str(1024 * 1024)))
+# Threads per web server process that run HTTP requests (portal/http_bridge.py); keep DATABASE_POOL_SIZE at least this.
+WEB_THREADS = int(os.environ.get("WEB_THREADS", "8"))
 
 # Partner API (integrations/api): Idempotency-Key retention, a rate limit that overrides every partner's own,
 # and the benchmark-only endpoints (never on in production).
