@@ -34,6 +34,14 @@ def test_login_page_renders(client):
     assertContains(response, "csrfmiddlewaretoken")
 
 
+def test_pages_and_the_admin_get_the_portal_icon(client):
+    assertContains(client.get("/login/"), '<link rel="icon" href="/static/portal/favicon.svg" type="image/svg+xml">')
+
+    response = client.get("/favicon.ico")  # what browsers ask for on pages that name no icon (the admin's)
+
+    assert (response.status_code, response["Location"]) == (301, "/static/portal/favicon.svg")
+
+
 def test_anonymous_home_redirects_to_login(client):
     response = client.get("/")
 
