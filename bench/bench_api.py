@@ -55,7 +55,7 @@ def run(context) -> dict[str, float]:
     token, low, high = _seed()
     port = free_port()
     env = {**context.env, "BENCH_ENDPOINTS": "1", "DATABASE_CONN_MAX_AGE": "0", "LOG_LEVEL": "WARNING"}
-    server_env = {**env, "DATABASE_POOL_SIZE": "8"}  # as make run gives the web server
+    server_env = {**env, "DATABASE_POOL_SIZE": "10"}  # as make run gives the web server
     server = start_process(
         [str(BIN / "uvicorn"), "portal.asgi:application", "--host", "127.0.0.1", "--port", str(port),
          "--workers", str(WORKERS), "--no-access-log", "--log-level", "warning"],

@@ -279,7 +279,7 @@ def _live_figures(context, users, *, layer: str, prefix: str, batch: int) -> dic
     cookies = [f"{settings.SESSION_COOKIE_NAME}={_session_cookie(user)}" for user in users]
     connections.close_all()
     port = free_port()
-    env = {**context.env, "DATABASE_POOL_SIZE": "8", "LOG_LEVEL": "WARNING"}  # as make run starts the web server
+    env = {**context.env, "DATABASE_POOL_SIZE": "10", "LOG_LEVEL": "WARNING"}  # as make run starts the web server
     if layer == "core":
         directory = Path(tempfile.mkdtemp(prefix="bench-queues-"))
         (directory / "bench_core_layer_settings.py").write_text(CORE_LAYER_SETTINGS)

@@ -60,10 +60,12 @@ def main() -> int:
             flush=True,
         )
         manager = Manager()
-        # Workers are single-threaded and keep their connection; web threads must not (ASGI).
+        # Workers are single-threaded and keep their connection; web request threads borrow from a pool.
         worker_env = {**env, "DATABASE_CONN_MAX_AGE": os.environ.get("DATABASE_CONN_MAX_AGE", "60")}
-        # Web processes share a small pool of connections each (requests run in threads of their own).
-        web_env = {**env, "DATABASE_POOL_SIZE": os.environ.get("DATABASE_POOL_SIZE", "8")}
+        # Web processes share a small pool of connections each: one per request thread, and two more for
+        # the live sockets' session and permission reads, so a busy page never leaves a socket waiting.
+        web_threads = int(os.environ.get("WEB_THREADS", "8"))
+        web_env = {**env, "DATABASE_POOL_SIZE": os.environ.get("DATABASE_POOL_SIZE", str(web_threads + 2))}
         for name, command in processes(port).items():
             process_env = worker_env if name in ("worker", "beat") else web_env if name == "web" else env
             manager.add_process(name, command, env=process_env, cwd=str(BASE_DIR))

@@ -222,7 +222,7 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = True
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("MAX_BODY_BYTES", str(1024 * 1024)))
-# Threads per web server process that run HTTP requests (portal/http_bridge.py); keep DATABASE_POOL_SIZE at least this.
+# Threads per web server process that run HTTP requests (portal/http_bridge.py); DATABASE_POOL_SIZE needs a couple more.
 WEB_THREADS = int(os.environ.get("WEB_THREADS", "8"))
 
 # Partner API (integrations/api): Idempotency-Key retention, a rate limit that overrides every partner's own,

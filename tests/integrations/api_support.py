@@ -181,7 +181,7 @@ def server_env(**extra) -> dict:
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "portal.settings",
         "DATABASE_URL": url,
-        "DATABASE_POOL_SIZE": "8",  # as make run gives the web server
+        "DATABASE_POOL_SIZE": "10",  # as make run gives the web server
         "REDIS_URL": settings.REDIS_URL,
         "LOG_LEVEL": "WARNING",
         **extra,
