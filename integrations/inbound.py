@@ -585,7 +585,7 @@ def events_process_subjects(*, subject_keys: list[str], limit: int = 2000, now: 
     events from its head is settled together with the other subjects' runs: one transaction,
     the handler's rows locked in primary-key order, one UPDATE recording the outcomes. A
     subject whose head is any other event drains one event per transaction
-    (``events_process_subject``). A subject whose head another worker holds is that worker's;
+    (``events_process_subject``), and so do the subjects of a batch whose handler broke. A subject whose head another worker holds is that worker's;
     one whose head waits for a retry is the sweep's.
     """
     subjects = list(dict.fromkeys(subject_keys))
@@ -621,8 +621,9 @@ def _settle_runs(subjects: list[str], now: dt.datetime | None) -> tuple[int, lis
             else:
                 deferred.append(subject_key)
         events = [event for run in runs.values() for event in run]
-        if events:
-            _apply_batch(handler_for(batch_type), events, now)
+        if events and not _apply_batch(handler_for(batch_type), events, now):
+            alone.extend(runs)  # one event per transaction after this one commits, as any other event
+            events, runs = [], {}
     return len(events), alone, list(runs), deferred
 
 
@@ -664,8 +665,8 @@ def _batchable_prefix(run: list[InboundEvent], registered: EventHandler) -> list
     return prefix
 
 
-def _apply_batch(registered: EventHandler, events: list[InboundEvent], now: dt.datetime) -> None:
-    """Settle claimed events of one type together; if the batch handler breaks, settle them one by one."""
+def _apply_batch(registered: EventHandler, events: list[InboundEvent], now: dt.datetime) -> bool:
+    """Settle claimed events of one type together; False (nothing changed) if the batch handler broke."""
     try:
         with transaction.atomic():
             outcomes = registered.batch_handler(events)
@@ -673,8 +674,7 @@ def _apply_batch(registered: EventHandler, events: list[InboundEvent], now: dt.d
                 raise RuntimeError(f"{registered.event_type} batch handler answered {len(outcomes)} of {len(events)}")
     except Exception:
         logger.exception("inbound batch handler error; settling one by one", extra={"type": registered.event_type})
-        _apply_each(events, now)
-        return
+        return False
     for event, outcome in zip(events, outcomes, strict=True):
         event.attempts += 1
         event.next_attempt_at = None
@@ -690,17 +690,7 @@ def _apply_batch(registered: EventHandler, events: list[InboundEvent], now: dt.d
     for event in events:
         if event.status == InboundEvent.Status.FAILED:
             _raise_case(event, event.last_error)
-
-
-def _apply_each(events: list[InboundEvent], now: dt.datetime) -> None:
-    """One event at a time, each in its savepoint; a subject whose event stays pending (a retry) stops there."""
-    waiting = set()
-    for event in events:
-        if event.subject_key in waiting:
-            continue
-        _apply(event, now)
-        if event.status == InboundEvent.Status.PENDING:
-            waiting.add(event.subject_key)
+    return True
 
 
 def _record_outcomes(events: list[InboundEvent]) -> None:
