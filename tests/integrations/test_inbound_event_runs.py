@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import threading
 
-import psycopg
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -19,6 +18,7 @@ from inventory.models import Item, Location, Lot, Receipt, StockLevel, StockMove
 from portal.models import DomainEvent
 from tests.integrations.api_support import *  # noqa: F403
 from tests.integrations.api_support import make_partner
+from tests.integrations.test_inbound_events import another_worker_holding
 
 pytestmark = pytest.mark.django_db
 
@@ -180,16 +180,8 @@ def test_a_subject_whose_head_another_worker_holds_is_left_to_it(network, wms):
     held = arrive(wms[0], "ev-head")
     arrive(wms[0], "ev-next")
     free = arrive(wms[0], "ev-free", sku="API-B")
-    head = InboundEvent.objects.get(event_id="ev-head")
-    settings = connection.settings_dict
-    with psycopg.connect(
-        host=settings["HOST"], port=settings["PORT"], user=settings["USER"], dbname=settings["NAME"]
-    ) as other_worker:
-        other_worker.execute("SELECT id FROM integrations_inboundevent WHERE id = %s FOR UPDATE", [head.pk])
-
+    with another_worker_holding(InboundEvent.objects.get(event_id="ev-head")):
         assert inbound.events_process_subjects(subject_keys=[held, free]) == 1
-
-        other_worker.rollback()
     assert statuses() == {"ev-head": "pending", "ev-next": "pending", "ev-free": "processed"}
     assert inbound.events_process_subjects(subject_keys=[held]) == 2
     assert received_refs() == ["ev-free", "ev-head", "ev-next"]

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import time
 import uuid
+from contextlib import contextmanager
 
 import psycopg
 import pytest
@@ -435,6 +436,18 @@ def test_events_of_one_subject_run_in_arrival_order(network, wms):
     assert list(movements.values_list("source_ref", flat=True)) == [f"ev-{i}" for i in range(5)]
 
 
+@contextmanager
+def another_worker_holding(event: InboundEvent):
+    """Another worker's transaction holding the event's row lock (as while it processes the event)."""
+    settings = connection.settings_dict
+    with psycopg.connect(
+        host=settings["HOST"], port=settings["PORT"], user=settings["USER"], dbname=settings["NAME"]
+    ) as other_worker:
+        other_worker.execute("SELECT id FROM integrations_inboundevent WHERE id = %s FOR UPDATE", [event.pk])
+        yield
+        other_worker.rollback()
+
+
 @pytest.mark.django_db(transaction=True)
 def test_no_two_events_of_one_subject_run_at_once(network, wms, monkeypatch):
     """While another worker holds a subject's head, neither the head nor a later event of it is taken."""
@@ -451,16 +464,9 @@ def test_no_two_events_of_one_subject_run_at_once(network, wms, monkeypatch):
         payload={"sku": "API-Z", "warehouse": "DCA", "location": "P-01", "quantity": 4},
     )
     head = InboundEvent.objects.get(event_id="ev-head")
-    settings = connection.settings_dict
-    with psycopg.connect(
-        host=settings["HOST"], port=settings["PORT"], user=settings["USER"], dbname=settings["NAME"]
-    ) as other_worker:
-        other_worker.execute("SELECT id FROM integrations_inboundevent WHERE id = %s FOR UPDATE", [head.pk])
-
+    with another_worker_holding(head):
         assert inbound.event_process_next(subject_key=head.subject_key) is None
         assert inbound.events_process_due(now=timezone.now() + dt.timedelta(minutes=1)) == 1  # only API-Z's
-
-        other_worker.rollback()
     assert inbound.events_process_subject(subject_key=head.subject_key) == 3
     refs = list(StockMovement.objects.filter(source_type="event").order_by("pk").values_list("source_ref", flat=True))
     assert refs == ["ev-elsewhere", "ev-head", "ev-next", "ev-other"]
