@@ -4,14 +4,16 @@ Flow::
 
     POST /api/v1/events ──► event_accept: one InboundEvent row (unique per partner + event id)
                               └─ on commit: inbound task for the event's subject
-    worker ──► events_process_subject: lock the *oldest pending* event of the subject
-               (FOR UPDATE SKIP LOCKED), run its handler in a savepoint, mark it processed /
-               ignored / failed; take the next head the same way (a short batch shares one
-               transaction), commit; repeat until the subject has nothing due.
+    worker ──► events_process_subjects: lock the first pending events of each subject it was
+               given (FOR UPDATE SKIP LOCKED), keeping a subject only if its head came with
+               them; runs of plain stock arrivals from the heads are settled together in one
+               transaction (``batch_handler``); any other head goes to
+               events_process_subject: run its handler in a savepoint, mark it processed /
+               ignored / failed, commit; repeat until the subject has nothing due.
 
-Ordering: only the head of a subject (its oldest pending event) is ever claimed, and it
-stays pending — and locked — until its handler's work commits, so two workers never run
-events of one subject at once and a later event never overtakes an earlier one. A
+Ordering: a subject is only ever taken by claiming its head (its oldest pending event), and
+the head stays pending — and locked — until its handler's work commits, so two workers never
+run events of one subject at once and a later event never overtakes an earlier one. A
 worker killed mid-event rolls back; the row is still pending and the sweep
 (``events_process_due``, every few seconds under beat) picks it up again.
 
@@ -585,8 +587,9 @@ def events_process_subjects(*, subject_keys: list[str], limit: int = 2000, now: 
     events from its head is settled together with the other subjects' runs: one transaction,
     the handler's rows locked in primary-key order, one UPDATE recording the outcomes. A
     subject whose head is any other event drains one event per transaction
-    (``events_process_subject``), and so do the subjects of a batch whose handler broke. A subject whose head another worker holds is that worker's;
-    one whose head waits for a retry is the sweep's.
+    (``events_process_subject``), and so do the subjects of a batch whose handler broke. A
+    subject whose head another worker holds is that worker's; one whose head waits for a
+    retry is the sweep's.
     """
     subjects = list(dict.fromkeys(subject_keys))
     done = 0
