@@ -130,3 +130,58 @@ def _state(partner: Partner, *, error_rate: float, dead: int, oldest_age: float)
     if error_rate >= 0.1 or oldest_age > 120:
         return "degraded"
     return "ok"
+
+
+def inbound_health(*, now: dt.datetime | None = None) -> list[dict]:
+    """Per partner that posts events: what waits to be processed, how long, what a retry holds, what failed (3 queries).
+
+    Failed events stay until IT support replays or discards them (each raised an integration-failure case).
+    """
+    now = now or timezone.now()
+    waiting = {
+        row["partner_id"]: row
+        for row in InboundEvent.objects.filter(status=InboundEvent.Status.PENDING)
+        .values("partner_id")
+        .annotate(
+            waiting=Count("id"), oldest=Min("received_at"), retrying=Count("id", filter=Q(next_attempt_at__gt=now))
+        )
+        .order_by()
+    }
+    failed = dict(
+        InboundEvent.objects.filter(status=InboundEvent.Status.FAILED)
+        .values("partner_id")
+        .annotate(n=Count("id"))
+        .order_by()
+        .values_list("partner_id", "n")
+    )
+    rows = []
+    for partner in Partner.objects.order_by("code"):
+        if Partner.Scope.EVENTS_WRITE.value not in (partner.scopes or []) and partner.pk not in waiting.keys() | failed.keys():
+            continue
+        queue = waiting.get(partner.pk, {})
+        oldest = queue.get("oldest")
+        oldest_age = (now - oldest).total_seconds() if oldest else 0.0
+        rows.append(
+            {
+                "partner": partner,
+                "waiting": queue.get("waiting", 0),
+                "oldest_waiting_seconds": oldest_age,
+                "retrying": queue.get("retrying", 0),
+                "failed": failed.get(partner.pk, 0),
+                "state": _inbound_state(
+                    partner, oldest_age=oldest_age, retrying=queue.get("retrying", 0), failed=failed.get(partner.pk, 0)
+                ),
+            }
+        )
+    return rows
+
+
+def _inbound_state(partner: Partner, *, oldest_age: float, retrying: int, failed: int) -> str:
+    """ok | degraded | failing | disabled, as for outbound: events waiting minutes mean stale stock and tasks."""
+    if not partner.is_enabled:
+        return "disabled"
+    if failed or oldest_age > 900:
+        return "failing"
+    if retrying or oldest_age > 120:
+        return "degraded"
+    return "ok"

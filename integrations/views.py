@@ -32,7 +32,7 @@ def _require(request) -> None:
 @login_required
 @require_GET
 def monitor(request):
-    """Partner health tiles, the dead letters with replay, and every message filtered by partner and status."""
+    """Partner health tiles, inbound event backlogs, the dead letters with replay, and every message filtered."""
     _require(request)
     partner_code = request.GET.get("partner", "")
     status = request.GET.get("status", "")
@@ -54,6 +54,7 @@ def monitor(request):
         "integrations/monitor.html",
         {
             "health": selectors.partner_health(now=timezone.now()),
+            "inbound": selectors.inbound_health(now=timezone.now()),
             "page": page,
             "dead_letters": dead_letters,
             "partners": Partner.objects.order_by("code").values_list("code", flat=True),

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from django.urls import reverse
+from pytest_django.asserts import assertContains
 
 from integrations.models import OutboundAction, OutboundMessage, Partner
 from integrations.outbound import message_send
@@ -139,3 +142,50 @@ def test_bulk_replay_reports_each_item(client, user_with_role, messages_by_partn
     assert f"Replayed 2: #{dead[0]}, #{dead[1]}." in body
     assert f"#{delivered} not replayed:" in body
     assert OutboundMessage.objects.filter(pk__in=dead, status=Status.PENDING).count() == 2
+
+
+def test_the_monitor_shows_each_event_senders_backlog_retries_and_failures(client, user_with_role):
+    from django.utils import timezone
+
+    from integrations.models import InboundEvent
+
+    now = timezone.now()
+    wms = Partner.objects.create(code="wms", name="WMS", kind="wms", scopes=[Partner.Scope.EVENTS_WRITE.value])
+    quiet = Partner.objects.create(code="wcs", name="WCS", kind="wcs", scopes=[Partner.Scope.EVENTS_WRITE.value])
+    Partner.objects.create(code="erp", name="ERP", kind="erp", scopes=[Partner.Scope.ORDERS_WRITE.value])
+
+    def stored(event_id: str, status: str, *, received_minutes_ago: float = 0, retry_in_minutes: float | None = None):
+        InboundEvent.objects.create(
+            partner=wms,
+            event_id=event_id,
+            type="stock.received",
+            subject_key=f"stock:DCA:{event_id}",
+            occurred_at=now,
+            payload={},
+            status=status,
+            received_at=now - dt.timedelta(minutes=received_minutes_ago),
+            next_attempt_at=now + dt.timedelta(minutes=retry_in_minutes) if retry_in_minutes else None,
+        )
+
+    stored("e-1", "pending", received_minutes_ago=5)
+    stored("e-2", "pending", received_minutes_ago=1, retry_in_minutes=2)
+    stored("e-3", "pending")
+    stored("e-4", "processed", received_minutes_ago=30)
+    signed_in(client, user_with_role, Role.IT_SUPPORT)
+
+    response = client.get(reverse("integrations:monitor"))
+
+    rows = {row["partner"].code: row for row in response.context["inbound"]}
+    assert set(rows) == {"wms", "wcs"}  # the ERP posts no events
+    assert (rows["wms"]["waiting"], rows["wms"]["retrying"], rows["wms"]["failed"]) == (3, 1, 0)
+    assert 299 <= rows["wms"]["oldest_waiting_seconds"] <= 330
+    assert rows["wms"]["state"] == "degraded"  # waiting for minutes, and one held for a retry
+    assert (rows["wcs"]["waiting"], rows["wcs"]["state"]) == (0, "ok")
+    assertContains(response, "Inbound events")
+
+    stored("e-5", "failed")
+    quiet.is_enabled = False
+    quiet.save()
+    rows = {row["partner"].code: row for row in client.get(reverse("integrations:monitor")).context["inbound"]}
+    assert (rows["wms"]["failed"], rows["wms"]["state"]) == (1, "failing")
+    assert rows["wcs"]["state"] == "disabled"
