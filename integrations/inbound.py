@@ -524,7 +524,7 @@ def events_process_subject(
             break
         # The claim said nothing later was pending. An event stored since may have had its task
         # turned away while this one held the head: one plain read after the commit catches it.
-        if not later_pending and not _pending_exists(subject_key):
+        if not later_pending and not _pending_subjects([subject_key]):
             break
     return done
 
@@ -550,15 +550,6 @@ def _settle_batch(subject_key: str, *, batch: int, now: dt.datetime | None) -> t
             if not later_pending:
                 break
     return settled, later_pending, False
-
-
-def _pending_exists(subject_key: str) -> bool:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT 1 FROM integrations_inboundevent WHERE subject_key = %s AND status = 'pending' LIMIT 1",
-            [subject_key],
-        )
-        return cursor.fetchone() is not None
 
 
 RUN_LENGTH = 20  # events of one subject a round may settle together in a batch

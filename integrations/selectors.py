@@ -156,7 +156,10 @@ def inbound_health(*, now: dt.datetime | None = None) -> list[dict]:
     )
     rows = []
     for partner in Partner.objects.order_by("code"):
-        if Partner.Scope.EVENTS_WRITE.value not in (partner.scopes or []) and partner.pk not in waiting.keys() | failed.keys():
+        if (
+            Partner.Scope.EVENTS_WRITE.value not in (partner.scopes or [])
+            and partner.pk not in waiting.keys() | failed.keys()
+        ):
             continue
         queue = waiting.get(partner.pk, {})
         oldest = queue.get("oldest")

@@ -44,6 +44,7 @@ def monitor(request):
     else:
         status = ""
     page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
+    now = timezone.now()
     dead_letters = list(
         OutboundMessage.objects.filter(status=OutboundMessage.Status.DEAD)
         .select_related("partner")
@@ -53,8 +54,8 @@ def monitor(request):
         request,
         "integrations/monitor.html",
         {
-            "health": selectors.partner_health(now=timezone.now()),
-            "inbound": selectors.inbound_health(now=timezone.now()),
+            "health": selectors.partner_health(now=now),
+            "inbound": selectors.inbound_health(now=now),
             "page": page,
             "dead_letters": dead_letters,
             "partners": Partner.objects.order_by("code").values_list("code", flat=True),

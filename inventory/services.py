@@ -464,58 +464,6 @@ def stock_level_for(*, item: Item, location: Location, lot: Lot | None = None) -
     return StockLevel.objects.get(item=item, location=location, lot=lot)
 
 
-def _lock_stock_level_for(*, item: Item, location: Location, lot: Lot | None = None) -> StockLevel:
-    """The stock row for item × location × lot, locked; created empty first if missing.
-
-    The row usually exists: then one locking read. Only a missing row costs the create and a second read.
-    """
-    if item.lot_tracked and lot is None:
-        raise InvalidInput(f"{item.sku} is lot-tracked: give the lot.", fields={"lot": ["Required for this item."]})
-    level = StockLevel.objects.filter(item=item, location=location, lot=lot).select_for_update(no_key=True).first()
-    if level is None:
-        level = stock_level_for(item=item, location=location, lot=lot)
-        level = _lock_stock([level.pk])[level.pk]
-    return level
-
-
-def stock_receive(
-    *,
-    item: Item,
-    location: Location,
-    quantity: int,
-    actor: Actor,
-    reason: str,
-    lot: Lot | None = None,
-    source_type: str = "",
-    source_ref: str = "",
-) -> StockMovement:
-    """Add received units to a location through the ledger."""
-    _require_reason(reason)
-    if quantity <= 0:
-        raise InvalidInput("Received quantity must be positive.", fields={"quantity": ["Must be at least 1."]})
-    with transaction.atomic():
-        level = _lock_stock_level_for(item=item, location=location, lot=lot)
-        StockLevel.objects.filter(pk=level.pk).update(on_hand=F("on_hand") + quantity)
-        movement = _movement(
-            level,
-            StockMovement.Kind.RECEIPT,
-            on_hand=quantity,
-            actor=actor,
-            reason=reason,
-            source_type=source_type,
-            source_ref=source_ref,
-        )
-        movement.save()
-        _emit(
-            events.STOCK_RECEIVED,
-            subject=level,
-            actor=actor,
-            reason=reason,
-            payload=_received_payload(item, location, quantity),
-        )
-    return movement
-
-
 @dataclass(frozen=True)
 class StockArrival:
     """Units that arrived at a location: one line of ``stock_receive_many``."""
@@ -583,6 +531,22 @@ def stock_receive_many(
     return movements
 
 
+def stock_receive(
+    *,
+    item: Item,
+    location: Location,
+    quantity: int,
+    actor: Actor,
+    reason: str,
+    lot: Lot | None = None,
+    source_type: str = "",
+    source_ref: str = "",
+) -> StockMovement:
+    """Add received units to a location through the ledger."""
+    arrival = StockArrival(item=item, location=location, quantity=quantity, lot=lot, source_ref=source_ref)
+    return stock_receive_many(arrivals=[arrival], actor=actor, reason=reason, source_type=source_type)[0]
+
+
 def _arrival_key(arrival: StockArrival) -> tuple[int, int, int | None]:
     return arrival.item.pk, arrival.location.pk, arrival.lot.pk if arrival.lot else None
 
@@ -590,8 +554,8 @@ def _arrival_key(arrival: StockArrival) -> tuple[int, int, int | None]:
 def _lock_stock_levels_for(keys: set[tuple[int, int, int | None]]) -> dict[tuple, StockLevel]:
     """The stock rows for (item id, location id, lot id) keys, locked in primary-key order; missing ones created.
 
-    The rows usually exist: one locking read. Missing rows are created empty and locked after
-    the others, as ``_lock_stock_level_for`` does for one.
+    The rows usually exist: one locking read. Missing rows are created empty, then locked after
+    the others (only a first receipt at a location creates one).
     """
     levels = _locked_levels(keys)
     missing = keys - levels.keys()
