@@ -10,9 +10,11 @@ import hashlib
 import hmac
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from decimal import Decimal
@@ -189,19 +191,26 @@ def server_env(**extra) -> dict:
 
 
 def start_process(command: list[str], env: dict, *, ready=None, timeout: float = 40) -> subprocess.Popen:
+    """Start a server in a session of its own; its output goes to a temporary file, which `stop_process` returns.
+
+    Not a pipe: nobody reads a pipe while the test runs, and a server that fills one (a burst of
+    "Exceeded concurrency limit" lines is enough) blocks on its next write and stops answering.
+    """
+    output = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - stop_process reads and closes it
     process = subprocess.Popen(
         command,
         env=env,
         cwd=BASE_DIR,
-        stdout=subprocess.PIPE,
+        stdout=output,
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
     )
+    process.output = output
     deadline = time.monotonic() + timeout
     while ready is not None and time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{command[0]} exited early:\n{process.stdout.read()}")
+            raise RuntimeError(f"{command[0]} exited early:\n{_read_output(process)}")
         if ready():
             return process
         time.sleep(0.2)
@@ -212,11 +221,19 @@ def start_process(command: list[str], env: dict, *, ready=None, timeout: float =
 
 
 def stop_process(process: subprocess.Popen) -> str:
+    """Stop the server and every process it forked; return what it printed."""
     if process.poll() is None:
         process.terminate()
     try:
-        out, _ = process.communicate(timeout=20)
+        process.wait(timeout=20)
     except subprocess.TimeoutExpired:
-        process.kill()
-        out, _ = process.communicate()
-    return out or ""
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    text = _read_output(process)
+    process.output.close()
+    return text
+
+
+def _read_output(process: subprocess.Popen) -> str:
+    process.output.seek(0)
+    return process.output.read()
