@@ -68,6 +68,28 @@ def test_one_message_per_partner_type_and_source_event(erp):
     assert OutboundMessage.objects.count() == 1
 
 
+def test_a_message_is_written_in_one_statement_and_returned_as_stored(erp, django_assert_num_queries):
+    with django_assert_num_queries(1):
+        first = send(source_event_id=7, payload={"order": "SO1", "lines": [{"sku": "A", "quantity": 2}]})
+    with django_assert_num_queries(1):
+        behind = send(source_event_id=8, message_type="order.allocated")  # the same order, still undelivered
+
+    for message in (first, behind):
+        stored = OutboundMessage.objects.get(pk=message.pk)
+        fields = [field.attname for field in OutboundMessage._meta.concrete_fields]
+        assert {name: getattr(message, name) for name in fields} == {name: getattr(stored, name) for name in fields}
+    assert first.partner_id == erp.pk and first.claimed_until is not None
+    assert behind.claimed_until is None  # waits behind the first: its delivery queues this one
+
+
+def test_a_message_to_a_named_partner_skips_the_kind_lookup(erp):
+    other = partner("erp", code="erp-2")
+    message = send(partner=other)
+    assert message.partner_id == other.pk
+    Partner.objects.filter(pk=other.pk).update(is_enabled=False)
+    assert send(partner=other, source_event_id=9).partner_id == other.pk  # named: sent, as before
+
+
 def test_core_events_become_partner_messages(db):
     for kind in ("erp", "wms", "tms"):
         partner(kind)
