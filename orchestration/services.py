@@ -276,9 +276,12 @@ def order_create(
         for line in order_lines:
             line.order = order
         OrderLine.objects.bulk_create(order_lines)
+        locks_before = _order_locks_taken()
         _emit(events.ORDER_RECEIVED, subject=order, actor=actor, reason=reason, payload=_order_payload(order))
         if process:
-            order = _process(order, actor=actor, now=now)
+            # Inserted in this transaction, the row is already this transaction's alone: it is read
+            # again only if a subscriber of the event changed it through an order service.
+            order = _process(order, actor=actor, now=now, lock=_order_locks_taken() != locks_before)
     return order
 
 
@@ -604,12 +607,13 @@ def order_process(*, order: Order, actor: Actor, now: dt.datetime | None = None)
         return _process(order, actor=actor, now=now)
 
 
-def _process(order: Order | int, *, actor: Actor, now: dt.datetime | None = None) -> Order:
-    """order_process inside the caller's transaction."""
+def _process(order: Order | int, *, actor: Actor, now: dt.datetime | None = None, lock: bool = True) -> Order:
+    """order_process inside the caller's transaction (`lock=False`: the caller holds the current row)."""
     # One lock and one read of the policy for all the steps. A step during which the order was
     # locked again (an in-transaction subscriber, such as a rule, held or re-prioritised it through
     # a service) is followed by a fresh read; otherwise the row is as the step left it.
-    order = _lock_order(order)
+    if lock:
+        order = _lock_order(order)
     policy = release_policy_for(order.warehouse)
     order = _reread_if_changed(order, lambda locked: _validate(locked, actor=actor, reason="Validation"))
     if order.status == Order.Status.VALIDATED:

@@ -318,6 +318,18 @@ def test_hold_rule_on_allocation_stops_the_release(allocated_event):
     assert RuleFiring.objects.get().outcome == "executed"
 
 
+@pytest.mark.parametrize("process_in_create", [True, False], ids=["taken-in-one-go", "processed-later"])
+def test_a_rule_on_receipt_is_seen_by_the_processing_that_follows(warehouse, customer, manual_item, process_in_create):
+    """An order created and processed in one transaction starts from the row the receipt rules left."""
+    factories.rule("urgent on receipt", "order.received", URGENT)
+    order = factories.order_for(customer, warehouse, [(manual_item.sku, 3)], process=process_in_create)
+    if not process_in_create:
+        order = orchestration.order_process(order=order, actor=ACTOR)
+    assert order.status == Order.Status.RELEASED
+    assert order.priority == 4
+    assert set(order.tasks.values_list("priority", flat=True)) == {4}
+
+
 def test_a_rule_does_not_fire_on_its_own_effects(warehouse, customer, manual_item):
     factories.rule("notify", "order.received", [{"type": "notify_role", "role": "customer_service", "message": "x"}])
     event = DomainEvent(name="order.received", payload={"order": "X"}, actor="rule:notify")
