@@ -53,6 +53,8 @@ def main() -> int:
         print("Migrating the database ...", flush=True)
         manage("migrate", "--noinput", env=env)
         manage("seed_demo", "--if-empty", env=env)
+        # Collected once, static files are served from here with gzip copies beside them (whitenoise).
+        manage("collectstatic", "--noinput", "-v", "0", env=env)
         print(
             f"\n  Portal:   http://127.0.0.1:{port}/\n  Admin:    http://127.0.0.1:{port}/admin/\n"
             f"  API docs: http://127.0.0.1:{port}/api/docs/\n  Health:   http://127.0.0.1:{port}/healthz\n"
