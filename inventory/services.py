@@ -11,6 +11,8 @@ Concurrency rules (the only ones; every write here follows them):
   parent row, which ``FOR UPDATE`` blocks. A transaction that inserts a row pointing at an order
   another transaction holds would then wait at commit, after taking its own locks, outside the order
   above — a deadlock under load (an order being allocated while a worker confirms picks).
+* One stock row alone needs no lock taken beforehand: its conditional UPDATE is the lock (a
+  single line reserved from the head of its walk). Several rows are locked first, by primary key.
 * Quantities change by conditional UPDATE (``reserved = reserved + n WHERE available >= n``);
   the CHECK constraints on ``StockLevel`` are the last line of defence, and a violation
   becomes a ``DomainError``, never a 500.
@@ -166,47 +168,9 @@ def _require_reason(reason: str) -> None:
 # --- reservations --------------------------------------------------------------------
 
 
-RESERVE_LINES_SQL = """
-WITH demand AS MATERIALIZED (
-    SELECT d.line_no, d.order_line_id, d.order_number, d.item_id, d.quantity,
-           SUM(d.quantity) OVER (PARTITION BY d.item_id ORDER BY d.line_no) - d.quantity AS need_start
-    FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS (order_line_id bigint, order_number text, item_id bigint, quantity integer))
-         WITH ORDINALITY AS d(order_line_id, order_number, item_id, quantity, line_no)
-),
-candidate AS MATERIALIZED (
-    SELECT s.id, s.item_id, GREATEST(s.on_hand - s.reserved - s.quarantined, 0) AS available,
-           lot.expires_on, l.pick_sequence, l.code
-    FROM inventory_stocklevel s
-    JOIN inventory_location l ON l.id = s.location_id
-    JOIN inventory_warehouse w ON w.id = l.warehouse_id
-    LEFT JOIN inventory_lot lot ON lot.id = s.lot_id
-    WHERE s.item_id = ANY(ARRAY(SELECT item_id FROM demand)) AND l.warehouse_id = $2::bigint
-      AND l.kind IN ('pick', 'reserve') AND l.is_active AND w.is_active
-    ORDER BY s.id
-    FOR NO KEY UPDATE OF s
-),
-supply AS (
-    SELECT c.id, c.item_id, c.available, SUM(c.available) OVER walk - c.available AS supply_start,
-           ROW_NUMBER() OVER walk AS walk_rank
-    FROM candidate c
-    WINDOW walk AS (PARTITION BY c.item_id ORDER BY c.expires_on NULLS LAST, c.pick_sequence, c.code, c.id)
-),
-plan AS MATERIALIZED (
-    SELECT nextval('inventory_reservation_id_seq'::regclass) AS id, split.*
-    FROM (
-        SELECT d.line_no, d.order_line_id, d.order_number, d.item_id, s.id AS stock_level_id,
-               LEAST(s.supply_start + s.available, d.need_start + d.quantity)
-                   - GREATEST(s.supply_start, d.need_start) AS quantity
-        FROM demand d JOIN supply s ON s.item_id = d.item_id
-        WHERE LEAST(s.supply_start + s.available, d.need_start + d.quantity) > GREATEST(s.supply_start, d.need_start)
-        ORDER BY d.line_no, s.walk_rank
-    ) split
-),
-raised AS (
-    UPDATE inventory_stocklevel s SET reserved = s.reserved + t.quantity, updated_at = $3::timestamptz
-    FROM (SELECT stock_level_id, SUM(quantity) AS quantity FROM plan GROUP BY stock_level_id) t
-    WHERE s.id = t.stock_level_id
-),
+# The reservations of a plan (line_no, id, order line, order number, item, stock row, quantity) and their history
+# rows; the statement returns the plan. Shared by the statements below.
+_WRITE_PLAN_SQL = """
 inserted AS (
     INSERT INTO inventory_reservation (id, created_at, updated_at, stock_level_id, item_id, warehouse_id,
                                        order_line_id, order_number, quantity, picked_quantity, status,
@@ -229,6 +193,84 @@ recorded AS (
 SELECT p.line_no, p.id, p.stock_level_id, p.quantity FROM plan p ORDER BY p.id
 """
 
+# The stock rows an item may be reserved from at a warehouse ($2), and the order they are used in: FEFO for
+# lots, then pick sequence, location code and row id.
+_CANDIDATES_SQL = """
+    FROM inventory_stocklevel s
+    JOIN inventory_location l ON l.id = s.location_id
+    JOIN inventory_warehouse w ON w.id = l.warehouse_id
+    LEFT JOIN inventory_lot lot ON lot.id = s.lot_id
+    WHERE l.warehouse_id = $2::bigint AND l.kind IN ('pick', 'reserve') AND l.is_active AND w.is_active
+"""
+_WALK_ORDER_SQL = "expires_on NULLS LAST, pick_sequence, code, id"
+
+RESERVE_LINES_SQL = f"""
+WITH demand AS MATERIALIZED (
+    SELECT d.line_no, d.order_line_id, d.order_number, d.item_id, d.quantity,
+           SUM(d.quantity) OVER (PARTITION BY d.item_id ORDER BY d.line_no) - d.quantity AS need_start
+    FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS (order_line_id bigint, order_number text, item_id bigint, quantity integer))
+         WITH ORDINALITY AS d(order_line_id, order_number, item_id, quantity, line_no)
+),
+candidate AS MATERIALIZED (
+    SELECT s.id, s.item_id, GREATEST(s.on_hand - s.reserved - s.quarantined, 0) AS available,
+           lot.expires_on, l.pick_sequence, l.code
+    {_CANDIDATES_SQL}
+      AND s.item_id = ANY(ARRAY(SELECT item_id FROM demand))
+    ORDER BY s.id
+    FOR NO KEY UPDATE OF s
+),
+supply AS (
+    SELECT c.id, c.item_id, c.available, SUM(c.available) OVER walk - c.available AS supply_start,
+           ROW_NUMBER() OVER walk AS walk_rank
+    FROM candidate c
+    WINDOW walk AS (PARTITION BY c.item_id ORDER BY {_WALK_ORDER_SQL})
+),
+plan AS MATERIALIZED (
+    SELECT nextval('inventory_reservation_id_seq'::regclass) AS id, split.*
+    FROM (
+        SELECT d.line_no, d.order_line_id, d.order_number, d.item_id, s.id AS stock_level_id,
+               LEAST(s.supply_start + s.available, d.need_start + d.quantity)
+                   - GREATEST(s.supply_start, d.need_start) AS quantity
+        FROM demand d JOIN supply s ON s.item_id = d.item_id
+        WHERE LEAST(s.supply_start + s.available, d.need_start + d.quantity) > GREATEST(s.supply_start, d.need_start)
+        ORDER BY d.line_no, s.walk_rank
+    ) split
+),
+raised AS (
+    UPDATE inventory_stocklevel s SET reserved = s.reserved + t.quantity, updated_at = $3::timestamptz
+    FROM (SELECT stock_level_id, SUM(quantity) AS quantity FROM plan GROUP BY stock_level_id) t
+    WHERE s.id = t.stock_level_id
+),
+{_WRITE_PLAN_SQL}"""
+
+# One line whose whole quantity the first stock row in walk order can give: a conditional UPDATE of that one
+# row, read without a lock, re-checked by the UPDATE on the row as it is now. No row back (the row had too
+# little, or another reservation took it first): nothing changed, and RESERVE_LINES_SQL does the line.
+RESERVE_ONE_FROM_HEAD_SQL = f"""
+WITH demand AS MATERIALIZED (
+    SELECT d.order_line_id, d.order_number, d.item_id, d.quantity
+    FROM jsonb_to_record($1::jsonb -> 0) AS d(order_line_id bigint, order_number text, item_id bigint, quantity integer)
+),
+head AS MATERIALIZED (
+    SELECT s.id, lot.expires_on, l.pick_sequence, l.code
+    {_CANDIDATES_SQL}
+      AND s.item_id = (SELECT item_id FROM demand) AND s.on_hand - s.reserved - s.quarantined > 0
+    ORDER BY {_WALK_ORDER_SQL}
+    LIMIT 1
+),
+raised AS (
+    UPDATE inventory_stocklevel s SET reserved = s.reserved + d.quantity, updated_at = $3::timestamptz
+    FROM head h, demand d
+    WHERE s.id = h.id AND s.on_hand - s.reserved - s.quarantined >= d.quantity
+    RETURNING s.id
+),
+plan AS MATERIALIZED (
+    SELECT nextval('inventory_reservation_id_seq'::regclass) AS id, 1 AS line_no, d.order_line_id, d.order_number,
+           d.item_id, r.id AS stock_level_id, d.quantity
+    FROM raised r, demand d
+),
+{_WRITE_PLAN_SQL}"""
+
 
 class _PreparedCursor(psycopg.RawCursor):
     """A server-side binding cursor whose statements psycopg prepares once per connection.
@@ -243,9 +285,33 @@ class _PreparedCursor(psycopg.RawCursor):
         return super().execute(query, params, prepare=True, binary=binary)
 
 
-def _execute_reserve_lines(params: list, db=None) -> list[tuple]:
-    """Run RESERVE_LINES_SQL on the current connection (through Django's cursor wrapper: logged and counted)."""
-    db = db or connections[DEFAULT_DB_ALIAS]
+def _execute_reserve_lines(params: list, db, *, single_line: bool) -> list[tuple]:
+    """Reserve on the current connection: a single line from the head of its walk if it can, else RESERVE_LINES_SQL.
+
+    In the caller's transaction both run in one savepoint, which is rolled back between them.
+    That is what keeps the lock order: when the head row was changed by another transaction
+    while this one waited for it, the UPDATE's re-check fails but the row stays locked, and
+    RESERVE_LINES_SQL would then lock rows with smaller ids after it. Outside a transaction
+    the head statement is its own and its end lets the row go.
+    """
+    savepoint = transaction.savepoint(using=db.alias) if db.in_atomic_block else None
+    try:
+        rows = _execute_prepared(RESERVE_ONE_FROM_HEAD_SQL, params, db) if single_line else []
+        if not rows:
+            if single_line and savepoint is not None:
+                transaction.savepoint_rollback(savepoint, using=db.alias)
+            rows = _execute_prepared(RESERVE_LINES_SQL, params, db)
+    except BaseException:
+        if savepoint is not None:
+            transaction.savepoint_rollback(savepoint, using=db.alias)
+        raise
+    if savepoint is not None:
+        transaction.savepoint_commit(savepoint, using=db.alias)
+    return rows
+
+
+def _execute_prepared(sql: str, params: list, db) -> list[tuple]:
+    """Run a reservation statement, prepared once per connection (through Django's cursor wrapper: logged, counted)."""
     db.ensure_connection()
     raw = db.connection
     if raw.prepare_threshold is None:
@@ -253,7 +319,7 @@ def _execute_reserve_lines(params: list, db=None) -> list[tuple]:
         # A threshold no query reaches keeps it off for every other query and lets this one be prepared.
         raw.prepare_threshold = 2**31 - 1
     with db._prepare_cursor(_PreparedCursor(raw)) as cursor:
-        cursor.execute(RESERVE_LINES_SQL, params)
+        cursor.execute(sql, params)
         return cursor.fetchall()
 
 
@@ -262,15 +328,20 @@ def reservation_reserve_lines(
 ) -> list[LineAllocation]:
     """Reserve stock for order lines at one warehouse; partial results are reported, never oversold.
 
-    One statement (``RESERVE_LINES_SQL``, prepared once per connection, parameters bound): it locks every
-    candidate stock row of the requested items in primary-key order (``FOR NO KEY UPDATE``,
-    never SKIP LOCKED), splits each line over those rows in allocation order (FEFO for
-    lots, then pick sequence, location code and row id) from the figures it holds locked,
-    raises ``reserved`` and inserts the reservations with their history rows. Lines of
-    one item are served in the order given. The CHECK constraints stay the last line of
-    defence: a violation becomes ``InsufficientStock`` and nothing is changed. Outside
-    a transaction the statement is its own transaction (one round trip); inside one it
-    runs in a savepoint so a refusal leaves the caller's transaction usable.
+    The lines go in one statement (``RESERVE_LINES_SQL``, prepared once per connection,
+    parameters bound): it locks every candidate stock row of the requested items in
+    primary-key order (``FOR NO KEY UPDATE``, never SKIP LOCKED), splits each line over
+    those rows in allocation order (FEFO for lots, then pick sequence, location code and
+    row id) from the figures it holds locked, raises ``reserved`` and inserts the
+    reservations with their history rows. Lines of one item are served in the order given.
+    A single line that the first row in allocation order can fill whole is first tried as
+    one conditional UPDATE of that row alone (``RESERVE_ONE_FROM_HEAD_SQL``), which locks
+    nothing else; when that row has too little, the statement above does the line.
+
+    The CHECK constraints stay the last line of defence: a violation becomes
+    ``InsufficientStock`` and nothing is changed. Outside a transaction each statement is
+    its own transaction (one round trip); inside one they run in a savepoint so a refusal
+    leaves the caller's transaction usable.
     """
     for demand in demands:
         if demand.quantity <= 0:
@@ -301,11 +372,7 @@ def reservation_reserve_lines(
     ]
     db = connections[DEFAULT_DB_ALIAS]  # looked up once: the proxy costs a context-local lookup per use
     try:
-        if db.in_atomic_block:
-            with transaction.atomic(using=db.alias):
-                rows = _execute_reserve_lines(params, db)
-        else:
-            rows = _execute_reserve_lines(params, db)
+        rows = _execute_reserve_lines(params, db, single_line=len(demands) == 1)
     except IntegrityError as error:
         raise InsufficientStock(
             "The stock changed while this was being done; nothing was changed. Try again."

@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 def test_sixteen_processes_racing_for_the_last_units_never_oversell_and_never_deadlock():
     # Given: 8 items, each with a few units spread over three locations (one a reserve rack), and 96
-    # validated multi-line orders asking for far more than exists, their lines in shuffled item order
+    # validated orders of one to four lines asking for far more than exists, their lines in shuffled item order
     rng = random.Random(20261125)
     warehouse = factories.WarehouseFactory(code="RACE")
     locations = [
@@ -41,7 +41,7 @@ def test_sixteen_processes_racing_for_the_last_units_never_oversell_and_never_de
     customer = CustomerFactory(code="racer")
     orders = []
     for _ in range(PROCESSES * ORDERS_PER_PROCESS):
-        chosen = rng.sample(items, rng.randint(2, 4))  # a random subset in a random order: opposite lock orders
+        chosen = rng.sample(items, rng.randint(1, 4))  # one line (one row, from the head) or several in any order
         orders.append(validated_order(customer, warehouse, [(item.sku, rng.randint(1, 3)) for item in chosen]))
     demanded = OrderLine.objects.filter(order__in=orders).aggregate(t=Sum("quantity"))["t"]
     assert demanded > 3 * stock_that_existed
