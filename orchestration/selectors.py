@@ -45,11 +45,16 @@ TASK_TONE = {
 
 @dataclass(frozen=True)
 class OrderFilters:
-    status: str = ""
+    status: str = ""  # a status, or NOT_PACKED for every status before packed
     warehouse: str = ""
     customer: str = ""
     ship_date: dt.date | None = None
+    ship_by: dt.date | None = None  # due on or before
+    carrier: str = ""  # a carrier, or NO_CARRIER
     search: str = ""
+
+
+NOT_PACKED = "not_packed"  # the status filter's value for orders that still need work before the carrier
 
 
 def order_list(filters: OrderFilters) -> QuerySet[Order]:
@@ -60,7 +65,9 @@ def order_list(filters: OrderFilters) -> QuerySet[Order]:
         .annotate(line_count=Count("lines"), units=Sum("lines__quantity"))
         .order_by("-created_at", "-pk")
     )
-    if filters.status:
+    if filters.status == NOT_PACKED:
+        orders = orders.filter(status__in=[*CUTOFF_STAGES["waiting"], *CUTOFF_STAGES["picking"]])
+    elif filters.status:
         orders = orders.filter(status=filters.status)
     if filters.warehouse:
         orders = orders.filter(warehouse__code=filters.warehouse)
@@ -68,6 +75,10 @@ def order_list(filters: OrderFilters) -> QuerySet[Order]:
         orders = orders.filter(customer__code=filters.customer)
     if filters.ship_date:
         orders = orders.filter(requested_ship_date=filters.ship_date)
+    if filters.ship_by:
+        orders = orders.filter(requested_ship_date__lte=filters.ship_by)
+    if filters.carrier:
+        orders = orders.filter(carrier="" if filters.carrier == NO_CARRIER else filters.carrier)
     if filters.search:
         term = filters.search.strip()
         orders = orders.filter(Q(number__icontains=term) | Q(external_ref__icontains=term))
@@ -99,6 +110,7 @@ def due_state(order: Order, now: dt.datetime | None = None) -> dict:
         "label": label,
         "tone": tone,
         "cutoff": cutoff,
+        "cutoff_label": cutoff.strftime("%H:%M"),  # the warehouse's own clock, not the viewer's
         "cutoff_passed": open_ and order.requested_ship_date == today and now >= cutoff,
     }
 
@@ -231,3 +243,147 @@ def line_progress(lines: list[OrderLine]) -> dict:
         "picked": sum(line.picked_quantity for line in live),
         "shipped": sum(line.shipped_quantity for line in live),
     }
+
+
+# --- today's carrier cutoffs --------------------------------------------------------------
+
+# Where an order due today stands against its pickup: still to decide or allocate, in the warehouse,
+# packed for the carrier, or gone.
+CUTOFF_STAGES = {
+    "waiting": [
+        Order.Status.RECEIVED,
+        Order.Status.VALIDATED,
+        Order.Status.CREDIT_HOLD,
+        *Order.ALLOCATION_STATES,
+        Order.Status.ON_HOLD,
+    ],
+    "picking": [Order.Status.RELEASED, Order.Status.PICKING],
+    "packed": [Order.Status.PACKED],
+    "shipped": [Order.Status.SHIPPED, Order.Status.INVOICED, Order.Status.CLOSED],
+}
+STAGE_OF = {status: stage for stage, statuses in CUTOFF_STAGES.items() for status in statuses}
+NO_CARRIER = "-"  # the order list's carrier filter value for orders not booked with a carrier yet
+
+
+@dataclass
+class CutoffRow:
+    """One carrier service at one warehouse today: its pickup and where the orders due for it stand."""
+
+    warehouse: object
+    carrier: str
+    service_level: str
+    cutoff: dt.datetime
+    now: dt.datetime
+    warning: dt.timedelta
+    waiting: int = 0
+    picking: int = 0
+    packed: int = 0
+    shipped: int = 0
+    overdue: int = 0  # due on an earlier day and still not packed
+
+    @property
+    def due(self) -> int:
+        return self.waiting + self.picking + self.packed + self.shipped
+
+    @property
+    def not_ready(self) -> int:
+        return self.waiting + self.picking
+
+    @property
+    def minutes_left(self) -> int:
+        return int((self.cutoff - self.now).total_seconds() // 60)
+
+    @property
+    def state(self) -> str:
+        """missed: the pickup went with orders not packed; at_risk: inside the warning window; ok otherwise."""
+        if not self.not_ready:
+            return "ok"
+        if self.now >= self.cutoff:
+            return "missed"
+        return "at_risk" if self.now >= self.cutoff - self.warning else "ok"
+
+    @property
+    def segments(self) -> list[dict]:
+        """The stacked bar: each stage's share of the orders due today."""
+        total = self.due or 1
+        return [
+            {"stage": stage, "count": getattr(self, stage), "percent": round(100 * getattr(self, stage) / total, 1)}
+            for stage in ("shipped", "packed", "picking", "waiting")
+        ]
+
+    @property
+    def carrier_filter(self) -> str:
+        return self.carrier or NO_CARRIER
+
+    @property
+    def cutoff_label(self) -> str:
+        """The pickup in the warehouse's own time."""
+        return self.cutoff.strftime("%H:%M")
+
+    @property
+    def time_left_label(self) -> str:
+        minutes = self.minutes_left
+        if minutes < 0:
+            return f"left {_duration(-minutes)} ago"
+        return f"in {_duration(minutes)}"
+
+
+def _duration(minutes: int) -> str:
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
+
+
+def cutoff_board(*, now: dt.datetime | None = None, warning_minutes: int | None = None) -> list[CutoffRow]:
+    """Every carrier service with orders due today (each warehouse's own today), soonest pickup first (3 queries).
+
+    Counts orders due today by stage (shipped counts only what left today) and, apart, the open
+    orders of earlier days that still are not packed.
+    """
+    from django.conf import settings
+
+    from inventory.models import Warehouse
+    from orchestration.services import carrier_cutoff
+
+    now = now or timezone.now()
+    warning = dt.timedelta(minutes=settings.CUTOFF_WARNING_MINUTES if warning_minutes is None else warning_minutes)
+    warehouses = {
+        warehouse.pk: warehouse
+        for warehouse in Warehouse.objects.filter(is_active=True).prefetch_related("carrier_cutoffs").order_by("code")
+    }
+    if not warehouses:
+        return []
+    local = {pk: local_now(warehouse, now) for pk, warehouse in warehouses.items()}
+    due_today, earlier = Q(pk__in=[]), Q(pk__in=[])
+    for pk, moment in local.items():
+        today, midnight = moment.date(), moment.replace(hour=0, minute=0, second=0, microsecond=0)
+        due_today |= Q(warehouse_id=pk, requested_ship_date=today) & (
+            ~Q(status__in=CUTOFF_STAGES["shipped"]) | Q(shipped_at__gte=midnight)
+        )
+        earlier |= Q(warehouse_id=pk, requested_ship_date__lt=today)
+    not_ready = [*CUTOFF_STAGES["waiting"], *CUTOFF_STAGES["picking"]]
+    counts = (
+        Order.objects.filter(due_today | (earlier & Q(status__in=not_ready)))
+        .filter(status__in=STAGE_OF)
+        .values("warehouse_id", "carrier", "service_level", "status")
+        .annotate(today=Count("pk", filter=due_today), overdue=Count("pk", filter=earlier))
+        .order_by()
+    )
+    rows: dict[tuple, CutoffRow] = {}
+    for count in counts:
+        key = (count["warehouse_id"], count["carrier"], count["service_level"])
+        row = rows.get(key)
+        if row is None:
+            warehouse = warehouses[count["warehouse_id"]]
+            probe = Order(warehouse=warehouse, carrier=count["carrier"], service_level=count["service_level"])
+            row = rows[key] = CutoffRow(
+                warehouse=warehouse,
+                carrier=count["carrier"],
+                service_level=count["service_level"],
+                cutoff=carrier_cutoff(probe, now),
+                now=local[warehouse.pk],
+                warning=warning,
+            )
+        stage = STAGE_OF[count["status"]]
+        setattr(row, stage, getattr(row, stage) + count["today"])
+        row.overdue += count["overdue"]
+    return sorted(rows.values(), key=lambda row: (row.cutoff, row.warehouse.code, row.carrier, row.service_level))

@@ -13,11 +13,12 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from inventory.models import Warehouse
+from inventory.models import CarrierCutoff, Warehouse
 from orchestration import selectors, services
 from orchestration.models import Customer, Order
 from portal.actors import Actor
 from portal.domain import DomainError
+from portal.home import home_panel
 from portal.roles import Role, has_role
 from portal.timeline import entries_for
 
@@ -71,6 +72,15 @@ ORDER_ACTIONS = {
 }
 
 
+# Who watches today's pickups: the floor, the carriers' side, and those who answer "will it ship today?".
+CUTOFF_ROLES = (
+    Role.WAREHOUSE_SUPERVISOR,
+    Role.TRANSPORTATION,
+    Role.CUSTOMER_SERVICE,
+    Role.OPERATIONS_ADMIN,
+)
+
+
 def _require_order_role(request) -> None:
     if not (request.user.is_superuser or has_role(request.user, *ORDER_ROLES)):
         raise PermissionDenied("Orders belong to customer service, supervisors, finance and transportation.")
@@ -96,11 +106,14 @@ def _page_size(value: str) -> int:
 def order_list(request):
     """Orders, newest first: filter by status, warehouse, customer and ship date; search number or external ref."""
     _require_order_role(request)
+    status = request.GET.get("status", "")
     filters = selectors.OrderFilters(
-        status=request.GET.get("status", "") if request.GET.get("status") in Order.Status.values else "",
+        status=status if status in Order.Status.values or status == selectors.NOT_PACKED else "",
         warehouse=request.GET.get("warehouse", "")[:16],
         customer=request.GET.get("customer", "")[:32],
         ship_date=_parse_date(request.GET.get("ship_date", "")),
+        ship_by=_parse_date(request.GET.get("ship_by", "")),
+        carrier=request.GET.get("carrier", "")[:40],
         search=request.GET.get("q", "")[:64],
     )
     size = _page_size(request.GET.get("size", ""))
@@ -122,11 +135,34 @@ def order_list(request):
             "size": size,
             "page_sizes": PAGE_SIZES,
             "statuses": Order.Status.choices,
+            "not_packed": selectors.NOT_PACKED,
+            "no_carrier": selectors.NO_CARRIER,
+            "carriers": CarrierCutoff.objects.order_by("carrier").values_list("carrier", flat=True).distinct(),
             "warehouses": Warehouse.objects.order_by("code").values_list("code", "name"),
             "customers": Customer.objects.order_by("code").values_list("code", "name"),
             "querystring": query.urlencode(),
         },
     )
+
+
+@home_panel(
+    key="cutoffs",
+    title="Carrier cutoffs today",
+    template="orchestration/_home_cutoffs.html",
+    roles=CUTOFF_ROLES,
+    order=15,
+)
+def cutoffs_panel(request) -> dict:
+    return {"rows": selectors.cutoff_board(), "not_packed": selectors.NOT_PACKED}
+
+
+@login_required
+@require_GET
+def cutoff_board(request):
+    """The home page's cutoff board alone, refetched by the page every minute."""
+    if not (request.user.is_superuser or has_role(request.user, *CUTOFF_ROLES)):
+        raise PermissionDenied("The cutoff board belongs to supervisors, transportation and customer service.")
+    return render(request, "orchestration/_cutoff_rows.html", {"panel": cutoffs_panel(request)})
 
 
 @login_required
