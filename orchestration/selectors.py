@@ -387,3 +387,121 @@ def cutoff_board(*, now: dt.datetime | None = None, warning_minutes: int | None 
         setattr(row, stage, getattr(row, stage) + count["today"])
         row.overdue += count["overdue"]
     return sorted(rows.values(), key=lambda row: (row.cutoff, row.warehouse.code, row.carrier, row.service_level))
+
+
+# --- the floor: open work per zone and what was finished lately ------------------------------
+
+FLOOR_HOURS = 8
+STALE_TASK_MINUTES = 60
+
+
+@dataclass
+class ZoneWork:
+    """Open tasks in one zone: how many wait for someone, are handed out, are being worked, and the oldest."""
+
+    zone: str
+    waiting: int = 0
+    handed_out: int = 0
+    in_progress: int = 0
+    oldest_created_at: dt.datetime | None = None
+    oldest_minutes: int = 0
+
+    @property
+    def open(self) -> int:
+        return self.waiting + self.handed_out + self.in_progress
+
+    @property
+    def oldest_label(self) -> str:
+        return _duration(self.oldest_minutes) if self.oldest_created_at else "—"
+
+    @property
+    def stale(self) -> bool:
+        """Work has waited in this zone longer than a wave should take."""
+        return self.oldest_minutes >= STALE_TASK_MINUTES
+
+
+@dataclass
+class FloorActivity:
+    """One warehouse's floor: open work per zone and finished tasks per hour for the last FLOOR_HOURS hours."""
+
+    warehouse: object
+    zones: list[ZoneWork]
+    hours: list[dict]  # oldest first: {"start", "label", "completed", "short", "units"}
+
+    @property
+    def open(self) -> int:
+        return sum(zone.open for zone in self.zones)
+
+    @property
+    def last_hour(self) -> dict:
+        return self.hours[-1]
+
+    @property
+    def peak(self) -> int:
+        return max([hour["completed"] + hour["short"] for hour in self.hours] + [1])
+
+
+def floor_activity(*, now: dt.datetime | None = None, hours: int = FLOOR_HOURS) -> list[FloorActivity]:
+    """Per active warehouse: open tasks by zone (with the oldest) and tasks finished per hour (3 queries)."""
+    from django.db.models import Min
+    from django.db.models.functions import TruncHour
+
+    from inventory.models import Warehouse
+
+    now = now or timezone.now()
+    warehouses = {warehouse.pk: warehouse for warehouse in Warehouse.objects.filter(is_active=True).order_by("code")}
+    if not warehouses:
+        return []
+    stage = {
+        Task.Status.CREATED: "waiting",
+        Task.Status.DISPATCHED: "handed_out",
+        Task.Status.ACKNOWLEDGED: "handed_out",
+        Task.Status.IN_PROGRESS: "in_progress",
+    }
+    zones: dict[int, dict[str, ZoneWork]] = {pk: {} for pk in warehouses}
+    open_work = (
+        Task.objects.filter(warehouse_id__in=warehouses, status__in=stage)
+        .values("warehouse_id", "zone", "status")
+        .annotate(tasks=Count("pk"), oldest=Min("created_at"))
+        .order_by()
+    )
+    for row in open_work:
+        zone = zones[row["warehouse_id"]].setdefault(row["zone"], ZoneWork(zone=row["zone"]))
+        field = stage[row["status"]]
+        setattr(zone, field, getattr(zone, field) + row["tasks"])
+        if zone.oldest_created_at is None or row["oldest"] < zone.oldest_created_at:
+            zone.oldest_created_at = row["oldest"]
+            zone.oldest_minutes = max(0, int((now - row["oldest"]).total_seconds() // 60))
+
+    this_hour = now.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
+    starts = [this_hour - dt.timedelta(hours=back) for back in range(hours - 1, -1, -1)]
+    finished = (
+        Task.objects.filter(
+            warehouse_id__in=warehouses,
+            finished_at__gte=starts[0],
+            status__in=[Task.Status.COMPLETED, Task.Status.SHORT],
+        )
+        .annotate(hour=TruncHour("finished_at", tzinfo=dt.UTC))
+        .values("warehouse_id", "hour", "status")
+        .annotate(tasks=Count("pk"), units=Sum("done_quantity"))
+        .order_by()
+    )
+    per_hour: dict[tuple, dict] = {}
+    for row in finished:
+        bucket = per_hour.setdefault((row["warehouse_id"], row["hour"]), {"completed": 0, "short": 0, "units": 0})
+        bucket[row["status"]] += row["tasks"]
+        bucket["units"] += row["units"] or 0
+    activity = []
+    for pk, warehouse in warehouses.items():
+        series = []
+        for start in starts:
+            counts = per_hour.get((pk, start), {"completed": 0, "short": 0, "units": 0})
+            series.append({"start": start, "label": local_now(warehouse, start).strftime("%H:%M"), **counts})
+        activity.append(
+            FloorActivity(
+                warehouse=warehouse,
+                zones=sorted(zones[pk].values(), key=lambda zone: (-zone.open, zone.zone)),
+                hours=series,
+            )
+        )
+    return activity

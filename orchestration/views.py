@@ -81,6 +81,9 @@ CUTOFF_ROLES = (
 )
 
 
+FLOOR_ROLES = (Role.WAREHOUSE_SUPERVISOR, Role.OPERATIONS_ADMIN)
+
+
 def _require_order_role(request) -> None:
     if not (request.user.is_superuser or has_role(request.user, *ORDER_ROLES)):
         raise PermissionDenied("Orders belong to customer service, supervisors, finance and transportation.")
@@ -150,7 +153,7 @@ def order_list(request):
     title="Carrier cutoffs today",
     template="orchestration/_home_cutoffs.html",
     roles=CUTOFF_ROLES,
-    order=15,
+    order=25,
 )
 def cutoffs_panel(request) -> dict:
     return {"rows": selectors.cutoff_board(), "not_packed": selectors.NOT_PACKED}
@@ -163,6 +166,26 @@ def cutoff_board(request):
     if not (request.user.is_superuser or has_role(request.user, *CUTOFF_ROLES)):
         raise PermissionDenied("The cutoff board belongs to supervisors, transportation and customer service.")
     return render(request, "orchestration/_cutoff_rows.html", {"panel": cutoffs_panel(request)})
+
+
+@home_panel(
+    key="floor",
+    title="The floor",
+    template="orchestration/_home_floor.html",
+    roles=FLOOR_ROLES,
+    order=30,
+)
+def floor_panel(request) -> dict:
+    return {"floors": selectors.floor_activity(), "hours": selectors.FLOOR_HOURS}
+
+
+@login_required
+@require_GET
+def floor(request):
+    """The home page's floor panel alone, refetched by the page every minute."""
+    if not (request.user.is_superuser or has_role(request.user, *FLOOR_ROLES)):
+        raise PermissionDenied("The floor panel belongs to warehouse supervisors and operations admins.")
+    return render(request, "orchestration/_floor_rows.html", {"panel": floor_panel(request)})
 
 
 @login_required

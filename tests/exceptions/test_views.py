@@ -454,14 +454,27 @@ def test_home_lists_what_falls_due_next_in_the_users_queues_only(client, supervi
 
 
 def test_the_home_page_stays_within_its_query_budget(client, supervisor, make_case, django_assert_max_num_queries):
+    from orchestration.models import Order, Task
+    from tests.orchestration import factories as orders
+
     for _ in range(12):
         make_case()
+    for code in ("H1", "H2"):  # something on every panel: the floor and today's pickups too
+        warehouse = orders.WarehouseFactory(code=code)
+        orders.stock(orders.ItemFactory(sku=f"{code}-BOX"), orders.LocationFactory(warehouse=warehouse), 50)
+        for _ in range(3):
+            order = orders.processed_order(orders.CustomerFactory(code="home"), warehouse, [(f"{code}-BOX", 1)])
+            Task.objects.filter(order=order).update(status=Task.Status.COMPLETED, finished_at=timezone.now())
+            Order.objects.filter(pk=order.pk).update(status=Order.Status.PICKING)
     client.force_login(supervisor)
 
-    with django_assert_max_num_queries(8):  # session, user, roles, queues, counts, cases due next
+    # session, user, roles, queues, counts, cases due next (7 in all); the floor and the cutoff board, 3 each
+    with django_assert_max_num_queries(13):
         response = client.get(reverse("home"))
-    panel = next(panel for panel in response.context["panels"] if panel["key"] == "due_next")
-    assert len(panel["rows"]) == 8
+    panels = {panel["key"]: panel for panel in response.context["panels"]}
+    assert len(panels["due_next"]["rows"]) == 8
+    assert [floor.last_hour["completed"] for floor in panels["floor"]["floors"]] == [3, 3]
+    assert [row.picking for row in panels["cutoffs"]["rows"]] == [3, 3]
 
 
 def test_the_due_next_list_needs_a_signed_in_user(client):
