@@ -1,4 +1,5 @@
-"""IT support's fixes for outbound messages: replay (optionally with a corrected payload) and discard.
+"""IT support's fixes for outbound messages: replay (optionally with a corrected payload) and discard;
+and the retention of the message logs.
 
 The ``integration_failure`` case type's resolutions "replay" and "discard" call these with
 the resolving person as actor; the case itself is resolved by ``case_resolve``, never here.
@@ -6,12 +7,14 @@ the resolving person as actor; the case itself is resolved by ``case_resolve``, 
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 import uuid
 
 from django.db import transaction
 from django.utils import timezone
 
-from integrations.models import OutboundAction, OutboundMessage
+from integrations.models import InboundEvent, InboundRequest, OutboundAction, OutboundMessage
 from integrations.outbound import claim_window, enqueue_delivery
 from portal.actors import Actor
 from portal.domain import DomainError, InvalidInput, NotFound, PermissionRefused, TransitionRefused
@@ -22,6 +25,8 @@ Status = OutboundMessage.Status
 REPLAYABLE = (Status.DEAD, Status.DISCARDED, Status.PENDING)
 DISCARDABLE = (Status.DEAD, Status.PENDING)
 FIXER_ROLES = (Role.IT_SUPPORT, Role.OPERATIONS_ADMIN)
+
+logger = logging.getLogger(__name__)
 
 
 def _require_reason(reason: str) -> None:
@@ -157,3 +162,57 @@ def messages_replay_bulk(*, message_ids: list[int], actor: Actor, reason: str) -
         else:
             done.append(message_id)
     return {"done": done, "refused": refused}
+
+
+# --- retention of the message logs ----------------------------------------------------------
+
+# What a prune may delete: logs whose work is over. Waiting, failed and dead-letter rows stay whatever their
+# age: they are work someone still owns.
+PRUNABLE = {
+    "inbound_requests": lambda: InboundRequest.objects.all(),
+    "inbound_events": lambda: InboundEvent.objects.filter(
+        status__in=[InboundEvent.Status.PROCESSED, InboundEvent.Status.IGNORED]
+    ),
+    "outbound_messages": lambda: OutboundMessage.objects.filter(
+        status__in=[OutboundMessage.Status.DELIVERED, OutboundMessage.Status.DISCARDED]
+    ),
+}
+PRUNE_AGE_FIELD = {
+    "inbound_requests": "received_at",
+    "inbound_events": "received_at",
+    "outbound_messages": "created_at",
+}
+
+
+def message_logs_prune(
+    *, older_than: dt.datetime, actor: Actor, batch_size: int = 2000, dry_run: bool = False, progress=None
+) -> dict[str, int]:
+    """Delete finished message logs received or written before `older_than`, in short batches; returns counts.
+
+    Each batch is its own transaction, so a large backlog never holds locks for long and an
+    interrupted run keeps what it did. `progress(kind, deleted_so_far)` is called after each batch.
+    With `dry_run`, counts what would go and deletes nothing.
+    """
+    if batch_size < 1:
+        raise InvalidInput("The batch size must be at least 1.", fields={"batch_size": ["At least 1."]})
+    counts = {}
+    for kind, rows in PRUNABLE.items():
+        due = rows().filter(**{f"{PRUNE_AGE_FIELD[kind]}__lt": older_than})
+        if dry_run:
+            counts[kind] = due.count()
+            continue
+        deleted = 0
+        while True:
+            with transaction.atomic():
+                ids = list(due.order_by("pk").values_list("pk", flat=True)[:batch_size])
+                if not ids:
+                    break
+                # Attempts and replay records of a message go with it (CASCADE).
+                rows().model.objects.filter(pk__in=ids).delete()
+            deleted += len(ids)
+            if progress is not None:
+                progress(kind, deleted)
+        counts[kind] = deleted
+    if not dry_run and any(counts.values()):
+        logger.info("message logs pruned", extra={"older_than": older_than.isoformat(), "actor": actor.label, **counts})
+    return counts

@@ -1,4 +1,4 @@
-"""Thin Celery wrappers for outbound delivery, its tick and inventory reconciliation."""
+"""Thin Celery wrappers for outbound delivery, its tick, inventory reconciliation and message log retention."""
 
 from __future__ import annotations
 
@@ -22,3 +22,20 @@ def reconcile_inventory() -> dict:
     from integrations import reconciliation
 
     return reconciliation.inventory_reconcile()
+
+
+@shared_task(name="integrations.tasks.prune_message_logs", ignore_result=True)
+def prune_message_logs() -> dict:
+    """Beat: delete finished message logs past MESSAGE_LOG_RETENTION_DAYS (0: keep them)."""
+    import datetime as dt
+
+    from django.conf import settings
+    from django.utils import timezone
+
+    from integrations.services import message_logs_prune
+    from portal.actors import Actor
+
+    if settings.MESSAGE_LOG_RETENTION_DAYS <= 0:
+        return {}
+    older_than = timezone.now() - dt.timedelta(days=settings.MESSAGE_LOG_RETENTION_DAYS)
+    return message_logs_prune(older_than=older_than, actor=Actor.policy("message-log-retention"))

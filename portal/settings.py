@@ -232,6 +232,9 @@ PARTNER_RATE_LIMIT_PER_MINUTE = (
     int(os.environ["PARTNER_RATE_LIMIT_PER_MINUTE"]) if os.environ.get("PARTNER_RATE_LIMIT_PER_MINUTE") else None
 )
 BENCH_ENDPOINTS = env_bool("BENCH_ENDPOINTS", False)
+# Finished message logs (API requests, processed events, delivered messages) are deleted after this many days;
+# 0 keeps them for ever. An event id a partner sends again after that is processed again.
+MESSAGE_LOG_RETENTION_DAYS = int(os.environ.get("MESSAGE_LOG_RETENTION_DAYS", "90"))
 
 # Celery: the database rows are the source of truth; tasks are thin and idempotent.
 CELERY_BROKER_URL = REDIS_URL
@@ -262,6 +265,7 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "integrations.tasks.outbound_tick",
         "schedule": float(os.environ.get("OUTBOUND_TICK_SECONDS", "2")),
     },
+    "integrations-prune-message-logs": {"task": "integrations.tasks.prune_message_logs", "schedule": 3600.0},
     "integrations-reconcile-inventory": {
         "task": "integrations.tasks.reconcile_inventory",
         "schedule": float(os.environ.get("RECONCILE_INTERVAL_SECONDS", "300")),
