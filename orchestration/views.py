@@ -163,9 +163,13 @@ def cutoffs_panel(request) -> dict:
 @require_GET
 def cutoff_board(request):
     """The home page's cutoff board alone, refetched by the page every minute."""
-    if not (request.user.is_superuser or has_role(request.user, *CUTOFF_ROLES)):
-        raise PermissionDenied("The cutoff board belongs to supervisors, transportation and customer service.")
-    return render(request, "orchestration/_cutoff_rows.html", {"panel": cutoffs_panel(request)})
+    return _panel_alone(
+        request,
+        cutoffs_panel,
+        "orchestration/_cutoff_rows.html",
+        roles=CUTOFF_ROLES,
+        refusal="The cutoff board belongs to supervisors, transportation and customer service.",
+    )
 
 
 @home_panel(
@@ -183,9 +187,20 @@ def floor_panel(request) -> dict:
 @require_GET
 def floor(request):
     """The home page's floor panel alone, refetched by the page every minute."""
-    if not (request.user.is_superuser or has_role(request.user, *FLOOR_ROLES)):
-        raise PermissionDenied("The floor panel belongs to warehouse supervisors and operations admins.")
-    return render(request, "orchestration/_floor_rows.html", {"panel": floor_panel(request)})
+    return _panel_alone(
+        request,
+        floor_panel,
+        "orchestration/_floor_rows.html",
+        roles=FLOOR_ROLES,
+        refusal="The floor panel belongs to warehouse supervisors and operations admins.",
+    )
+
+
+def _panel_alone(request, panel, template: str, *, roles, refusal: str):
+    """A home panel's content without the page, for its refresh; the panel's roles are checked again here."""
+    if not (request.user.is_superuser or has_role(request.user, *roles)):
+        raise PermissionDenied(refusal)
+    return render(request, template, {"panel": panel(request)})
 
 
 @login_required

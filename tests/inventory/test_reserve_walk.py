@@ -16,6 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from inventory import services
 from inventory.models import Location, StockLevel
 from tests.inventory import factories
+from tests.sessions import can_lock, other_session
 
 ACTOR = factories.ACTOR
 TODAY = dt.date.today()
@@ -102,28 +103,14 @@ class TestTheWalk:
         assert reserve(warehouse, (item, 4)) == [[("B-01/EARLY", 4)]]
 
 
-def _other_session() -> psycopg.Connection:
-    params = connection.get_connection_params()
-    params.pop("cursor_factory", None)
-    other = psycopg.connect(**params, autocommit=True)
-    other.execute("SET lock_timeout = '1s'")
-    return other
-
-
-def _free(session: psycopg.Connection, pk: int) -> bool:
-    """Whether `session` can lock the stock row at once, as another reservation would."""
-    try:
-        with session.transaction():
-            session.execute("SELECT id FROM inventory_stocklevel WHERE id = %s FOR NO KEY UPDATE NOWAIT", [pk])
-        return True
-    except psycopg.errors.LockNotAvailable:
-        return False
+def _free(session, pk: int) -> bool:
+    return can_lock(session, "inventory_stocklevel", pk)
 
 
 @pytest.mark.django_db(transaction=True)
 def test_one_line_from_the_head_holds_only_its_row_and_a_split_holds_every_candidate(warehouse, pick_a, pick_b, item):
     first, second = factories.stock(item, pick_a, 5), factories.stock(item, pick_b, 5)
-    other = _other_session()
+    other = other_session()
     try:
         with transaction.atomic():
             assert reserve(warehouse, (item, 3)) == [[("A-01", 3)]]
@@ -165,7 +152,7 @@ def test_a_head_row_lost_to_another_reservation_is_let_go_before_the_walk_locks_
     assert a_row.pk > b_row.pk
     connection.ensure_connection()
     pid = connection.connection.info.backend_pid
-    taker, holder, watcher = _other_session(), _other_session(), _other_session()
+    taker, holder, watcher = other_session(), other_session(), other_session()
     holder.execute("SET lock_timeout = '10s'")
     outcome: dict[str, object] = {}
 
