@@ -142,7 +142,12 @@ def seed(*, stdout, orders: int = 300) -> None:
             rule.save()
     report = risk.train(trained_by="system:demo-loader")
     fitted = report.metrics.get("at_fitted", {}) if report.metrics else {}
-    quality = f"precision {fitted.get('precision')}, recall {fitted.get('recall')}" if fitted else report.note
+    quality = (
+        f"on {report.test_orders} held-out orders: precision {fitted.get('precision') or 0:.2f}, "
+        f"recall {fitted.get('recall') or 0:.2f}"
+        if fitted
+        else report.note
+    )
     stdout.write(
         f"  {units} equipment units, {len(POLICIES)} risk policies, {len(RULES)} rules, "
         f"risk model v{report.version} on {report.orders} orders ({quality})"
