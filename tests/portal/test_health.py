@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -178,11 +179,12 @@ def test_a_real_worker_makes_health_ok(client, monkeypatch, settings):
         "-n", f"{node}@%h", "-Q", f"{node}-queue",  # a queue of its own: it must take no one else's tasks
         "--without-mingle", "--without-gossip",
     ]  # fmt: skip
+    output = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed below; a pipe nobody reads could fill
     worker = subprocess.Popen(
         command,
         env=env,
         cwd=CELERY.parents[2],
-        stdout=subprocess.PIPE,
+        stdout=output,
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
@@ -195,7 +197,7 @@ def test_a_real_worker_makes_health_ok(client, monkeypatch, settings):
             if body["checks"]["worker"]["ok"]:
                 break
             time.sleep(0.5)
-        assert worker.poll() is None, f"worker exited early:\n{worker.stdout.read()}"
+        assert worker.poll() is None, f"worker exited early:\n{output.seek(0) or output.read()}"
         assert body["status"] == "ok", body
         assert body["failing"] == []
         assert body["checks"]["worker"]["detail"].startswith("ok (1 worker, ")
@@ -207,4 +209,5 @@ def test_a_real_worker_makes_health_ok(client, monkeypatch, settings):
         except subprocess.TimeoutExpired:
             worker.kill()
             worker.wait()
+        output.close()
         delete_keys(health.redis_connection(), f"portal:health:worker:{node}")
