@@ -505,3 +505,40 @@ def floor_activity(*, now: dt.datetime | None = None, hours: int = FLOOR_HOURS) 
             )
         )
     return activity
+
+
+# --- the task list --------------------------------------------------------------------------
+
+# The task list's state filter: groups a supervisor asks about, each a set of task statuses.
+TASK_STATES = {
+    "open": Task.OPEN_STATES,
+    "waiting": [Task.Status.CREATED],
+    "handed_out": [Task.Status.DISPATCHED, Task.Status.ACKNOWLEDGED],
+    "in_progress": [Task.Status.IN_PROGRESS],
+    "short": [Task.Status.SHORT],
+    "failed": [Task.Status.FAILED],
+    "finished": Task.DONE_STATES,
+}
+
+
+@dataclass(frozen=True)
+class TaskFilters:
+    warehouse: str = ""
+    zone: str = ""
+    state: str = "open"  # a key of TASK_STATES, or "" for every task
+    kind: str = ""
+
+
+def task_list(filters: TaskFilters) -> QuerySet[Task]:
+    """Tasks for the list page, the longest waiting first (open work) or the latest first (finished), 2 queries a page."""
+    tasks = Task.objects.select_related("warehouse", "location", "to_location", "item", "order")
+    if filters.warehouse:
+        tasks = tasks.filter(warehouse__code=filters.warehouse)
+    if filters.zone:
+        tasks = tasks.filter(zone=filters.zone)
+    if filters.state in TASK_STATES:
+        tasks = tasks.filter(status__in=TASK_STATES[filters.state])
+    if filters.kind:
+        tasks = tasks.filter(kind=filters.kind)
+    finished = filters.state in ("short", "failed", "finished")
+    return tasks.order_by("-finished_at", "-pk") if finished else tasks.order_by("created_at", "pk")

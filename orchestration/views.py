@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from inventory.models import CarrierCutoff, Warehouse
 from orchestration import selectors, services
-from orchestration.models import Customer, Order
+from orchestration.models import Customer, Order, Task
 from portal.actors import Actor
 from portal.domain import DomainError
 from portal.home import home_panel
@@ -193,6 +193,45 @@ def floor(request):
         "orchestration/_floor_rows.html",
         roles=FLOOR_ROLES,
         refusal="The floor panel belongs to warehouse supervisors and operations admins.",
+    )
+
+
+@login_required
+@require_GET
+def task_list(request):
+    """Warehouse tasks by warehouse, zone, state and kind: open work the longest waiting first."""
+    if not (request.user.is_superuser or has_role(request.user, *FLOOR_ROLES)):
+        raise PermissionDenied("The task list belongs to warehouse supervisors and operations admins.")
+    state = request.GET.get("state", "open")
+    kind = request.GET.get("kind", "")
+    filters = selectors.TaskFilters(
+        warehouse=request.GET.get("warehouse", "")[:16],
+        zone=request.GET.get("zone", "")[:32],
+        state=state if state in selectors.TASK_STATES else "",
+        kind=kind if kind in Task.Kind.values else "",
+    )
+    size = _page_size(request.GET.get("size", ""))
+    page = Paginator(selectors.task_list(filters), size).get_page(request.GET.get("page"))
+    now = timezone.now()
+    for task in page.object_list:
+        task.tone = selectors.TASK_TONE.get(task.status, "")
+        task.age_minutes = int((now - task.created_at).total_seconds() // 60)
+        task.stale = task.status in Task.OPEN_STATES and task.age_minutes >= selectors.STALE_TASK_MINUTES
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "orchestration/task_list.html",
+        {
+            "page": page,
+            "filters": filters,
+            "size": size,
+            "page_sizes": PAGE_SIZES,
+            "states": [(key, key.replace("_", " ")) for key in selectors.TASK_STATES],
+            "kinds": Task.Kind.choices,
+            "warehouses": Warehouse.objects.order_by("code").values_list("code", "name"),
+            "querystring": query.urlencode(),
+        },
     )
 
 

@@ -5,6 +5,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from orchestration import views as orchestration_views
 from portal import health, views
 
 urlpatterns = [
@@ -17,6 +18,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("inventory/", include("inventory.urls")),
     path("orders/", include("orchestration.urls")),
+    path("tasks/", orchestration_views.task_list, name="task-list"),
     path("queues/", include("exceptions.urls")),
     path("integrations/", include("integrations.urls")),
     path("automation/", include("automation.urls")),
