@@ -82,6 +82,7 @@ CUTOFF_ROLES = (
 
 
 FLOOR_ROLES = (Role.WAREHOUSE_SUPERVISOR, Role.OPERATIONS_ADMIN)
+PRIORITY_LABELS = dict(Order.Priority.choices)  # a task carries its order's priority
 
 
 def _require_order_role(request) -> None:
@@ -217,6 +218,7 @@ def task_list(request):
         task.tone = selectors.TASK_TONE.get(task.status, "")
         task.age_minutes = int((now - task.created_at).total_seconds() // 60)
         task.stale = task.status in Task.OPEN_STATES and task.age_minutes >= selectors.STALE_TASK_MINUTES
+        task.priority_label = PRIORITY_LABELS.get(task.priority, task.priority)
     query = request.GET.copy()
     query.pop("page", None)
     return render(
