@@ -96,3 +96,14 @@ def test_the_list_is_for_supervisors_and_linked_from_the_floor(client, user_with
     home = client.get("/").content.decode()
     assert f'href="{reverse("task-list")}"' in home  # in the navigation
     assert f"{reverse('task-list')}?warehouse=TSK&amp;zone=C&amp;state=open" in home  # from the floor's zone row
+
+
+def test_pages_keep_the_filters(supervisor_client, warehouse):
+    for index in range(27):
+        task(warehouse, minutes_old=index)
+    first = supervisor_client.get(reverse("task-list"), {"warehouse": "TSK", "size": "25"})
+    body = first.content.decode()
+    assert len(listed(first)) == 25 and "Page 1 of 2" in body
+    assert 'href="?warehouse=TSK&amp;size=25&amp;page=2">Next →</a>' in body
+    second = supervisor_client.get(reverse("task-list"), {"warehouse": "TSK", "size": "25", "page": "2"})
+    assert len(listed(second)) == 2 and "← Previous" in second.content.decode()
