@@ -78,7 +78,7 @@ def test_the_floor_costs_three_queries_however_many_warehouses_and_tasks(django_
     with django_assert_num_queries(3):
         floors = selectors.floor_activity()
     assert [floor.warehouse.code for floor in floors] == ["F1", "F2", "F3"]
-    assert all(floor.open == 2 and floor.last_hour["completed"] == 1 for floor in floors)
+    assert all(floor.open == 2 and sum(hour["completed"] for hour in floor.hours) == 1 for floor in floors)
 
 
 def test_the_supervisor_sees_the_floor_and_transportation_does_not(client, user_with_role, warehouse):
