@@ -166,21 +166,12 @@ def messages_replay_bulk(*, message_ids: list[int], actor: Actor, reason: str) -
 
 # --- retention of the message logs ----------------------------------------------------------
 
-# What a prune may delete: logs whose work is over. Waiting, failed and dead-letter rows stay whatever their
-# age: they are work someone still owns.
+# What a prune may delete, by kind: the model, the moment its age counts from, and the states whose work is over
+# (None: every row). Waiting, failed and dead-letter rows stay whatever their age: someone still owns them.
 PRUNABLE = {
-    "inbound_requests": lambda: InboundRequest.objects.all(),
-    "inbound_events": lambda: InboundEvent.objects.filter(
-        status__in=[InboundEvent.Status.PROCESSED, InboundEvent.Status.IGNORED]
-    ),
-    "outbound_messages": lambda: OutboundMessage.objects.filter(
-        status__in=[OutboundMessage.Status.DELIVERED, OutboundMessage.Status.DISCARDED]
-    ),
-}
-PRUNE_AGE_FIELD = {
-    "inbound_requests": "received_at",
-    "inbound_events": "received_at",
-    "outbound_messages": "created_at",
+    "inbound_requests": (InboundRequest, "received_at", None),
+    "inbound_events": (InboundEvent, "received_at", [InboundEvent.Status.PROCESSED, InboundEvent.Status.IGNORED]),
+    "outbound_messages": (OutboundMessage, "created_at", [Status.DELIVERED, Status.DISCARDED]),
 }
 
 
@@ -196,8 +187,10 @@ def message_logs_prune(
     if batch_size < 1:
         raise InvalidInput("The batch size must be at least 1.", fields={"batch_size": ["At least 1."]})
     counts = {}
-    for kind, rows in PRUNABLE.items():
-        due = rows().filter(**{f"{PRUNE_AGE_FIELD[kind]}__lt": older_than})
+    for kind, (model, age_field, finished) in PRUNABLE.items():
+        due = model.objects.filter(**{f"{age_field}__lt": older_than})
+        if finished is not None:
+            due = due.filter(status__in=finished)
         if dry_run:
             counts[kind] = due.count()
             continue
@@ -208,7 +201,7 @@ def message_logs_prune(
                 if not ids:
                     break
                 # Attempts and replay records of a message go with it (CASCADE).
-                rows().model.objects.filter(pk__in=ids).delete()
+                model.objects.filter(pk__in=ids).delete()
             deleted += len(ids)
             if progress is not None:
                 progress(kind, deleted)

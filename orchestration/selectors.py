@@ -5,10 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from django.db.models import Count, Prefetch, Q, QuerySet, Sum
+from django.conf import settings
+from django.db.models import Count, Min, Prefetch, Q, QuerySet, Sum
+from django.db.models.functions import TruncHour
 from django.utils import timezone
 
-from inventory.models import CarrierCutoff, Reservation
+from inventory.models import CarrierCutoff, Reservation, Warehouse
 from orchestration import events
 from orchestration.models import Order, OrderLine, Shipment, ShipmentLine, Task
 from orchestration.services import local_now
@@ -66,7 +68,7 @@ def order_list(filters: OrderFilters) -> QuerySet[Order]:
         .order_by("-created_at", "-pk")
     )
     if filters.status == NOT_PACKED:
-        orders = orders.filter(status__in=[*CUTOFF_STAGES["waiting"], *CUTOFF_STAGES["picking"]])
+        orders = orders.filter(status__in=NOT_PACKED_STATES)
     elif filters.status:
         orders = orders.filter(status=filters.status)
     if filters.warehouse:
@@ -262,6 +264,7 @@ CUTOFF_STAGES = {
     "shipped": [Order.Status.SHIPPED, Order.Status.INVOICED, Order.Status.CLOSED],
 }
 STAGE_OF = {status: stage for stage, statuses in CUTOFF_STAGES.items() for status in statuses}
+NOT_PACKED_STATES = [*CUTOFF_STAGES["waiting"], *CUTOFF_STAGES["picking"]]
 NO_CARRIER = "-"  # the order list's carrier filter value for orders not booked with a carrier yet
 
 
@@ -339,11 +342,6 @@ def cutoff_board(*, now: dt.datetime | None = None, warning_minutes: int | None 
     Counts orders due today by stage (shipped counts only what left today) and, apart, the open
     orders of earlier days that still are not packed.
     """
-    from django.conf import settings
-
-    from inventory.models import Warehouse
-    from orchestration.services import carrier_cutoff
-
     now = now or timezone.now()
     warning = dt.timedelta(minutes=settings.CUTOFF_WARNING_MINUTES if warning_minutes is None else warning_minutes)
     warehouses = {
@@ -360,9 +358,8 @@ def cutoff_board(*, now: dt.datetime | None = None, warning_minutes: int | None 
             ~Q(status__in=CUTOFF_STAGES["shipped"]) | Q(shipped_at__gte=midnight)
         )
         earlier |= Q(warehouse_id=pk, requested_ship_date__lt=today)
-    not_ready = [*CUTOFF_STAGES["waiting"], *CUTOFF_STAGES["picking"]]
     counts = (
-        Order.objects.filter(due_today | (earlier & Q(status__in=not_ready)))
+        Order.objects.filter(due_today | (earlier & Q(status__in=NOT_PACKED_STATES)))
         .filter(status__in=STAGE_OF)
         .values("warehouse_id", "carrier", "service_level", "status")
         .annotate(today=Count("pk", filter=due_today), overdue=Count("pk", filter=earlier))
@@ -379,7 +376,7 @@ def cutoff_board(*, now: dt.datetime | None = None, warning_minutes: int | None 
                 warehouse=warehouse,
                 carrier=count["carrier"],
                 service_level=count["service_level"],
-                cutoff=carrier_cutoff(probe, now),
+                cutoff=cutoff_for(probe, now),
                 now=local[warehouse.pk],
                 warning=warning,
             )
@@ -393,6 +390,19 @@ def cutoff_board(*, now: dt.datetime | None = None, warning_minutes: int | None 
 
 FLOOR_HOURS = 8
 STALE_TASK_MINUTES = 60
+PRIORITY_LABELS = dict(Order.Priority.choices)  # a task carries its order's priority
+
+# The task list's state filter: groups a supervisor asks about, each a set of task statuses.
+TASK_STATES = {
+    "open": Task.OPEN_STATES,
+    "waiting": [Task.Status.CREATED],
+    "handed_out": [Task.Status.DISPATCHED, Task.Status.ACKNOWLEDGED],
+    "in_progress": [Task.Status.IN_PROGRESS],
+    "short": [Task.Status.SHORT],
+    "failed": [Task.Status.FAILED],
+    "finished": Task.DONE_STATES,
+}
+OPEN_TASK_STAGES = ("waiting", "handed_out", "in_progress")  # how the floor splits open work
 
 
 @dataclass
@@ -403,8 +413,7 @@ class ZoneWork:
     waiting: int = 0
     handed_out: int = 0
     in_progress: int = 0
-    oldest_created_at: dt.datetime | None = None
-    oldest_minutes: int = 0
+    oldest_minutes: int | None = None
 
     @property
     def open(self) -> int:
@@ -412,12 +421,12 @@ class ZoneWork:
 
     @property
     def oldest_label(self) -> str:
-        return _duration(self.oldest_minutes) if self.oldest_created_at else "—"
+        return "—" if self.oldest_minutes is None else _duration(self.oldest_minutes)
 
     @property
     def stale(self) -> bool:
         """Work has waited in this zone longer than a wave should take."""
-        return self.oldest_minutes >= STALE_TASK_MINUTES
+        return self.oldest_minutes is not None and self.oldest_minutes >= STALE_TASK_MINUTES
 
 
 @dataclass
@@ -443,21 +452,11 @@ class FloorActivity:
 
 def floor_activity(*, now: dt.datetime | None = None, hours: int = FLOOR_HOURS) -> list[FloorActivity]:
     """Per active warehouse: open tasks by zone (with the oldest) and tasks finished per hour (3 queries)."""
-    from django.db.models import Min
-    from django.db.models.functions import TruncHour
-
-    from inventory.models import Warehouse
-
     now = now or timezone.now()
     warehouses = {warehouse.pk: warehouse for warehouse in Warehouse.objects.filter(is_active=True).order_by("code")}
     if not warehouses:
         return []
-    stage = {
-        Task.Status.CREATED: "waiting",
-        Task.Status.DISPATCHED: "handed_out",
-        Task.Status.ACKNOWLEDGED: "handed_out",
-        Task.Status.IN_PROGRESS: "in_progress",
-    }
+    stage = {status: name for name in OPEN_TASK_STAGES for status in TASK_STATES[name]}
     zones: dict[int, dict[str, ZoneWork]] = {pk: {} for pk in warehouses}
     open_work = (
         Task.objects.filter(warehouse_id__in=warehouses, status__in=stage)
@@ -469,9 +468,7 @@ def floor_activity(*, now: dt.datetime | None = None, hours: int = FLOOR_HOURS) 
         zone = zones[row["warehouse_id"]].setdefault(row["zone"], ZoneWork(zone=row["zone"]))
         field = stage[row["status"]]
         setattr(zone, field, getattr(zone, field) + row["tasks"])
-        if zone.oldest_created_at is None or row["oldest"] < zone.oldest_created_at:
-            zone.oldest_created_at = row["oldest"]
-            zone.oldest_minutes = max(0, int((now - row["oldest"]).total_seconds() // 60))
+        zone.oldest_minutes = max(zone.oldest_minutes or 0, waited_minutes(row["oldest"], now))
 
     this_hour = now.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
     starts = [this_hour - dt.timedelta(hours=back) for back in range(hours - 1, -1, -1)]
@@ -509,17 +506,6 @@ def floor_activity(*, now: dt.datetime | None = None, hours: int = FLOOR_HOURS) 
 
 # --- the task list --------------------------------------------------------------------------
 
-# The task list's state filter: groups a supervisor asks about, each a set of task statuses.
-TASK_STATES = {
-    "open": Task.OPEN_STATES,
-    "waiting": [Task.Status.CREATED],
-    "handed_out": [Task.Status.DISPATCHED, Task.Status.ACKNOWLEDGED],
-    "in_progress": [Task.Status.IN_PROGRESS],
-    "short": [Task.Status.SHORT],
-    "failed": [Task.Status.FAILED],
-    "finished": Task.DONE_STATES,
-}
-
 
 @dataclass(frozen=True)
 class TaskFilters:
@@ -527,6 +513,21 @@ class TaskFilters:
     zone: str = ""
     state: str = "open"  # a key of TASK_STATES, or "" for every task
     kind: str = ""
+
+
+def waited_minutes(since: dt.datetime, now: dt.datetime) -> int:
+    return max(0, int((now - since).total_seconds() // 60))
+
+
+def task_rows(tasks, now: dt.datetime | None = None) -> list[Task]:
+    """A page of tasks with what the list shows beside each: tone, priority label, and whether open work is stale."""
+    now = now or timezone.now()
+    rows = list(tasks)
+    for task in rows:
+        task.tone = TASK_TONE.get(task.status, "")
+        task.priority_label = PRIORITY_LABELS.get(task.priority, task.priority)
+        task.stale = task.status in Task.OPEN_STATES and waited_minutes(task.created_at, now) >= STALE_TASK_MINUTES
+    return rows
 
 
 def task_list(filters: TaskFilters) -> QuerySet[Task]:

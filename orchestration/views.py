@@ -82,12 +82,15 @@ CUTOFF_ROLES = (
 
 
 FLOOR_ROLES = (Role.WAREHOUSE_SUPERVISOR, Role.OPERATIONS_ADMIN)
-PRIORITY_LABELS = dict(Order.Priority.choices)  # a task carries its order's priority
+
+
+def _require_role(request, roles, refusal: str) -> None:
+    if not (request.user.is_superuser or has_role(request.user, *roles)):
+        raise PermissionDenied(refusal)
 
 
 def _require_order_role(request) -> None:
-    if not (request.user.is_superuser or has_role(request.user, *ORDER_ROLES)):
-        raise PermissionDenied("Orders belong to customer service, supervisors, finance and transportation.")
+    _require_role(request, ORDER_ROLES, "Orders belong to customer service, supervisors, finance and transportation.")
 
 
 def _parse_date(value: str) -> dt.date | None:
@@ -201,8 +204,7 @@ def floor(request):
 @require_GET
 def task_list(request):
     """Warehouse tasks by warehouse, zone, state and kind: open work the longest waiting first."""
-    if not (request.user.is_superuser or has_role(request.user, *FLOOR_ROLES)):
-        raise PermissionDenied("The task list belongs to warehouse supervisors and operations admins.")
+    _require_role(request, FLOOR_ROLES, "The task list belongs to warehouse supervisors and operations admins.")
     state = request.GET.get("state", "open")
     kind = request.GET.get("kind", "")
     filters = selectors.TaskFilters(
@@ -213,12 +215,7 @@ def task_list(request):
     )
     size = _page_size(request.GET.get("size", ""))
     page = Paginator(selectors.task_list(filters), size).get_page(request.GET.get("page"))
-    now = timezone.now()
-    for task in page.object_list:
-        task.tone = selectors.TASK_TONE.get(task.status, "")
-        task.age_minutes = int((now - task.created_at).total_seconds() // 60)
-        task.stale = task.status in Task.OPEN_STATES and task.age_minutes >= selectors.STALE_TASK_MINUTES
-        task.priority_label = PRIORITY_LABELS.get(task.priority, task.priority)
+    rows = selectors.task_rows(page.object_list)
     query = request.GET.copy()
     query.pop("page", None)
     return render(
@@ -226,6 +223,7 @@ def task_list(request):
         "orchestration/task_list.html",
         {
             "page": page,
+            "rows": rows,
             "filters": filters,
             "size": size,
             "page_sizes": PAGE_SIZES,
@@ -239,8 +237,7 @@ def task_list(request):
 
 def _panel_alone(request, panel, template: str, *, roles, refusal: str):
     """A home panel's content without the page, for its refresh; the panel's roles are checked again here."""
-    if not (request.user.is_superuser or has_role(request.user, *roles)):
-        raise PermissionDenied(refusal)
+    _require_role(request, roles, refusal)
     return render(request, template, {"panel": panel(request)})
 
 
@@ -286,8 +283,7 @@ def order_action(request, number: str, action: str):
     if action not in ORDER_ACTIONS:
         raise Http404("No such action.")
     roles, service, _, done, _ = ORDER_ACTIONS[action]
-    if not (request.user.is_superuser or has_role(request.user, *roles)):
-        raise PermissionDenied("Your role does not take this decision.")
+    _require_role(request, roles, "Your role does not take this decision.")
     order = Order.objects.filter(number=number).first()
     if order is None:
         raise Http404(f"No order {number}.")

@@ -1,10 +1,8 @@
-// Panels that show clocks and counts (data-refresh-url): refetch every data-refresh-seconds (default 60) while the
+// Home panels that show clocks and counts (data-refresh-url): refetch every data-refresh-seconds (default 60) while the
 // tab is visible, and at once when the tab comes back into view.
 document.addEventListener("DOMContentLoaded", function () {
   "use strict";
   document.querySelectorAll("[data-refresh-url]").forEach(function (panel) {
-    if (panel.hasAttribute("data-refresh-started")) return;  // the script tag may appear once per panel
-    panel.setAttribute("data-refresh-started", "");
     var url = panel.getAttribute("data-refresh-url");
     var seconds = parseInt(panel.getAttribute("data-refresh-seconds") || "60", 10);
 

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from integrations.services import message_logs_prune
 from portal.actors import Actor
+from portal.domain import DomainError
 
 LABELS = {
     "inbound_requests": "API requests",
@@ -34,8 +35,6 @@ class Command(BaseCommand):
         days = settings.MESSAGE_LOG_RETENTION_DAYS if days is None else days
         if days < 1:
             raise CommandError("Keep at least one day (--days 1 or more); MESSAGE_LOG_RETENTION_DAYS=0 means keep all.")
-        if batch_size < 1:
-            raise CommandError("--batch-size must be at least 1.")
         older_than = timezone.now() - dt.timedelta(days=days)
         self.stdout.write(f"Finished message logs from before {older_than:%Y-%m-%d %H:%M} UTC ({days} days):")
 
@@ -43,13 +42,16 @@ class Command(BaseCommand):
             self.stdout.write(f"  {LABELS[kind]}: {deleted} deleted so far", ending="\r")
             self.stdout.flush()
 
-        counts = message_logs_prune(
-            older_than=older_than,
-            actor=Actor.system("prune_message_logs"),
-            batch_size=batch_size,
-            dry_run=dry_run,
-            progress=progress,
-        )
+        try:
+            counts = message_logs_prune(
+                older_than=older_than,
+                actor=Actor.system("prune_message_logs"),
+                batch_size=batch_size,
+                dry_run=dry_run,
+                progress=progress,
+            )
+        except DomainError as error:
+            raise CommandError(error.message) from error
         verb = "would be deleted" if dry_run else "deleted"
         for kind, count in counts.items():
             self.stdout.write(f"  {LABELS[kind]}: {count} {verb}" + " " * 12)
