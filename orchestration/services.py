@@ -279,9 +279,13 @@ def order_create(
         locks_before = _order_locks_taken()
         _emit(events.ORDER_RECEIVED, subject=order, actor=actor, reason=reason, payload=_order_payload(order))
         if process:
-            # Inserted in this transaction, the row is already this transaction's alone: it is read
-            # again only if a subscriber of the event changed it through an order service.
-            order = _process(order, actor=actor, now=now, lock=_order_locks_taken() != locks_before)
+            # Inserted in this transaction, the row and its lines are already this transaction's alone:
+            # they are read again only if a subscriber of the event changed the order through a service.
+            if _order_locks_taken() != locks_before:
+                order = _process(order, actor=actor, now=now)
+            else:
+                order_lines.sort(key=lambda line: line.line_no)
+                order = _process(order, actor=actor, now=now, lock=False, lines=order_lines)
     return order
 
 
@@ -295,11 +299,11 @@ def order_validate(*, order: Order, actor: Actor, reason: str = "Validation") ->
         return _validate(_lock_order(order), actor=actor, reason=reason)
 
 
-def _validate(order: Order, *, actor: Actor, reason: str) -> Order:
-    """order_validate on the order the caller has locked in its transaction."""
+def _validate(order: Order, *, actor: Actor, reason: str, lines: list[OrderLine] | None = None) -> Order:
+    """order_validate on the order the caller has locked in its transaction (`lines`: as _lines_of)."""
     problems = [
         f"line {line.line_no}: {line.item.sku} is no longer sold"
-        for line in order.lines.select_related("item")
+        for line in _lines_of(order, lines)
         if not line.item.is_active
     ]
     if problems:
@@ -448,11 +452,11 @@ def order_allocate(*, order: Order, actor: Actor, reason: str = "Allocation") ->
         return _allocate(_lock_order(order), actor=actor, reason=reason)
 
 
-def _allocate(order: Order, *, actor: Actor, reason: str) -> Order:
-    """order_allocate on the order the caller has locked in its transaction."""
+def _allocate(order: Order, *, actor: Actor, reason: str, lines: list[OrderLine] | None = None) -> Order:
+    """order_allocate on the order the caller has locked in its transaction (`lines`: as _lines_of)."""
     if order.status not in (Order.Status.VALIDATED, *Order.ALLOCATION_STATES):
         raise TransitionRefused(f"Order {order.number} is {order.get_status_display()}; it cannot be allocated now.")
-    lines = list(order.lines.select_related("item").order_by("line_no"))
+    lines = _lines_of(order, lines)
     open_lines = [
         line
         for line in lines
@@ -607,21 +611,34 @@ def order_process(*, order: Order, actor: Actor, now: dt.datetime | None = None)
         return _process(order, actor=actor, now=now)
 
 
-def _process(order: Order | int, *, actor: Actor, now: dt.datetime | None = None, lock: bool = True) -> Order:
-    """order_process inside the caller's transaction (`lock=False`: the caller holds the current row)."""
+def _process(
+    order: Order | int,
+    *,
+    actor: Actor,
+    now: dt.datetime | None = None,
+    lock: bool = True,
+    lines: list[OrderLine] | None = None,
+) -> Order:
+    """order_process inside the caller's transaction (`lock=False`: the caller holds the current row,
+    and `lines`, when given, are its current lines with their items in line order)."""
     # One lock and one read of the policy for all the steps. A step during which the order was
     # locked again (an in-transaction subscriber, such as a rule, held or re-prioritised it through
-    # a service) is followed by a fresh read; otherwise the row is as the step left it.
+    # a service) is followed by a fresh read of the order, and its lines are read again when needed;
+    # otherwise the order and its lines are as the step left them.
     if lock:
-        order = _lock_order(order)
+        order, lines = _lock_order(order), None
     policy = release_policy_for(order.warehouse)
-    order = _reread_if_changed(order, lambda locked: _validate(locked, actor=actor, reason="Validation"))
+    order, lines = _reread_if_changed(
+        order, lines, lambda locked: _validate(locked, actor=actor, reason="Validation", lines=lines)
+    )
     if order.status == Order.Status.VALIDATED:
-        order = _reread_if_changed(
-            order, lambda locked: _check_credit(locked, actor=actor, reason="Credit check", policy=policy)
+        order, lines = _reread_if_changed(
+            order, lines, lambda locked: _check_credit(locked, actor=actor, reason="Credit check", policy=policy)
         )
     if order.status == Order.Status.VALIDATED:
-        order = _reread_if_changed(order, lambda locked: _allocate(locked, actor=actor, reason="Allocation"))
+        order, lines = _reread_if_changed(
+            order, lines, lambda locked: _allocate(locked, actor=actor, reason="Allocation", lines=lines)
+        )
     if (
         order.status in (Order.Status.ALLOCATED, Order.Status.PARTIALLY_ALLOCATED)
         and policy.auto_release
@@ -631,11 +648,21 @@ def _process(order: Order | int, *, actor: Actor, now: dt.datetime | None = None
     return order
 
 
-def _reread_if_changed(order: Order, step) -> Order:
-    """Run `step` on the locked order; read the row again if anything it set off went through an order service."""
+def _reread_if_changed(order: Order, lines: list[OrderLine] | None, step) -> tuple[Order, list[OrderLine] | None]:
+    """Run `step` on the locked order; if anything it set off went through an order service, read the row
+    again and forget the lines held in memory."""
     before = _order_locks_taken()
     order = step(order)
-    return _lock_order(order) if _order_locks_taken() != before else order
+    if _order_locks_taken() != before:
+        return _lock_order(order), None
+    return order, lines
+
+
+def _lines_of(order: Order, lines: list[OrderLine] | None = None) -> list[OrderLine]:
+    """The order's lines with their items in line order: `lines` when the caller holds them current, else read."""
+    if lines is not None:
+        return lines
+    return list(order.lines.select_related("item").order_by("line_no"))
 
 
 # --- holds and cancellation ----------------------------------------------------------

@@ -184,3 +184,44 @@ def test_an_order_taken_in_one_transaction_hands_all_its_events_to_the_workers_i
     waiting = DomainEvent.objects.filter(dispatched_at__isnull=True).order_by("pk")
     assert {"order.allocated", "task.created"} <= set(waiting.values_list("name", flat=True))
     assert queued == [list(waiting.values_list("pk", flat=True))]
+
+
+@pytest.fixture
+def line_cancelled_on_validation():
+    """An in-transaction subscriber that cancels line 2 of every order as it is validated (through the service)."""
+    from portal import events as bus
+
+    @bus.subscribe(events.ORDER_VALIDATED, in_transaction=True, key="tests.cancel-line-2-on-validation")
+    def cancel_line_two(event):
+        line = OrderLine.objects.get(order_id=event.payload["order_id"], line_no=2)
+        services.order_line_cancel(line=line, actor=SAM, reason="Customer dropped it")
+
+    yield
+    bus._subscribers[:] = [s for s in bus._subscribers if s.key != "tests.cancel-line-2-on-validation"]
+
+
+def test_an_order_taken_in_one_go_allocates_the_lines_as_a_subscriber_left_them(
+    warehouse, customer, tape, gloves, line_cancelled_on_validation
+):
+    order = services.order_create(
+        customer=customer,
+        warehouse=warehouse,
+        lines=[
+            services.LineInput(line_no=2, sku="GLOVES", quantity=4),
+            services.LineInput(line_no=1, sku="TAPE", quantity=3),
+        ],
+        actor=SAM,
+        ship_to=factories.SHIP_TO,
+        process=True,
+    )
+
+    assert order.status == Order.Status.RELEASED
+    assert list(order.lines.order_by("line_no").values_list("status", "allocated_quantity")) == [
+        (OrderLine.Status.ALLOCATED, 3),
+        (OrderLine.Status.CANCELLED, 0),
+    ]
+    assert list(Reservation.objects.filter(order_number=order.number).values_list("item__sku", "status")) == [
+        ("TAPE", "reserved")
+    ]
+    assert list(order.tasks.values_list("item__sku", flat=True)) == ["TAPE"]
+    assert stock_discrepancies() == []
