@@ -46,7 +46,6 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +56,7 @@ from rest_framework import serializers
 
 from integrations.models import InboundEvent, Partner
 from portal.actors import Actor
+from portal.db import savepoint_if_nested
 from portal.domain import DomainError, InvalidInput, NotFound
 
 logger = logging.getLogger(__name__)
@@ -235,8 +235,7 @@ def event_accept(
         order_number=order_number,
     )
     try:
-        # A savepoint only inside a caller's transaction: in autocommit the insert is its own transaction.
-        with transaction.atomic() if connection.in_atomic_block else nullcontext():
+        with savepoint_if_nested():
             event.save(force_insert=True)
     except IntegrityError:
         existing = InboundEvent.objects.get(partner=partner, event_id=event_id)

@@ -30,7 +30,8 @@ from integrations.ratelimit import PartnerRateThrottle
 from inventory import selectors as inventory_selectors
 from inventory.models import Item, Reservation, Warehouse
 from orchestration import services as orchestration
-from orchestration.models import Order, Shipment
+from orchestration.models import Order, Shipment, ShipmentLine
+from portal.db import savepoint_if_nested
 from portal.domain import DomainError, InvalidInput, NotFound
 
 logger = logging.getLogger(__name__)
@@ -132,7 +133,7 @@ class PartnerAPIView(APIView):
             payload = None
         data = storable(getattr(response, "data", None))
         error = data.get("error", {}).get("message", "") if refused and isinstance(data, dict) else ""
-        with transaction.atomic():
+        with savepoint_if_nested():
             InboundRequest.objects.create(
                 partner=partner,
                 method=request.method[:8],
@@ -162,18 +163,39 @@ def storable(value):
 
 
 def order_document(order: Order) -> dict:
-    """Status, lines, reservations, shipments and open exceptions of one order (six queries)."""
+    """Status, lines, reservations, shipments and open exceptions of one order (five queries at most).
+
+    Read as flat rows rather than model instances: the document is built once per answer and
+    nothing in it is written back, so the rows need no model around them.
+    """
     if not (Order.customer.is_cached(order) and Order.warehouse.is_cached(order)):
         order = Order.objects.select_related("customer", "warehouse").get(pk=order.pk)
-    lines = list(order.lines.select_related("item").order_by("line_no"))
-    line_by_id = {line.pk: line for line in lines}
-    reservations = (
-        Reservation.objects.filter(order_line_id__in=list(line_by_id))
-        .select_related("stock_level__location__warehouse", "stock_level__lot", "item")
-        .order_by("order_line_id", "pk")
+    lines = list(
+        order.lines.order_by("line_no").values(
+            "pk",
+            "line_no",
+            "item__sku",
+            "quantity",
+            "allocated_quantity",
+            "picked_quantity",
+            "shipped_quantity",
+            "status",
+        )
     )
-    shipments = list(
-        Shipment.objects.filter(order=order).prefetch_related("lines__order_line__item").order_by("created_at", "pk")
+    line_no = {line["pk"]: line["line_no"] for line in lines}
+    reservations = (
+        Reservation.objects.filter(order_line_id__in=list(line_no))
+        .order_by("order_line_id", "pk")
+        .values(
+            "order_line_id",
+            "item__sku",
+            "stock_level__location__warehouse__code",
+            "stock_level__location__code",
+            "stock_level__lot__code",
+            "quantity",
+            "picked_quantity",
+            "status",
+        )
     )
     return {
         "number": order.number,
@@ -196,46 +218,67 @@ def order_document(order: Order) -> dict:
         "created_at": order.created_at.isoformat(),
         "lines": [
             {
-                "line_no": line.line_no,
-                "sku": line.item.sku,
-                "quantity": line.quantity,
-                "allocated_quantity": line.allocated_quantity,
-                "picked_quantity": line.picked_quantity,
-                "shipped_quantity": line.shipped_quantity,
-                "status": line.status,
+                "line_no": line["line_no"],
+                "sku": line["item__sku"],
+                "quantity": line["quantity"],
+                "allocated_quantity": line["allocated_quantity"],
+                "picked_quantity": line["picked_quantity"],
+                "shipped_quantity": line["shipped_quantity"],
+                "status": line["status"],
             }
             for line in lines
         ],
         "reservations": [
             {
-                "line_no": line_by_id[r.order_line_id].line_no,
-                "sku": r.item.sku,
-                "warehouse": r.stock_level.location.warehouse.code,
-                "location": r.stock_level.location.code,
-                "lot": r.stock_level.lot.code if r.stock_level.lot_id else None,
-                "quantity": r.quantity,
-                "picked_quantity": r.picked_quantity,
-                "status": r.status,
+                "line_no": line_no[r["order_line_id"]],
+                "sku": r["item__sku"],
+                "warehouse": r["stock_level__location__warehouse__code"],
+                "location": r["stock_level__location__code"],
+                "lot": r["stock_level__lot__code"],
+                "quantity": r["quantity"],
+                "picked_quantity": r["picked_quantity"],
+                "status": r["status"],
             }
             for r in reservations
         ],
-        "shipments": [
-            {
-                "number": s.number,
-                "status": s.status,
-                "carrier": s.carrier,
-                "tracking_number": s.tracking_number,
-                "packages": s.packages,
-                "shipped_at": s.shipped_at.isoformat() if s.shipped_at else None,
-                "lines": [
-                    {"line_no": sl.order_line.line_no, "sku": sl.order_line.item.sku, "quantity": sl.quantity}
-                    for sl in s.lines.all()
-                ],
-            }
-            for s in shipments
-        ],
+        "shipments": _shipments(order),
         "open_exceptions": _open_exceptions(order),
     }
+
+
+def _shipments(order: Order) -> list[dict]:
+    """The order's shipments with their lines (one query, and a second only when there are shipments)."""
+    shipments = list(
+        Shipment.objects.filter(order=order)
+        .order_by("created_at", "pk")
+        .values("pk", "number", "status", "carrier", "tracking_number", "packages", "shipped_at")
+    )
+    lines: dict[int, list[dict]] = {shipment["pk"]: [] for shipment in shipments}
+    if shipments:
+        for row in (
+            ShipmentLine.objects.filter(shipment_id__in=list(lines))
+            .order_by("pk")
+            .values("shipment_id", "order_line__line_no", "order_line__item__sku", "quantity")
+        ):
+            lines[row["shipment_id"]].append(
+                {
+                    "line_no": row["order_line__line_no"],
+                    "sku": row["order_line__item__sku"],
+                    "quantity": row["quantity"],
+                }
+            )
+    return [
+        {
+            "number": s["number"],
+            "status": s["status"],
+            "carrier": s["carrier"],
+            "tracking_number": s["tracking_number"],
+            "packages": s["packages"],
+            "shipped_at": s["shipped_at"].isoformat() if s["shipped_at"] else None,
+            "lines": lines[s["pk"]],
+        }
+        for s in shipments
+    ]
 
 
 def _open_exceptions(order: Order) -> list[dict]:
@@ -243,18 +286,18 @@ def _open_exceptions(order: Order) -> list[dict]:
 
     cases = (
         Case.objects.filter(order_number=order.number, status__in=Case.ACTIVE_STATES)
-        .select_related("type", "queue")
         .order_by("created_at", "pk")
+        .values("pk", "type__code", "status", "severity", "queue__code", "summary", "created_at")
     )
     return [
         {
-            "case_id": case.pk,
-            "type": case.type.code,
-            "status": case.status,
-            "severity": case.severity,
-            "queue": case.queue.code,
-            "summary": case.summary,
-            "opened_at": case.created_at.isoformat(),
+            "case_id": case["pk"],
+            "type": case["type__code"],
+            "status": case["status"],
+            "severity": case["severity"],
+            "queue": case["queue__code"],
+            "summary": case["summary"],
+            "opened_at": case["created_at"].isoformat(),
         }
         for case in cases
     ]

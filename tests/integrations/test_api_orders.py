@@ -111,6 +111,19 @@ def test_an_order_short_of_stock_is_partially_allocated(network, erp, api_client
     assert document["status"] in (Order.Status.PARTIALLY_ALLOCATED, Order.Status.RELEASED)
 
 
+def test_order_intake_stays_within_its_query_budget(network, erp, api_client, django_assert_max_num_queries):
+    """Token, customer and items, then create, validate, credit check, allocate, release with their history,
+    events and partner messages, the answer's document and the request log: a fixed count for three lines."""
+    client = api_client(erp[1])
+    client.post("/api/v1/orders", order_body("PO-20"))  # noqa: F405  (warms the partner lookups)
+
+    with django_assert_max_num_queries(43):
+        response = client.post("/api/v1/orders", order_body("PO-21"))  # noqa: F405
+
+    assert response.status_code == 201, response.content
+    assert response.json()["status"] == Order.Status.RELEASED
+
+
 def test_the_same_reference_twice_is_409_without_a_second_order(network, erp, api_client):
     _, token = erp
     api_client(token).post("/api/v1/orders", order_body("PO-3"))  # noqa: F405
@@ -212,6 +225,64 @@ def test_a_partner_reads_its_order_in_the_canonical_shape(network, erp, api_clie
         "open_exceptions",
     }  # fmt: skip
     assert not InboundRequest.objects.filter(method="GET").exists()  # reads are not logged
+
+
+def test_the_document_carries_the_shipments_with_their_lines_and_the_open_cases(network, erp, api_client):
+    from exceptions.services import case_raise
+    from orchestration import services as orchestration
+    from orchestration.models import Task
+
+    client = api_client(erp[1])
+    client.post("/api/v1/orders", order_body("PO-9"))  # noqa: F405
+    order = Order.objects.get(external_ref="PO-9")
+    for task in Task.objects.filter(order=order, kind=Task.Kind.PICK).order_by("pk"):
+        orchestration.task_dispatch(task=task, actor=ACTOR)  # noqa: F405
+        orchestration.task_complete(task=task, actor=ACTOR)  # noqa: F405
+    pack = Task.objects.get(order=order, kind=Task.Kind.PACK)
+    orchestration.task_dispatch(task=pack, actor=ACTOR)  # noqa: F405
+    orchestration.task_complete(task=pack, actor=ACTOR)  # noqa: F405
+    shipment = order.shipments.get()
+    orchestration.shipment_ship(shipment=shipment, carrier="DPD", tracking_number="TRK-9", actor=ACTOR)  # noqa: F405
+    case = case_raise(
+        type_code="address_invalid",
+        subject=order,
+        summary="Dock closed on Fridays",
+        actor=ACTOR,  # noqa: F405
+        reason="Carrier report",
+        order_number=order.number,
+    )
+
+    document = client.get("/api/v1/orders/PO-9").json()
+
+    (shipped,) = document["shipments"]
+    assert (shipped["number"], shipped["status"], shipped["carrier"], shipped["tracking_number"]) == (
+        shipment.number,
+        "shipped",
+        "DPD",
+        "TRK-9",
+    )
+    assert shipped["shipped_at"]
+    assert shipped["lines"] == [
+        {"line_no": 1, "sku": "API-A", "quantity": 2},
+        {"line_no": 2, "sku": "API-B", "quantity": 2},
+        {"line_no": 3, "sku": "API-C", "quantity": 2},
+    ]
+    assert [(r["line_no"], r["status"], r["picked_quantity"], r["lot"]) for r in document["reservations"]] == [
+        (1, "picked", 2, None),
+        (2, "picked", 2, None),
+        (3, "picked", 2, None),
+    ]
+    assert document["open_exceptions"] == [
+        {
+            "case_id": case.pk,
+            "type": "address_invalid",
+            "status": case.status,
+            "severity": case.severity,
+            "queue": case.queue.code,
+            "summary": "Dock closed on Fridays",
+            "opened_at": case.created_at.isoformat(),
+        }
+    ]
 
 
 def test_a_partner_cannot_read_or_cancel_another_partners_order(network, erp, other_erp, api_client):
