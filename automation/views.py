@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from automation import rules, selectors, services
 from automation.models import Equipment, Recommendation, Rule
+from inventory.models import Warehouse
 from portal.actors import Actor
 from portal.domain import DomainError
 from portal.roles import Role, has_role
@@ -34,6 +35,7 @@ def _board_context(request) -> dict:
         "board": board,
         "warehouse": warehouse or "",
         "statuses": Equipment.Status.choices,
+        "warehouses": Warehouse.objects.filter(is_active=True).order_by("code").values_list("code", "name"),
         "can_change": has_role(request.user, *BOARD_ROLES),
     }
 

@@ -73,6 +73,21 @@ def test_board_shows_units_per_zone_with_work_and_faults(client, user_with_role,
     assert "status-faulted" in html and "J7" in html and 'src="/static/automation/board.js"' in html
 
 
+def test_the_board_shows_one_warehouse_picked_from_the_list(client, user_with_role, warehouse):
+    other = factories.WarehouseFactory(code="DCU", name="Second site")
+    factories.WarehouseFactory(code="OLD", is_active=False)
+    now = timezone.now()
+    factories.unit(warehouse, "amr-1", now=now)
+    factories.unit(other, "amr-9", now=now)
+    client.force_login(user_with_role(Role.WAREHOUSE_SUPERVISOR, username="sam"))
+
+    response = client.get(BOARD, {"warehouse": "DCU"})
+
+    assert [code for code, _ in response.context["warehouses"]] == ["DCT", "DCU"]  # active sites only
+    assert [c.equipment.code for z in response.context["board"].zones for c in z.units] == ["amr-9"]
+    assert '<option value="DCU" selected>DCU · Second site</option>' in response.content.decode()
+
+
 def _board_queries(client) -> int:
     with CaptureQueriesContext(connection) as queries:
         assert client.get(FRAGMENT).status_code == 200
