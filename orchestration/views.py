@@ -182,6 +182,7 @@ def cutoff_board(request):
     template="orchestration/_home_floor.html",
     roles=FLOOR_ROLES,
     order=30,
+    wide=True,
 )
 def floor_panel(request) -> dict:
     return {"floors": selectors.floor_activity(), "hours": selectors.FLOOR_HOURS}

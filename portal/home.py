@@ -16,6 +16,7 @@ class Panel:
     roles: frozenset[Role]
     context: Callable  # (request) -> dict
     order: int = 100
+    wide: bool = False  # takes two columns of the page where there is room
 
 
 _panels: dict[str, Panel] = {}
@@ -31,11 +32,11 @@ ROLE_FOCUS = {
 }
 
 
-def home_panel(*, key: str, title: str, template: str, roles, order: int = 100):
+def home_panel(*, key: str, title: str, template: str, roles, order: int = 100, wide: bool = False):
     """Register `context(request) -> dict` as a home page panel for `roles`."""
 
     def register(context: Callable):
-        _panels[key] = Panel(key, title, template, frozenset(roles), context, order)
+        _panels[key] = Panel(key, title, template, frozenset(roles), context, order, wide)
         return context
 
     return register
@@ -44,4 +45,6 @@ def home_panel(*, key: str, title: str, template: str, roles, order: int = 100):
 def panels_for(request) -> list[dict]:
     roles = roles_of(request.user)
     chosen = sorted((p for p in _panels.values() if p.roles & roles), key=lambda p: (p.order, p.key))
-    return [{"key": p.key, "title": p.title, "template": p.template, **p.context(request)} for p in chosen]
+    return [
+        {"key": p.key, "title": p.title, "template": p.template, "wide": p.wide, **p.context(request)} for p in chosen
+    ]

@@ -85,7 +85,8 @@ def test_the_supervisor_sees_the_floor_and_transportation_does_not(client, user_
     task(warehouse, T.CREATED, created=timezone.now() - dt.timedelta(minutes=3))
     client.force_login(user_with_role(Role.WAREHOUSE_SUPERVISOR))
     page = client.get("/").content.decode()
-    assert 'id="panel-floor"' in page and 'data-warehouse="FLR"' in page and 'data-zone="A"' in page
+    assert 'class="panel panel-wide" id="panel-floor"' in page  # the sites side by side
+    assert 'data-warehouse="FLR"' in page and 'data-zone="A"' in page
     fragment = client.get(reverse("orchestration:floor"))
     assert fragment.status_code == 200 and "<html" not in fragment.content.decode()
 
