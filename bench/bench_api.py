@@ -6,7 +6,9 @@
   asyncio in a separate process). Figures: orders/s, reserved lines/s, p95 latency.
 * **Framework ceiling**: a DRF endpoint in the same server doing one raw reservation in
   SQL (the guarded ``UPDATE``), only routed with ``BENCH_ENDPOINTS=1``. Ratio: order
-  intake's reserved lines/s over the thin endpoint's reservations/s.
+  intake's reserved lines/s over the thin endpoint's reservations/s. Beside both, the CPU
+  milliseconds the web server's processes and PostgreSQL spent per answer: on a machine
+  the load saturates, they say what an order costs and where.
 * **Inbound events, end to end**: signed ``POST /api/v1/events`` (``EVENT_TYPE``, one
   subject per item) until a Celery worker (prefork, 2 processes) has processed every
   one, in events/s — beside the same worker draining no-op tasks (the queue ceiling);
@@ -29,7 +31,15 @@ import time
 import uuid
 from pathlib import Path
 
-from bench.support import free_port, noop_tasks_per_s, redis_client, start_process, stop_process, wait_until
+from bench.support import (
+    cpu_seconds,
+    free_port,
+    noop_tasks_per_s,
+    redis_client,
+    start_process,
+    stop_process,
+    wait_until,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -66,8 +76,8 @@ def run(context) -> dict[str, float]:
     try:
         _wait_ready(port)
         url = f"http://127.0.0.1:{port}"
-        thin = _client(url, "thin", token=token, low=low, high=high)
-        orders = _client(url, "orders", token=token, customers=CUSTOMERS)
+        thin, thin_cpu = _with_cpu(server, lambda: _client(url, "thin", token=token, low=low, high=high))
+        orders, orders_cpu = _with_cpu(server, lambda: _client(url, "orders", token=token, customers=CUSTOMERS))
         worker = start_process(
             [str(BIN / "celery"), "-A", "portal", "worker", "--pool", "prefork", "--concurrency", "2", "-Q", QUEUE,
              "--without-mingle", "--without-gossip", "--loglevel", "WARNING", "-n", f"bench-api-{uuid.uuid4().hex[:6]}@%h"],
@@ -92,6 +102,11 @@ def run(context) -> dict[str, float]:
         "api_thin_reservations_per_s": round(thin_rate, 1),
         "api_thin_p95_ms": round(thin["p95_ms"], 1),
         "api_order_lines_vs_thin_ratio": round(lines_rate / thin_rate, 3) if thin_rate else 0.0,
+        # Where a request's time goes: CPU of the web server's processes and of PostgreSQL per answer.
+        "api_thin_server_cpu_ms": _per_answer(thin_cpu["server"], thin["ok_per_s"]),
+        "api_thin_db_cpu_ms": _per_answer(thin_cpu["database"], thin["ok_per_s"]),
+        "api_order_server_cpu_ms": _per_answer(orders_cpu["server"], orders["ok_per_s"]),
+        "api_order_db_cpu_ms": _per_answer(orders_cpu["database"], orders["ok_per_s"]),
         "api_events_processed_per_s": round(events["per_s"], 1),
         "api_event_post_p95_ms": round(events["p95_ms"], 1),
         "api_noop_tasks_per_s": round(noop_rate, 1),
@@ -159,6 +174,21 @@ def _seed() -> tuple[str, int, int]:
 
 
 # --- processes -------------------------------------------------------------------------
+
+
+def _with_cpu(server, run) -> tuple[dict, dict]:
+    """`run()`'s result, and the cores the web server and PostgreSQL kept busy meanwhile (CPU seconds per second)."""
+    before = (cpu_seconds(pid=server.pid), cpu_seconds(name="postgres"), time.monotonic())
+    result = run()
+    wall = time.monotonic() - before[2]
+    return result, {
+        "server": (cpu_seconds(pid=server.pid) - before[0]) / wall,
+        "database": (cpu_seconds(name="postgres") - before[1]) / wall,
+    }
+
+
+def _per_answer(cores: float, answers_per_s: float) -> float:
+    return round(cores * 1000 / answers_per_s, 2) if answers_per_s else 0.0
 
 
 def _wait_ready(port: int, timeout: float = 60) -> None:

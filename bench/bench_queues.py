@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.support import free_port
+from bench.support import cpu_seconds, free_port
 from portal.run import WEBSOCKET_IMPLEMENTATION
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -336,7 +336,7 @@ def _live_figures(context, users, *, layer: str, prefix: str, batch: int) -> dic
             for index in range(CHANGERS)
         ]
         watched = (("server", server.pid), ("clients", listener.pid))
-        cpu_before = {name: _cpu_seconds(pid) for name, pid in watched}
+        cpu_before = {name: cpu_seconds(pid=pid) for name, pid in watched}
         waited_before = _runqueue_wait_seconds(server.pid)
         wall_before = time.monotonic()
         for changer in changers:
@@ -349,7 +349,7 @@ def _live_figures(context, users, *, layer: str, prefix: str, batch: int) -> dic
             commits.update({(queue, seq): at for queue, seq, at in result})
         time.sleep(2.0)  # let the last hints arrive
         wall = time.monotonic() - wall_before
-        cpu_share = {name: round((_cpu_seconds(pid) - cpu_before[name]) / wall, 3) for name, pid in watched}
+        cpu_share = {name: round((cpu_seconds(pid=pid) - cpu_before[name]) / wall, 3) for name, pid in watched}
         server_waited = round((_runqueue_wait_seconds(server.pid) - waited_before) / wall, 3)
         stop.set()
         arrivals = received.get(timeout=60)
@@ -393,19 +393,6 @@ def _runqueue_wait_seconds(pid: int) -> float:
         except (OSError, ValueError, IndexError):
             continue
     return total / 1e9
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and its children so far (Linux /proc): tells starvation from waiting."""
-    total = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(stat.parent.name) == pid or int(fields[1]) == pid:
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
 
 
 def _wait_for_port(port: int, server) -> None:

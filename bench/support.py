@@ -40,6 +40,22 @@ def stop_process(process: subprocess.Popen) -> None:
         process.wait()
 
 
+def cpu_seconds(*, pid: int | None = None, name: str | None = None) -> float:
+    """User + system CPU time so far of a process and its children (`pid`), or of every process called `name`
+    (Linux /proc): tells starvation from waiting, and which process spent the time."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            head, _, rest = stat.read_text().rpartition(")")
+            fields = rest.split()
+        except OSError:
+            continue
+        command = head.partition("(")[2]
+        if (pid is not None and (int(stat.parent.name) == pid or int(fields[1]) == pid)) or command == name:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def wait_until(condition, timeout: float, step: float = 0.02) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
