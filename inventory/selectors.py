@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db import connection
 from django.db.models import Count, F, Q, Sum
 
-from inventory.models import Item, Reservation, StockLevel, StockMovement, Warehouse
+from inventory.models import Item, Receipt, ReceiptLine, Reservation, StockLevel, StockMovement, Warehouse
 
 
 def availability(*, item: Item, warehouse: Warehouse | None = None) -> list[dict]:
@@ -19,6 +19,55 @@ def availability(*, item: Item, warehouse: Warehouse | None = None) -> list[dict
         .order_by("warehouse_code")
     )
     return [{**row, "available": row["on_hand"] - row["reserved"] - row["quarantined"]} for row in totals]
+
+
+def available_by_warehouse(*, item_ids: list[int]) -> dict[int, dict[str, int]]:
+    """Available to promise per item and warehouse code, for several items at once (one query; zeros left out)."""
+    found: dict[int, dict[str, int]] = {}
+    rows = (
+        StockLevel.objects.allocatable()
+        .filter(item_id__in=item_ids)
+        .values("item_id", warehouse_code=F("location__warehouse__code"))
+        .annotate(available=Sum(F("on_hand") - F("reserved") - F("quarantined")))
+        .filter(available__gt=0)
+        .order_by("item_id", "warehouse_code")
+    )
+    for row in rows:
+        found.setdefault(row["item_id"], {})[row["warehouse_code"]] = row["available"]
+    return found
+
+
+def inbound_by_item(*, warehouse: Warehouse, item_ids: list[int]) -> dict[int, list[dict]]:
+    """Units still to arrive at `warehouse` per item, by open receipt (expected or being received), oldest first
+    (one query)."""
+    found: dict[int, list[dict]] = {}
+    rows = (
+        ReceiptLine.objects.filter(
+            receipt__warehouse=warehouse,
+            receipt__status__in=[Receipt.Status.EXPECTED, Receipt.Status.RECEIVING],
+            item_id__in=item_ids,
+            expected_quantity__gt=F("received_quantity"),
+        )
+        .values(
+            "item_id",
+            "expected_quantity",
+            "received_quantity",
+            receipt_number=F("receipt__number"),
+            supplier=F("receipt__supplier"),
+            receipt_status=F("receipt__status"),
+        )
+        .order_by("receipt__created_at", "receipt_id", "line_no")
+    )
+    for row in rows:
+        found.setdefault(row["item_id"], []).append(
+            {
+                "receipt": row["receipt_number"],
+                "supplier": row["supplier"],
+                "status": Receipt.Status(row["receipt_status"]).label,
+                "outstanding": row["expected_quantity"] - row["received_quantity"],
+            }
+        )
+    return found
 
 
 def network_available(*, item: Item) -> int:

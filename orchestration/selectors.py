@@ -10,6 +10,7 @@ from django.db.models import Count, Min, Prefetch, Q, QuerySet, Sum
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
+from inventory import selectors as inventory_selectors
 from inventory.models import CarrierCutoff, Reservation, Warehouse
 from orchestration import events
 from orchestration.models import Order, OrderLine, Shipment, ShipmentLine, Task
@@ -115,6 +116,48 @@ def due_state(order: Order, now: dt.datetime | None = None) -> dict:
         "cutoff_label": cutoff.strftime("%H:%M"),  # the warehouse's own clock, not the viewer's
         "cutoff_passed": open_ and order.requested_ship_date == today and now >= cutoff,
     }
+
+
+@dataclass(frozen=True)
+class Shortage:
+    """A line the order is still short of, with where the missing units could come from."""
+
+    line: OrderLine
+    missing: int
+    inbound: list[dict]  # open receipts at the order's warehouse carrying the item (receipt, supplier, outstanding)
+    elsewhere: dict[str, int]  # free units in other warehouses, by warehouse code
+
+    @property
+    def inbound_units(self) -> int:
+        return sum(receipt["outstanding"] for receipt in self.inbound)
+
+
+# Orders whose lines have been through allocation: a missing unit there is a real shortage.
+SHORTAGE_STATES = [*Order.ALLOCATION_STATES, Order.Status.RELEASED, Order.Status.PICKING]
+
+
+def order_shortages(order: Order, lines: list[OrderLine]) -> list[Shortage]:
+    """The lines still missing units, with the stock on its way to the warehouse and free stock elsewhere
+    (two queries when a line is short, none otherwise)."""
+    if order.status not in SHORTAGE_STATES:
+        return []
+    short = [line for line in lines if line.status != OrderLine.Status.CANCELLED and line.missing_quantity > 0]
+    if not short:
+        return []
+    item_ids = sorted({line.item_id for line in short})
+    inbound = inventory_selectors.inbound_by_item(warehouse=order.warehouse, item_ids=item_ids)
+    available = inventory_selectors.available_by_warehouse(item_ids=item_ids)
+    return [
+        Shortage(
+            line=line,
+            missing=line.missing_quantity,
+            inbound=inbound.get(line.item_id, []),
+            elsewhere={
+                code: units for code, units in available.get(line.item_id, {}).items() if code != order.warehouse.code
+            },
+        )
+        for line in short
+    ]
 
 
 def order_detail(number: str) -> dict | None:

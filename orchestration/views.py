@@ -267,6 +267,7 @@ def order_detail(request, number: str):
             "tone": selectors.STATUS_TONE.get(order.status, ""),
             "due": selectors.due_state(order, now),
             "progress": selectors.line_progress(detail["lines"]),
+            "shortages": selectors.order_shortages(order, detail["lines"]),
             "blockers": services.release_blockers(order, now=now)
             if order.status in (Order.Status.ALLOCATED, Order.Status.PARTIALLY_ALLOCATED)
             else [],

@@ -8,7 +8,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from inventory.models import CarrierCutoff
-from orchestration import services
+from orchestration import selectors, services
 from orchestration.models import Order
 from portal.roles import Role
 from tests.inventory import factories as stock_factories
@@ -87,6 +87,45 @@ def test_detail_shows_lines_reservations_tasks_and_the_timeline(client, user_wit
     assert "system:test" in page
 
 
+def test_a_short_order_shows_the_stock_on_its_way_and_free_elsewhere(client, user_with_role, warehouse, customer, tape):
+    from inventory import services as inventory
+
+    bolts = stock_factories.ItemFactory(sku="BOLTS")
+    elsewhere = stock_factories.LocationFactory(warehouse=stock_factories.WarehouseFactory(code="DCX"), code="X-01")
+    stock_factories.stock(bolts, elsewhere, 30)
+    for number, status in [("ASN-1", None), ("ASN-GONE", "cancel"), ("ASN-DONE", "receive")]:
+        receipt = inventory.receipt_create(
+            number=number,
+            warehouse=warehouse,
+            supplier="Bolt & Co",
+            lines=[{"item": bolts, "expected_quantity": 10}],
+            actor=factories.ACTOR,
+            reason="ASN received",
+        )
+        if status == "cancel":
+            inventory.receipt_cancel(receipt=receipt, actor=factories.ACTOR, reason="Supplier withdrew it")
+        elif status == "receive":
+            dock = stock_factories.LocationFactory(warehouse=warehouse, code="DOCK", kind="dock")
+            inventory.receipt_receive_line(line=receipt.lines.get(), quantity=10, location=dock, actor=factories.ACTOR)
+    order = factories.processed_order(customer, warehouse, [("TAPE", 2), ("BOLTS", 25)])
+    assert order.status in selectors.SHORTAGE_STATES
+    _signed_in(client, user_with_role, Role.CUSTOMER_SERVICE)
+
+    response = client.get(reverse("orchestration:order-detail", args=[order.number]))
+
+    (shortage,) = response.context["shortages"]
+    assert (shortage.line.item.sku, shortage.missing, shortage.elsewhere) == ("BOLTS", 25, {"DCX": 30})
+    assert shortage.inbound == [{"receipt": "ASN-1", "supplier": "Bolt & Co", "status": "Expected", "outstanding": 10}]
+    page = response.content.decode()
+    assert "Still short" in page and "10 on ASN-1" in page and "10 of 25 covered" in page and "30 at DCX" in page
+
+
+def test_an_order_short_of_nothing_shows_no_shortage_panel(client, user_with_role, released):
+    _signed_in(client, user_with_role, Role.CUSTOMER_SERVICE)
+    response = client.get(reverse("orchestration:order-detail", args=[released.number]))
+    assert response.context["shortages"] == [] and "Still short" not in response.content.decode()
+
+
 def test_unknown_order_is_404(client, user_with_role, db):
     _signed_in(client, user_with_role, Role.FINANCE)
     assert client.get(reverse("orchestration:order-detail", args=["SO-NOPE"])).status_code == 404
@@ -159,3 +198,19 @@ def test_detail_issues_the_same_number_of_queries_for_a_small_and_a_big_order(
     assert _queries(client, reverse("orchestration:order-detail", args=[small.number])) == _queries(
         client, reverse("orchestration:order-detail", args=[big.number])
     )
+
+
+def test_the_shortage_panel_costs_the_same_queries_for_one_short_line_or_many(
+    client, user_with_role, warehouse, customer, location_a
+):
+    _signed_in(client, user_with_role, Role.CUSTOMER_SERVICE)
+    items = [stock_factories.ItemFactory(sku=f"SHORT-{n}") for n in range(6)]
+    for item in items:
+        stock_factories.stock(item, location_a, 1)
+    one = factories.processed_order(customer, warehouse, [("SHORT-0", 5)])
+    many = factories.processed_order(customer, warehouse, [(item.sku, 5) for item in items])
+    one_url = reverse("orchestration:order-detail", args=[one.number])
+    many_url = reverse("orchestration:order-detail", args=[many.number])
+    _queries(client, one_url)
+    assert len(client.get(many_url).context["shortages"]) == 6
+    assert _queries(client, one_url) == _queries(client, many_url)
