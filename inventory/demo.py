@@ -9,7 +9,16 @@ from decimal import Decimal
 from django.db import transaction
 
 from inventory import services
-from inventory.models import CarrierCutoff, Item, ItemSubstitute, Location, Lot, VariancePolicy, Warehouse
+from inventory.models import (
+    CarrierCutoff,
+    Item,
+    ItemSubstitute,
+    Location,
+    Lot,
+    Receipt,
+    VariancePolicy,
+    Warehouse,
+)
 from portal.actors import Actor
 
 WAREHOUSES = [
@@ -129,4 +138,42 @@ def seed(*, stdout, orders: int = 300, seed_value: int = 7) -> None:
                     source_type="demo",
                     source_ref="opening",
                 )
-    stdout.write(f"  {len(warehouses)} warehouses, {len(items)} items, stock in {len(ZONES)} zones each")
+    receipts = _seed_open_receipts(warehouses, actor=actor)
+    stdout.write(
+        f"  {len(warehouses)} warehouses, {len(items)} items, stock in {len(ZONES)} zones each, {receipts} open receipts"
+    )
+
+
+# Deliveries on their way: the items demo orders run short of, so order pages show stock coming in.
+OPEN_RECEIPTS = [
+    ("ASN-{warehouse}-501", "Northline Supply", "", [("SKU-0004", 120), ("SKU-0014", 80)], 0),
+    ("PO-{warehouse}-7702", "Baltic Packaging", "7702", [("SKU-0021", 200), ("SKU-0027", 60), ("SKU-0006", 40)], 1),
+]
+
+
+def _seed_open_receipts(warehouses: list[Warehouse], *, actor: Actor) -> int:
+    """An expected ASN and a purchase order being received (its first line in) per warehouse; kept if present."""
+    created = 0
+    for warehouse in warehouses:
+        dock = warehouse.locations.get(code="DOCK-IN")
+        for number, supplier, purchase_order, lines, received_lines in OPEN_RECEIPTS:
+            number = number.format(warehouse=warehouse.code)
+            if Receipt.objects.filter(number=number).exists():
+                continue
+            receipt = services.receipt_create(
+                number=number,
+                warehouse=warehouse,
+                supplier=supplier,
+                document_kind=Receipt.DocumentKind.PO if purchase_order else Receipt.DocumentKind.ASN,
+                purchase_order=purchase_order,
+                dock=dock,
+                lines=[{"item": Item.objects.get(sku=sku), "expected_quantity": quantity} for sku, quantity in lines],
+                actor=actor,
+                reason="Advance shipping notice from the supplier",
+            )
+            for line in list(receipt.lines.order_by("line_no"))[:received_lines]:
+                services.receipt_receive_line(
+                    line=line, quantity=line.expected_quantity, location=dock, actor=actor, reason="First pallet in"
+                )
+            created += 1
+    return created

@@ -385,6 +385,11 @@ class ReceiptLine(models.Model):
     def variance(self) -> int:
         return self.received_quantity - self.expected_quantity
 
+    @property
+    def still_to_come(self) -> int:
+        """Units expected and not received yet (none once more than expected arrived)."""
+        return max(0, self.expected_quantity - self.received_quantity)
+
 
 class CycleCount(ConcurrentTransitionMixin, TimeStampedModel):
     """A count of one item at one location: expected (system) versus counted (physical)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db import connection
 from django.db.models import Count, F, Q, Sum
+from django.db.models.functions import Coalesce
 
 from inventory.models import Item, Receipt, ReceiptLine, Reservation, StockLevel, StockMovement, Warehouse
 
@@ -64,7 +65,7 @@ def inbound_by_item(*, warehouse: Warehouse, item_ids: list[int]) -> dict[int, l
                 "receipt": row["receipt_number"],
                 "supplier": row["supplier"],
                 "status": Receipt.Status(row["receipt_status"]).label,
-                "outstanding": row["expected_quantity"] - row["received_quantity"],
+                "outstanding": row["expected_quantity"] - row["received_quantity"],  # > 0: see the filter
             }
         )
     return found
@@ -259,3 +260,47 @@ def order_timeline(order) -> list:
             )
         )
     return entries
+
+
+# --- receipts ------------------------------------------------------------------------------
+
+RECEIPT_STATE_GROUPS = {
+    "open": [Receipt.Status.EXPECTED, Receipt.Status.RECEIVING],
+    "closed": [Receipt.Status.CLOSED],
+    "cancelled": [Receipt.Status.CANCELLED],
+}
+
+
+def receipt_list(*, warehouse: Warehouse | None = None, state: str = "", search: str = "", on_hold: bool = False):
+    """Receipts with their line count and expected and received units, newest first (one grouped query).
+
+    `state` is a key of RECEIPT_STATE_GROUPS (anything else: every receipt); `search` matches the
+    receipt number, the purchase order and the supplier; `on_hold`: only receipts whose supplier
+    invoice is held after a variance.
+    """
+    rows = Receipt.objects.select_related("warehouse").annotate(
+        line_count=Count("lines"),
+        expected_units=Coalesce(Sum("lines__expected_quantity"), 0),
+        received_units=Coalesce(Sum("lines__received_quantity"), 0),
+    )
+    if warehouse is not None:
+        rows = rows.filter(warehouse=warehouse)
+    if state in RECEIPT_STATE_GROUPS:
+        rows = rows.filter(status__in=RECEIPT_STATE_GROUPS[state])
+    if search:
+        rows = rows.filter(
+            Q(number__icontains=search) | Q(purchase_order__icontains=search) | Q(supplier__icontains=search)
+        )
+    if on_hold:
+        rows = rows.filter(invoice_on_hold=True)
+    return rows.order_by("-created_at", "-pk")
+
+
+def receipt_detail(number: str) -> dict | None:
+    """One receipt with its lines (items and lots) and its recorded changes, oldest first (three queries)."""
+    receipt = Receipt.objects.select_related("warehouse", "dock").filter(number=number).first()
+    if receipt is None:
+        return None
+    lines = list(receipt.lines.select_related("item", "lot").order_by("line_no"))
+    history = list(receipt.history.order_by("history_date", "history_id"))
+    return {"receipt": receipt, "lines": lines, "history": history}

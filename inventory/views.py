@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.http import Http404
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
@@ -13,7 +14,22 @@ from inventory.models import Warehouse
 from portal.roles import Role, has_role
 
 STOCK_ROLES = (Role.WAREHOUSE_SUPERVISOR, Role.PROCUREMENT, Role.CUSTOMER_SERVICE, Role.OPERATIONS_ADMIN)
+# Receipts: procurement owns them, the dock (supervisors) receives them, finance holds their invoices.
+RECEIPT_ROLES = (Role.PROCUREMENT, Role.WAREHOUSE_SUPERVISOR, Role.FINANCE, Role.OPERATIONS_ADMIN)
 PAGE_SIZES = (25, 50, 100, 200)
+
+
+def _require(request, roles: tuple[Role, ...], refusal: str) -> None:
+    if not (request.user.is_superuser or has_role(request.user, *roles)):
+        raise PermissionDenied(refusal)
+
+
+def _page_size(request) -> int:
+    try:
+        size = int(request.GET.get("size", "50"))
+    except ValueError:
+        size = 50
+    return size if size in PAGE_SIZES else 50
 
 
 def _bar(on_hand: int, reserved: int, quarantined: int) -> dict:
@@ -33,18 +49,13 @@ def _bar(on_hand: int, reserved: int, quarantined: int) -> dict:
 @require_GET
 def stock_list(request):
     """Stock per warehouse × item (or per location with ?by=location), with a bar of what is promised and held."""
-    if not (request.user.is_superuser or has_role(request.user, *STOCK_ROLES)):
-        raise PermissionDenied("Stock belongs to supervisors, procurement and customer service.")
+    _require(request, STOCK_ROLES, "Stock belongs to supervisors, procurement and customer service.")
     warehouses = list(Warehouse.objects.order_by("code"))
     code = request.GET.get("warehouse", "")
     warehouse = next((w for w in warehouses if w.code == code), None)
     search = request.GET.get("q", "")[:64].strip()
     by_location = request.GET.get("by") == "location"
-    try:
-        size = int(request.GET.get("size", "50"))
-    except ValueError:
-        size = 50
-    size = size if size in PAGE_SIZES else 50
+    size = _page_size(request)
     if by_location:
         rows = selectors.stock_overview(warehouse=warehouse, search=search)
     else:
@@ -103,3 +114,54 @@ def stock_list(request):
             "querystring": query.urlencode(),
         },
     )
+
+
+@login_required
+@require_GET
+def receipt_list(request):
+    """Inbound deliveries (ASNs and purchase orders): what is expected, what arrived, and the variances held."""
+    _require(request, RECEIPT_ROLES, "Receipts belong to procurement, supervisors and finance.")
+    warehouses = list(Warehouse.objects.order_by("code"))
+    code = request.GET.get("warehouse", "")
+    warehouse = next((w for w in warehouses if w.code == code), None)
+    state = request.GET.get("state", "open")
+    state = state if state in selectors.RECEIPT_STATE_GROUPS or state == "all" else "open"
+    search = request.GET.get("q", "")[:64].strip()
+    on_hold = request.GET.get("on_hold") == "1"
+    size = _page_size(request)
+    rows = selectors.receipt_list(warehouse=warehouse, state=state, search=search, on_hold=on_hold)
+    page = Paginator(rows, size).get_page(request.GET.get("page"))
+    for receipt in page.object_list:
+        receipt.variance = receipt.received_units - receipt.expected_units
+        receipt.received_share = (
+            min(100, round(100 * receipt.received_units / receipt.expected_units)) if (receipt.expected_units) else 0
+        )
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "inventory/receipt_list.html",
+        {
+            "page": page,
+            "warehouses": warehouses,
+            "warehouse": warehouse,
+            "state": state,
+            "states": [*selectors.RECEIPT_STATE_GROUPS, "all"],
+            "search": search,
+            "on_hold": on_hold,
+            "size": size,
+            "page_sizes": PAGE_SIZES,
+            "querystring": query.urlencode(),
+        },
+    )
+
+
+@login_required
+@require_GET
+def receipt_detail(request, number: str):
+    """One receipt: its lines expected against received, the variances, and who changed what."""
+    _require(request, RECEIPT_ROLES, "Receipts belong to procurement, supervisors and finance.")
+    detail = selectors.receipt_detail(number)
+    if detail is None:
+        raise Http404(f"No receipt {number}.")
+    return render(request, "inventory/receipt_detail.html", detail)

@@ -47,6 +47,11 @@ NAV_ITEMS: list[NavItem] = [
             }
         ),
     ),
+    NavItem(
+        "Receipts",
+        "inventory:receipt-list",
+        frozenset({Role.PROCUREMENT, Role.WAREHOUSE_SUPERVISOR, Role.FINANCE, Role.OPERATIONS_ADMIN}),
+    ),
     NavItem("Tasks", "task-list", frozenset({Role.WAREHOUSE_SUPERVISOR, Role.OPERATIONS_ADMIN})),
     NavItem("Equipment", "automation:equipment-board", frozenset({Role.WAREHOUSE_SUPERVISOR, Role.OPERATIONS_ADMIN})),
     NavItem("Integrations", "integrations:monitor", frozenset({Role.IT_SUPPORT, Role.OPERATIONS_ADMIN})),
