@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db.models import Count, Min, Prefetch, Q, QuerySet, Sum
+from django.db.models import Count, F, Min, Prefetch, Q, QuerySet, Sum
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
@@ -14,7 +14,7 @@ from inventory import selectors as inventory_selectors
 from inventory.models import CarrierCutoff, Reservation, Warehouse
 from orchestration import events
 from orchestration.models import Order, OrderLine, Shipment, ShipmentLine, Task
-from orchestration.services import local_now
+from orchestration.services import local_now, pickup_cutoff
 from portal.models import DomainEvent
 from portal.timeline import TimelineEntry
 
@@ -586,3 +586,68 @@ def task_list(filters: TaskFilters) -> QuerySet[Task]:
         tasks = tasks.filter(kind=filters.kind)
     finished = filters.state in ("short", "failed", "finished")
     return tasks.order_by("-finished_at", "-pk") if finished else tasks.order_by("created_at", "pk")
+
+
+# --- shipments ---------------------------------------------------------------------------
+
+# The shipments page's state filter: packed and waiting for the carrier, collected, delivered.
+SHIPMENT_STATES = {
+    "waiting": [Shipment.Status.PACKED],
+    "shipped": [Shipment.Status.SHIPPED],
+    "confirmed": [Shipment.Status.CONFIRMED],
+}
+
+
+@dataclass(frozen=True)
+class ShipmentFilters:
+    warehouse: str = ""
+    carrier: str = ""  # a carrier, or NO_CARRIER
+    state: str = "waiting"  # a key of SHIPMENT_STATES, or "" for every shipment
+    search: str = ""  # shipment number, order number or tracking number
+
+
+def shipment_list(filters: ShipmentFilters) -> QuerySet[Shipment]:
+    """Shipments for the shipments page with their units: waiting ones the longest packed first, others the
+    latest shipped first (three queries a page: the count, the rows, their warehouses' pickup times)."""
+    shipments = (
+        Shipment.objects.select_related("warehouse", "order__customer")
+        .prefetch_related("warehouse__carrier_cutoffs")
+        .annotate(units=Sum("lines__quantity"))
+    )
+    if filters.warehouse:
+        shipments = shipments.filter(warehouse__code=filters.warehouse)
+    if filters.carrier:
+        shipments = shipments.filter(carrier="" if filters.carrier == NO_CARRIER else filters.carrier)
+    if filters.state in SHIPMENT_STATES:
+        shipments = shipments.filter(status__in=SHIPMENT_STATES[filters.state])
+    if filters.search:
+        shipments = shipments.filter(
+            Q(number__icontains=filters.search)
+            | Q(order__number__icontains=filters.search)
+            | Q(tracking_number__icontains=filters.search)
+        )
+    if filters.state == "waiting":
+        return shipments.order_by("created_at", "pk")
+    return shipments.order_by(F("shipped_at").desc(nulls_first=True), "-pk")
+
+
+def shipment_rows(shipments, now: dt.datetime | None = None) -> list[Shipment]:
+    """A page of shipments with, beside each one still on the dock, the pickup it waits for on the warehouse's
+    clock (a later day's when its order ships later) and whether a pickup it was due on left without it."""
+    now = now or timezone.now()
+    rows = list(shipments)
+    for shipment in rows:
+        shipment.pickup = None
+        shipment.missed_pickup = False
+        if shipment.status == Shipment.Status.PACKED:
+            cutoff = pickup_cutoff(
+                shipment.warehouse, carrier=shipment.carrier, service_level=shipment.service_level, now=now
+            )
+            ships_on = shipment.order.requested_ship_date
+            if ships_on and ships_on > cutoff.date():
+                shipment.pickup = f"{ships_on:%a} {cutoff:%H:%M}"
+            else:
+                shipment.pickup = cutoff.strftime("%H:%M")
+                shipment.missed_pickup = now > cutoff
+            shipment.waiting_minutes = waited_minutes(shipment.created_at, now)
+    return rows

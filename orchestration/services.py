@@ -97,12 +97,18 @@ def local_now(warehouse: Warehouse, now: dt.datetime | None = None) -> dt.dateti
 
 def carrier_cutoff(order: Order, now: dt.datetime | None = None) -> dt.datetime:
     """Today's pickup cutoff for the order's carrier service at its warehouse (aware datetime)."""
-    warehouse = order.warehouse
+    return pickup_cutoff(order.warehouse, carrier=order.carrier, service_level=order.service_level, now=now)
+
+
+def pickup_cutoff(
+    warehouse: Warehouse, *, carrier: str, service_level: str, now: dt.datetime | None = None
+) -> dt.datetime:
+    """Today's pickup cutoff for a carrier service at a warehouse, on its clock (the warehouse default without one)."""
     cutoff = next(
         (
             c.cutoff_time
             for c in warehouse.carrier_cutoffs.all()
-            if c.carrier == order.carrier and c.service_level == order.service_level
+            if c.carrier == carrier and c.service_level == service_level
         ),
         warehouse.default_cutoff_time,
     )

@@ -236,6 +236,40 @@ def task_list(request):
     )
 
 
+@login_required
+@require_GET
+def shipment_list(request):
+    """Shipments by warehouse, carrier and state: what waits on the dock for which pickup, what left, what arrived."""
+    _require_role(request, CUTOFF_ROLES, "Shipments belong to transportation, supervisors and customer service.")
+    state = request.GET.get("state", "waiting")
+    filters = selectors.ShipmentFilters(
+        warehouse=request.GET.get("warehouse", "")[:16],
+        carrier=request.GET.get("carrier", "")[:40],
+        state=state if state in selectors.SHIPMENT_STATES else "",
+        search=request.GET.get("q", "")[:64].strip(),
+    )
+    size = _page_size(request.GET.get("size", ""))
+    page = Paginator(selectors.shipment_list(filters), size).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "orchestration/shipment_list.html",
+        {
+            "page": page,
+            "rows": selectors.shipment_rows(page.object_list),
+            "filters": filters,
+            "size": size,
+            "page_sizes": PAGE_SIZES,
+            "states": list(selectors.SHIPMENT_STATES),
+            "no_carrier": selectors.NO_CARRIER,
+            "carriers": CarrierCutoff.objects.order_by("carrier").values_list("carrier", flat=True).distinct(),
+            "warehouses": Warehouse.objects.order_by("code").values_list("code", "name"),
+            "querystring": query.urlencode(),
+        },
+    )
+
+
 def _panel_alone(request, panel, template: str, *, roles, refusal: str):
     """A home panel's content without the page, for its refresh; the panel's roles are checked again here."""
     _require_role(request, roles, refusal)

@@ -36,6 +36,11 @@ NAV_ITEMS: list[NavItem] = [
         ),
     ),
     NavItem(
+        "Shipments",
+        "orchestration:shipment-list",
+        frozenset({Role.TRANSPORTATION, Role.WAREHOUSE_SUPERVISOR, Role.CUSTOMER_SERVICE, Role.OPERATIONS_ADMIN}),
+    ),
+    NavItem(
         "Stock",
         "inventory:stock-list",
         frozenset(
