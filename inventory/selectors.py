@@ -304,3 +304,25 @@ def receipt_detail(number: str) -> dict | None:
     lines = list(receipt.lines.select_related("item", "lot").order_by("line_no"))
     history = list(receipt.history.order_by("history_date", "history_id"))
     return {"receipt": receipt, "lines": lines, "history": history}
+
+
+def receipts_summary() -> list[dict]:
+    """Per active warehouse: receipts expected, being received, and closed with the supplier invoice held, with the
+    units still to come on the open ones (one grouped query)."""
+    open_states = RECEIPT_STATE_GROUPS["open"]
+    rows = (
+        Receipt.objects.filter(warehouse__is_active=True)
+        .filter(Q(status__in=open_states) | Q(invoice_on_hold=True))
+        .values(code=F("warehouse__code"), name=F("warehouse__name"))
+        .annotate(
+            expected=Count("id", filter=Q(status=Receipt.Status.EXPECTED), distinct=True),
+            receiving=Count("id", filter=Q(status=Receipt.Status.RECEIVING), distinct=True),
+            on_hold=Count("id", filter=Q(invoice_on_hold=True), distinct=True),
+            units_to_come=Coalesce(
+                Sum(F("lines__expected_quantity") - F("lines__received_quantity"), filter=Q(status__in=open_states)),
+                0,
+            ),
+        )
+        .order_by("code")
+    )
+    return [{**row, "units_to_come": max(0, row["units_to_come"])} for row in rows]

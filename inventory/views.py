@@ -11,6 +11,7 @@ from django.views.decorators.http import require_GET
 
 from inventory import selectors
 from inventory.models import Warehouse
+from portal.home import home_panel
 from portal.roles import Role, has_role
 
 STOCK_ROLES = (Role.WAREHOUSE_SUPERVISOR, Role.PROCUREMENT, Role.CUSTOMER_SERVICE, Role.OPERATIONS_ADMIN)
@@ -165,3 +166,14 @@ def receipt_detail(request, number: str):
     if detail is None:
         raise Http404(f"No receipt {number}.")
     return render(request, "inventory/receipt_detail.html", detail)
+
+
+@home_panel(
+    key="receipts",
+    title="Inbound",
+    template="inventory/_home_receipts.html",
+    roles=(Role.PROCUREMENT, Role.FINANCE),
+    order=40,
+)
+def receipts_panel(request) -> dict:
+    return {"sites": selectors.receipts_summary()}

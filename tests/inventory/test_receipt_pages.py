@@ -137,3 +137,24 @@ def test_the_pages_cost_the_same_queries_for_few_or_many_receipts_and_lines(clie
     receive(site, big, *range(1, 21))
     assert _queries(client, LIST, {"size": 100}) == few
     assert _queries(client, reverse("inventory:receipt-detail", args=[big.number])) == small_detail
+
+
+def test_procurement_and_finance_see_what_is_inbound_on_their_home_page(client, user_with_role, site):
+    receipt(site, "ASN-1", [("BOLT", 10), ("NUT", 5)])
+    arriving = receipt(site, "PO-2", [("WASHER", 40)])
+    receive(site, arriving, 30)
+    short = receipt(site, "ASN-3", [("SCREW", 100)])
+    receive(site, short, 90)
+    services.receipt_close(receipt=short, actor=ACTOR, reason="Unloaded")  # beyond tolerance: invoice held
+    client.force_login(user_with_role(Role.FINANCE))
+
+    page = client.get("/")
+
+    (panel,) = [p for p in page.context["panels"] if p["key"] == "receipts"]
+    assert panel["sites"] == [
+        {"code": "DCR", "name": "Receiving site", "expected": 1, "receiving": 1, "on_hold": 1, "units_to_come": 25}
+    ]
+    html = page.content.decode()
+    assert 'id="panel-receipts"' in html and "supplier invoices on hold" in html
+    client.force_login(user_with_role(Role.CUSTOMER_SERVICE, username="cs"))
+    assert 'id="panel-receipts"' not in client.get("/").content.decode()
