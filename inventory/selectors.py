@@ -296,6 +296,17 @@ def receipt_list(*, warehouse: Warehouse | None = None, state: str = "", search:
     return rows.order_by("-created_at", "-pk")
 
 
+def receipt_rows(receipts) -> list[Receipt]:
+    """A page of receipts with what the list shows beside each: the variance and the share of units arrived."""
+    rows = list(receipts)
+    for receipt in rows:
+        receipt.variance = receipt.received_units - receipt.expected_units
+        receipt.received_share = (
+            min(100, round(100 * receipt.received_units / receipt.expected_units)) if receipt.expected_units else 0
+        )
+    return rows
+
+
 def receipt_detail(number: str) -> dict | None:
     """One receipt with its lines (items and lots) and its recorded changes, oldest first (three queries)."""
     receipt = Receipt.objects.select_related("warehouse", "dock").filter(number=number).first()

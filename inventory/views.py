@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
@@ -12,25 +11,17 @@ from django.views.decorators.http import require_GET
 from inventory import selectors
 from inventory.models import Warehouse
 from portal.home import home_panel
+from portal.paging import paginate
 from portal.roles import Role, has_role
 
 STOCK_ROLES = (Role.WAREHOUSE_SUPERVISOR, Role.PROCUREMENT, Role.CUSTOMER_SERVICE, Role.OPERATIONS_ADMIN)
 # Receipts: procurement owns them, the dock (supervisors) receives them, finance holds their invoices.
 RECEIPT_ROLES = (Role.PROCUREMENT, Role.WAREHOUSE_SUPERVISOR, Role.FINANCE, Role.OPERATIONS_ADMIN)
-PAGE_SIZES = (25, 50, 100, 200)
 
 
 def _require(request, roles: tuple[Role, ...], refusal: str) -> None:
     if not (request.user.is_superuser or has_role(request.user, *roles)):
         raise PermissionDenied(refusal)
-
-
-def _page_size(request) -> int:
-    try:
-        size = int(request.GET.get("size", "50"))
-    except ValueError:
-        size = 50
-    return size if size in PAGE_SIZES else 50
 
 
 def _bar(on_hand: int, reserved: int, quarantined: int) -> dict:
@@ -56,14 +47,13 @@ def stock_list(request):
     warehouse = next((w for w in warehouses if w.code == code), None)
     search = request.GET.get("q", "")[:64].strip()
     by_location = request.GET.get("by") == "location"
-    size = _page_size(request)
     if by_location:
         rows = selectors.stock_overview(warehouse=warehouse, search=search)
     else:
         rows = selectors.stock_by_item(warehouse=warehouse, search=search)
-    page = Paginator(rows, size).get_page(request.GET.get("page"))
+    paging = paginate(request, rows)
     lines = []
-    for row in page.object_list:
+    for row in paging["page"].object_list:
         if by_location:
             figures = (row.on_hand, row.reserved, row.quarantined)
             lines.append(
@@ -98,21 +88,16 @@ def stock_list(request):
             available=on_hand - reserved - quarantined,
             bar=_bar(on_hand, reserved, quarantined),
         )
-    query = request.GET.copy()
-    query.pop("page", None)
     return render(
         request,
         "inventory/stock_list.html",
         {
-            "page": page,
+            **paging,
             "lines": lines,
             "warehouses": warehouses,
             "warehouse": warehouse,
             "search": search,
             "by_location": by_location,
-            "size": size,
-            "page_sizes": PAGE_SIZES,
-            "querystring": query.urlencode(),
         },
     )
 
@@ -129,30 +114,19 @@ def receipt_list(request):
     state = state if state in selectors.RECEIPT_STATE_GROUPS or state == "all" else "open"
     search = request.GET.get("q", "")[:64].strip()
     on_hold = request.GET.get("on_hold") == "1"
-    size = _page_size(request)
-    rows = selectors.receipt_list(warehouse=warehouse, state=state, search=search, on_hold=on_hold)
-    page = Paginator(rows, size).get_page(request.GET.get("page"))
-    for receipt in page.object_list:
-        receipt.variance = receipt.received_units - receipt.expected_units
-        receipt.received_share = (
-            min(100, round(100 * receipt.received_units / receipt.expected_units)) if (receipt.expected_units) else 0
-        )
-    query = request.GET.copy()
-    query.pop("page", None)
+    paging = paginate(request, selectors.receipt_list(warehouse=warehouse, state=state, search=search, on_hold=on_hold))
     return render(
         request,
         "inventory/receipt_list.html",
         {
-            "page": page,
+            **paging,
+            "rows": selectors.receipt_rows(paging["page"].object_list),
             "warehouses": warehouses,
             "warehouse": warehouse,
             "state": state,
             "states": [*selectors.RECEIPT_STATE_GROUPS, "all"],
             "search": search,
             "on_hold": on_hold,
-            "size": size,
-            "page_sizes": PAGE_SIZES,
-            "querystring": query.urlencode(),
         },
     )
 

@@ -7,7 +7,6 @@ import datetime as dt
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -19,6 +18,7 @@ from orchestration.models import Customer, Order, Task
 from portal.actors import Actor
 from portal.domain import DomainError
 from portal.home import home_panel
+from portal.paging import paginate
 from portal.roles import Role, has_role
 from portal.timeline import entries_for
 
@@ -29,7 +29,6 @@ ORDER_ROLES = (
     Role.TRANSPORTATION,
     Role.OPERATIONS_ADMIN,
 )
-PAGE_SIZES = (25, 50, 100, 200)
 
 # What a role may decide on the order page:
 # action → (roles, service call, button label, what the message says happened, states it applies to).
@@ -100,14 +99,6 @@ def _parse_date(value: str) -> dt.date | None:
         return None
 
 
-def _page_size(value: str) -> int:
-    try:
-        size = int(value)
-    except (TypeError, ValueError):
-        return 50
-    return size if size in PAGE_SIZES else 50
-
-
 @login_required
 @require_GET
 def order_list(request):
@@ -123,31 +114,25 @@ def order_list(request):
         carrier=request.GET.get("carrier", "")[:40],
         search=request.GET.get("q", "")[:64],
     )
-    size = _page_size(request.GET.get("size", ""))
-    page = Paginator(selectors.order_list(filters), size).get_page(request.GET.get("page"))
+    paging = paginate(request, selectors.order_list(filters))
     now = timezone.now()
     rows = [
         {"order": order, "tone": selectors.STATUS_TONE.get(order.status, ""), "due": selectors.due_state(order, now)}
-        for order in page.object_list
+        for order in paging["page"].object_list
     ]
-    query = request.GET.copy()
-    query.pop("page", None)
     return render(
         request,
         "orchestration/order_list.html",
         {
-            "page": page,
+            **paging,
             "rows": rows,
             "filters": filters,
-            "size": size,
-            "page_sizes": PAGE_SIZES,
             "statuses": Order.Status.choices,
             "not_packed": selectors.NOT_PACKED,
             "no_carrier": selectors.NO_CARRIER,
             "carriers": CarrierCutoff.objects.order_by("carrier").values_list("carrier", flat=True).distinct(),
             "warehouses": Warehouse.objects.order_by("code").values_list("code", "name"),
             "customers": Customer.objects.order_by("code").values_list("code", "name"),
-            "querystring": query.urlencode(),
         },
     )
 
@@ -214,24 +199,17 @@ def task_list(request):
         state=state if state in selectors.TASK_STATES else "",
         kind=kind if kind in Task.Kind.values else "",
     )
-    size = _page_size(request.GET.get("size", ""))
-    page = Paginator(selectors.task_list(filters), size).get_page(request.GET.get("page"))
-    rows = selectors.task_rows(page.object_list)
-    query = request.GET.copy()
-    query.pop("page", None)
+    paging = paginate(request, selectors.task_list(filters))
     return render(
         request,
         "orchestration/task_list.html",
         {
-            "page": page,
-            "rows": rows,
+            **paging,
+            "rows": selectors.task_rows(paging["page"].object_list),
             "filters": filters,
-            "size": size,
-            "page_sizes": PAGE_SIZES,
             "states": [(key, key.replace("_", " ")) for key in selectors.TASK_STATES],
             "kinds": Task.Kind.choices,
             "warehouses": Warehouse.objects.order_by("code").values_list("code", "name"),
-            "querystring": query.urlencode(),
         },
     )
 
@@ -248,24 +226,18 @@ def shipment_list(request):
         state=state if state in selectors.SHIPMENT_STATES else "",
         search=request.GET.get("q", "")[:64].strip(),
     )
-    size = _page_size(request.GET.get("size", ""))
-    page = Paginator(selectors.shipment_list(filters), size).get_page(request.GET.get("page"))
-    query = request.GET.copy()
-    query.pop("page", None)
+    paging = paginate(request, selectors.shipment_list(filters))
     return render(
         request,
         "orchestration/shipment_list.html",
         {
-            "page": page,
-            "rows": selectors.shipment_rows(page.object_list),
+            **paging,
+            "rows": selectors.shipment_rows(paging["page"].object_list),
             "filters": filters,
-            "size": size,
-            "page_sizes": PAGE_SIZES,
             "states": list(selectors.SHIPMENT_STATES),
             "no_carrier": selectors.NO_CARRIER,
             "carriers": CarrierCutoff.objects.order_by("carrier").values_list("carrier", flat=True).distinct(),
             "warehouses": Warehouse.objects.order_by("code").values_list("code", "name"),
-            "querystring": query.urlencode(),
         },
     )
 
