@@ -24,6 +24,13 @@ def _require(request, roles: tuple[Role, ...], refusal: str) -> None:
         raise PermissionDenied(refusal)
 
 
+def _warehouse_filter(request) -> tuple[list[tuple[str, str]], Warehouse | None]:
+    """The warehouses to pick from, as (code, name), and the one the request picked (None: all of them)."""
+    warehouses = list(Warehouse.objects.order_by("code"))
+    code = request.GET.get("warehouse", "")
+    return [(w.code, w.name) for w in warehouses], next((w for w in warehouses if w.code == code), None)
+
+
 def _bar(on_hand: int, reserved: int, quarantined: int) -> dict:
     """Shares of on hand for the row's bar, in percent (reserved, quarantined, available)."""
     if on_hand <= 0:
@@ -42,9 +49,7 @@ def _bar(on_hand: int, reserved: int, quarantined: int) -> dict:
 def stock_list(request):
     """Stock per warehouse × item (or per location with ?by=location), with a bar of what is promised and held."""
     _require(request, STOCK_ROLES, "Stock belongs to supervisors, procurement and customer service.")
-    warehouses = list(Warehouse.objects.order_by("code"))
-    code = request.GET.get("warehouse", "")
-    warehouse = next((w for w in warehouses if w.code == code), None)
+    warehouses, warehouse = _warehouse_filter(request)
     search = request.GET.get("q", "")[:64].strip()
     by_location = request.GET.get("by") == "location"
     if by_location:
@@ -107,9 +112,7 @@ def stock_list(request):
 def receipt_list(request):
     """Inbound deliveries (ASNs and purchase orders): what is expected, what arrived, and the variances held."""
     _require(request, RECEIPT_ROLES, "Receipts belong to procurement, supervisors and finance.")
-    warehouses = list(Warehouse.objects.order_by("code"))
-    code = request.GET.get("warehouse", "")
-    warehouse = next((w for w in warehouses if w.code == code), None)
+    warehouses, warehouse = _warehouse_filter(request)
     state = request.GET.get("state", "open")
     state = state if state in selectors.RECEIPT_STATE_GROUPS or state == "all" else "open"
     search = request.GET.get("q", "")[:64].strip()
