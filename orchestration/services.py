@@ -1405,8 +1405,15 @@ def shipment_ship(
     *, shipment: Shipment, carrier: str, tracking_number: str, actor: Actor, reason: str = "Shipped"
 ) -> Shipment:
     """The carrier collected the shipment: lines count as shipped and the ERP is told (invoice trigger)."""
-    if not tracking_number:
-        raise InvalidInput("A tracking number is required to ship.", fields={"tracking_number": ["Required."]})
+    carrier, tracking_number = (carrier or "").strip(), (tracking_number or "").strip()
+    if not tracking_number or len(tracking_number) > 80:
+        raise InvalidInput(
+            "A tracking number of up to 80 characters is required to ship.", fields={"tracking_number": ["Required."]}
+        )
+    if not carrier or len(carrier) > 40:
+        raise InvalidInput(
+            "Name the carrier that collected it, up to 40 characters.", fields={"carrier": ["Required."]}
+        )
     with transaction.atomic():
         order = _lock_order(shipment.order_id)
         shipment = Shipment.objects.select_for_update(no_key=True).get(pk=shipment.pk)

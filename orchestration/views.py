@@ -10,11 +10,12 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from inventory.models import CarrierCutoff, Warehouse
 from orchestration import selectors, services
-from orchestration.models import Customer, Order, Task
+from orchestration.models import Customer, Order, Shipment, Task
 from portal.actors import Actor
 from portal.domain import DomainError
 from portal.home import home_panel
@@ -238,8 +239,43 @@ def shipment_list(request):
             "no_carrier": selectors.NO_CARRIER,
             "carriers": CarrierCutoff.objects.order_by("carrier").values_list("carrier", flat=True).distinct(),
             "warehouses": Warehouse.objects.order_by("code").values_list("code", "name"),
+            "can_ship": request.user.is_superuser or has_role(request.user, *SHIP_ROLES),
         },
     )
+
+
+# Who may record a pickup by hand (when the carrier's scan did not come through the TMS).
+SHIP_ROLES = (Role.TRANSPORTATION, Role.WAREHOUSE_SUPERVISOR, Role.OPERATIONS_ADMIN)
+
+
+@login_required
+@require_POST
+def shipment_ship(request, number: str):
+    """Record that the carrier collected a packed shipment, with its tracking number and why it is entered here."""
+    _require_role(request, SHIP_ROLES, "Transportation and supervisors record pickups.")
+    shipment = Shipment.objects.filter(number=number).first()
+    if shipment is None:
+        raise Http404(f"No shipment {number}.")
+    reason = request.POST.get("reason", "").strip()
+    if not reason:
+        messages.error(request, "Say why the pickup is entered by hand, for the record. Nothing was changed.")
+    else:
+        try:
+            services.shipment_ship(
+                shipment=shipment,
+                carrier=request.POST.get("carrier", "")[:100],
+                tracking_number=request.POST.get("tracking_number", "")[:200],
+                actor=Actor.for_user(request.user),
+                reason=reason[:500],
+            )
+        except DomainError as error:
+            messages.error(request, f"{number}: {error.message}")
+        else:
+            messages.success(request, f"{number} recorded as shipped; the ERP is told.")
+    back = request.POST.get("next", "")
+    if back.startswith("/orders/shipments/") and url_has_allowed_host_and_scheme(back, allowed_hosts=None):
+        return redirect(back)
+    return redirect("orchestration:shipment-list")
 
 
 def _panel_alone(request, panel, template: str, *, roles, refusal: str):

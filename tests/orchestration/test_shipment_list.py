@@ -108,3 +108,83 @@ def test_the_page_costs_the_same_queries_for_few_or_many_shipments(client, user_
     for _ in range(6):
         packed(customer, warehouse, carrier="DPD")
     assert _queries(client, {"size": 100}) == few
+
+
+def ship_url(shipment: Shipment) -> str:
+    return reverse("orchestration:shipment-ship", args=[shipment.number])
+
+
+def test_transportation_records_a_pickup_by_hand_through_the_service(client, user_with_role, warehouse, customer, tape):
+    from portal.models import DomainEvent
+
+    shipment = packed(customer, warehouse, carrier="DPD")
+    client.force_login(user_with_role(Role.TRANSPORTATION, username="terry"))
+
+    response = client.post(
+        ship_url(shipment),
+        {
+            "carrier": "DPD",
+            "tracking_number": " TRK-77 ",
+            "reason": "TMS down, driver's manifest",
+            "next": LIST + "?state=waiting",
+        },
+    )
+
+    assert response.status_code == 302 and response["Location"] == LIST + "?state=waiting"
+    shipment.refresh_from_db()
+    assert (shipment.status, shipment.tracking_number) == (Shipment.Status.SHIPPED, "TRK-77")
+    assert shipment.order.status == "shipped"
+    recorded = shipment.history.latest("history_id")
+    assert (recorded.history_actor, recorded.history_reason) == ("user:terry", "TMS down, driver's manifest")
+    assert DomainEvent.objects.filter(name="shipment.shipped", subject_id=str(shipment.pk)).count() == 1
+    assert "Record pickup" in client.get(LIST).content.decode()
+
+
+@pytest.mark.parametrize(
+    "form, problem",
+    [
+        ({"carrier": "DPD", "tracking_number": "T-1", "reason": " "}, "Say why"),
+        ({"carrier": "DPD", "tracking_number": "", "reason": "scan lost"}, "tracking number"),
+        ({"carrier": "DPD", "tracking_number": "T" * 81, "reason": "scan lost"}, "tracking number"),
+        ({"carrier": "", "tracking_number": "T-1", "reason": "scan lost"}, "Name the carrier"),
+    ],
+)
+def test_a_pickup_with_missing_or_bad_details_is_refused_and_changes_nothing(
+    client, user_with_role, warehouse, customer, tape, form, problem
+):
+    shipment = packed(customer, warehouse)
+    client.force_login(user_with_role(Role.TRANSPORTATION))
+
+    response = client.post(ship_url(shipment), {**form, "next": "https://evil.example/"}, follow=True)
+
+    assert response.redirect_chain[0][0] == LIST  # a foreign "next" is not followed
+    assert problem in response.content.decode()
+    shipment.refresh_from_db()
+    assert (shipment.status, shipment.tracking_number) == (Shipment.Status.PACKED, "")
+    assert shipment.history.count() == 1
+
+
+def test_customer_service_may_look_but_not_record_a_pickup(client, user_with_role, warehouse, customer, tape):
+    shipment = packed(customer, warehouse)
+    client.force_login(user_with_role(Role.CUSTOMER_SERVICE))
+
+    assert "Record pickup" not in client.get(LIST).content.decode()
+    assert client.post(ship_url(shipment), {"carrier": "DPD", "tracking_number": "T", "reason": "r"}).status_code == 403
+    assert client.post(reverse("orchestration:shipment-ship", args=["SH-NOPE"])).status_code == 403
+    shipment.refresh_from_db()
+    assert shipment.status == Shipment.Status.PACKED
+
+
+def test_a_shipment_already_shipped_is_not_shipped_twice(client, user_with_role, warehouse, customer, tape):
+    shipment = packed(customer, warehouse, carrier="DPD")
+    services.shipment_ship(shipment=shipment, carrier="DPD", tracking_number="TRK-1", actor=factories.ACTOR)
+    client.force_login(user_with_role(Role.WAREHOUSE_SUPERVISOR))
+
+    response = client.post(
+        ship_url(shipment), {"carrier": "UPS", "tracking_number": "TRK-2", "reason": "again"}, follow=True
+    )
+
+    assert "not allowed while it is shipped" in response.content.decode()
+    shipment.refresh_from_db()
+    assert (shipment.carrier, shipment.tracking_number) == ("DPD", "TRK-1")
+    assert client.post(reverse("orchestration:shipment-ship", args=["SH-NOPE"]), {"reason": "x"}).status_code == 404
