@@ -137,7 +137,7 @@ def test_transportation_records_a_pickup_by_hand_through_the_service(client, use
     recorded = shipment.history.latest("history_id")
     assert (recorded.history_actor, recorded.history_reason) == ("user:terry", "TMS down, driver's manifest")
     assert DomainEvent.objects.filter(name="shipment.shipped", subject_id=str(shipment.pk)).count() == 1
-    assert "Record pickup" in client.get(LIST).content.decode()
+    assert "Pickup by hand" in client.get(LIST).content.decode()
 
 
 @pytest.mark.parametrize(
@@ -168,7 +168,7 @@ def test_customer_service_may_look_but_not_record_a_pickup(client, user_with_rol
     shipment = packed(customer, warehouse)
     client.force_login(user_with_role(Role.CUSTOMER_SERVICE))
 
-    assert "Record pickup" not in client.get(LIST).content.decode()
+    assert "Pickup by hand" not in client.get(LIST).content.decode()
     assert client.post(ship_url(shipment), {"carrier": "DPD", "tracking_number": "T", "reason": "r"}).status_code == 403
     assert client.post(reverse("orchestration:shipment-ship", args=["SH-NOPE"])).status_code == 403
     shipment.refresh_from_db()
