@@ -6,7 +6,6 @@ import json
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -17,7 +16,7 @@ from integrations import delivery, selectors, services
 from integrations.models import OutboundMessage, Partner
 from portal.actors import Actor
 from portal.domain import DomainError
-from portal.roles import Role, has_role
+from portal.roles import Role, require_role
 
 MONITOR_ROLES = (Role.IT_SUPPORT, Role.OPERATIONS_ADMIN)
 PAGE_SIZE = 50
@@ -25,8 +24,7 @@ DEAD_LETTER_LIMIT = 200
 
 
 def _require(request) -> None:
-    if not (has_role(request.user, *MONITOR_ROLES) or request.user.is_superuser):
-        raise PermissionDenied("The integration monitor belongs to IT support.")
+    require_role(request.user, *MONITOR_ROLES, refusal="The integration monitor belongs to IT support.")
 
 
 @login_required

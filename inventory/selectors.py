@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from django.db import connection
 from django.db.models import Count, F, Q, Sum
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Greatest
 
 from inventory.models import Item, Receipt, ReceiptLine, Reservation, StockLevel, StockMovement, Warehouse
+
+# The receipts list's state filter, and the statuses it groups.
+RECEIPT_STATE_GROUPS = {
+    "open": [Receipt.Status.EXPECTED, Receipt.Status.RECEIVING],
+    "closed": [Receipt.Status.CLOSED],
+    "cancelled": [Receipt.Status.CANCELLED],
+}
+RECEIPT_TONE = {Receipt.Status.RECEIVING: "info", Receipt.Status.CLOSED: "ok"}  # the state badge's colour
 
 
 def availability(*, item: Item, warehouse: Warehouse | None = None) -> list[dict]:
@@ -45,7 +53,7 @@ def inbound_by_item(*, warehouse: Warehouse, item_ids: list[int]) -> dict[int, l
     rows = (
         ReceiptLine.objects.filter(
             receipt__warehouse=warehouse,
-            receipt__status__in=[Receipt.Status.EXPECTED, Receipt.Status.RECEIVING],
+            receipt__status__in=RECEIPT_STATE_GROUPS["open"],
             item_id__in=item_ids,
             expected_quantity__gt=F("received_quantity"),
         )
@@ -264,12 +272,6 @@ def order_timeline(order) -> list:
 
 # --- receipts ------------------------------------------------------------------------------
 
-RECEIPT_STATE_GROUPS = {
-    "open": [Receipt.Status.EXPECTED, Receipt.Status.RECEIVING],
-    "closed": [Receipt.Status.CLOSED],
-    "cancelled": [Receipt.Status.CANCELLED],
-}
-
 
 def receipt_list(*, warehouse: Warehouse | None = None, state: str = "", search: str = "", on_hold: bool = False):
     """Receipts with their line count and expected and received units, newest first (one grouped query).
@@ -297,9 +299,11 @@ def receipt_list(*, warehouse: Warehouse | None = None, state: str = "", search:
 
 
 def receipt_rows(receipts) -> list[Receipt]:
-    """A page of receipts with what the list shows beside each: the variance and the share of units arrived."""
+    """A page of receipts with what the list shows beside each: its badge's tone, the variance and the share of
+    units arrived."""
     rows = list(receipts)
     for receipt in rows:
+        receipt.tone = RECEIPT_TONE.get(receipt.status, "")
         receipt.variance = receipt.received_units - receipt.expected_units
         receipt.received_share = (
             min(100, round(100 * receipt.received_units / receipt.expected_units)) if receipt.expected_units else 0
@@ -312,6 +316,7 @@ def receipt_detail(number: str) -> dict | None:
     receipt = Receipt.objects.select_related("warehouse", "dock").filter(number=number).first()
     if receipt is None:
         return None
+    receipt.tone = RECEIPT_TONE.get(receipt.status, "")
     lines = list(receipt.lines.select_related("item", "lot").order_by("line_no"))
     history = list(receipt.history.order_by("history_date", "history_id"))
     return {"receipt": receipt, "lines": lines, "history": history}
@@ -329,11 +334,15 @@ def receipts_summary() -> list[dict]:
             expected=Count("id", filter=Q(status=Receipt.Status.EXPECTED), distinct=True),
             receiving=Count("id", filter=Q(status=Receipt.Status.RECEIVING), distinct=True),
             on_hold=Count("id", filter=Q(invoice_on_hold=True), distinct=True),
+            # Per line, so a line delivered over its quantity does not offset another still to come.
             units_to_come=Coalesce(
-                Sum(F("lines__expected_quantity") - F("lines__received_quantity"), filter=Q(status__in=open_states)),
+                Sum(
+                    Greatest(F("lines__expected_quantity") - F("lines__received_quantity"), 0),
+                    filter=Q(status__in=open_states),
+                ),
                 0,
             ),
         )
         .order_by("code")
     )
-    return [{**row, "units_to_come": max(0, row["units_to_come"])} for row in rows]
+    return list(rows)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
@@ -12,16 +11,11 @@ from inventory import selectors
 from inventory.models import Warehouse
 from portal.home import home_panel
 from portal.paging import paginate
-from portal.roles import Role, has_role
+from portal.roles import Role, require_role
 
 STOCK_ROLES = (Role.WAREHOUSE_SUPERVISOR, Role.PROCUREMENT, Role.CUSTOMER_SERVICE, Role.OPERATIONS_ADMIN)
 # Receipts: procurement owns them, the dock (supervisors) receives them, finance holds their invoices.
 RECEIPT_ROLES = (Role.PROCUREMENT, Role.WAREHOUSE_SUPERVISOR, Role.FINANCE, Role.OPERATIONS_ADMIN)
-
-
-def _require(request, roles: tuple[Role, ...], refusal: str) -> None:
-    if not (request.user.is_superuser or has_role(request.user, *roles)):
-        raise PermissionDenied(refusal)
 
 
 def _warehouse_filter(request) -> tuple[list[tuple[str, str]], Warehouse | None]:
@@ -48,7 +42,7 @@ def _bar(on_hand: int, reserved: int, quarantined: int) -> dict:
 @require_GET
 def stock_list(request):
     """Stock per warehouse × item (or per location with ?by=location), with a bar of what is promised and held."""
-    _require(request, STOCK_ROLES, "Stock belongs to supervisors, procurement and customer service.")
+    require_role(request.user, *STOCK_ROLES, refusal="Stock belongs to supervisors, procurement and customer service.")
     warehouses, warehouse = _warehouse_filter(request)
     search = request.GET.get("q", "")[:64].strip()
     by_location = request.GET.get("by") == "location"
@@ -111,7 +105,7 @@ def stock_list(request):
 @require_GET
 def receipt_list(request):
     """Inbound deliveries (ASNs and purchase orders): what is expected, what arrived, and the variances held."""
-    _require(request, RECEIPT_ROLES, "Receipts belong to procurement, supervisors and finance.")
+    require_role(request.user, *RECEIPT_ROLES, refusal="Receipts belong to procurement, supervisors and finance.")
     warehouses, warehouse = _warehouse_filter(request)
     state = request.GET.get("state", "open")
     state = state if state in selectors.RECEIPT_STATE_GROUPS or state == "all" else "open"
@@ -138,7 +132,7 @@ def receipt_list(request):
 @require_GET
 def receipt_detail(request, number: str):
     """One receipt: its lines expected against received, the variances, and who changed what."""
-    _require(request, RECEIPT_ROLES, "Receipts belong to procurement, supervisors and finance.")
+    require_role(request.user, *RECEIPT_ROLES, refusal="Receipts belong to procurement, supervisors and finance.")
     detail = selectors.receipt_detail(number)
     if detail is None:
         raise Http404(f"No receipt {number}.")

@@ -99,8 +99,7 @@ def first_ship_day(warehouse: Warehouse, *, carrier: str, service_level: str, no
     before it) is a carrier-cutoff case the moment the watch runs: loaded in the evening, a
     third of the demo would open at once in the transport queue.
     """
-    probe = Order(warehouse=warehouse, carrier=carrier, service_level=service_level)
-    cutoff = services.carrier_cutoff(probe, now)
+    cutoff = services.pickup_cutoff(warehouse, carrier=carrier, service_level=service_level, now=now)
     today = services.local_now(warehouse, now).date()
     if now < cutoff - dt.timedelta(minutes=settings.CUTOFF_WARNING_MINUTES):
         return today

@@ -14,7 +14,7 @@ from inventory import selectors as inventory_selectors
 from inventory.models import CarrierCutoff, Reservation, Warehouse
 from orchestration import events
 from orchestration.models import Order, OrderLine, Shipment, ShipmentLine, Task
-from orchestration.services import local_now, pickup_cutoff
+from orchestration.services import carrier_cutoff, local_now, pickup_cutoff
 from portal.models import DomainEvent
 from portal.timeline import TimelineEntry
 
@@ -88,17 +88,10 @@ def order_list(filters: OrderFilters) -> QuerySet[Order]:
     return orders
 
 
-def cutoff_for(order: Order, now: dt.datetime | None = None) -> dt.datetime:
-    """Today's carrier cutoff at the order's warehouse (uses prefetched cutoffs, no query)."""
-    from orchestration.services import carrier_cutoff
-
-    return carrier_cutoff(order, now)
-
-
 def due_state(order: Order, now: dt.datetime | None = None) -> dict:
     """How urgent the order is: its ship date against today, and today's cutoff at its warehouse."""
     now = now or timezone.now()
-    cutoff = cutoff_for(order, now)
+    cutoff = carrier_cutoff(order, now)  # the prefetched cutoffs: no query
     today = local_now(order.warehouse, now).date()
     open_ = order.status in Order.OPEN_STATES
     if not order.requested_ship_date:
@@ -414,12 +407,13 @@ def cutoff_board(*, now: dt.datetime | None = None, warning_minutes: int | None 
         row = rows.get(key)
         if row is None:
             warehouse = warehouses[count["warehouse_id"]]
-            probe = Order(warehouse=warehouse, carrier=count["carrier"], service_level=count["service_level"])
             row = rows[key] = CutoffRow(
                 warehouse=warehouse,
                 carrier=count["carrier"],
                 service_level=count["service_level"],
-                cutoff=cutoff_for(probe, now),
+                cutoff=pickup_cutoff(
+                    warehouse, carrier=count["carrier"], service_level=count["service_level"], now=now
+                ),
                 now=local[warehouse.pk],
                 warning=warning,
             )

@@ -6,7 +6,6 @@ import datetime as dt
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -20,7 +19,7 @@ from portal.actors import Actor
 from portal.domain import DomainError
 from portal.home import home_panel
 from portal.paging import paginate
-from portal.roles import Role, has_role
+from portal.roles import Role, allowed, require_role
 from portal.timeline import entries_for
 
 ORDER_ROLES = (
@@ -82,15 +81,16 @@ CUTOFF_ROLES = (
 
 
 FLOOR_ROLES = (Role.WAREHOUSE_SUPERVISOR, Role.OPERATIONS_ADMIN)
-
-
-def _require_role(request, roles, refusal: str) -> None:
-    if not (request.user.is_superuser or has_role(request.user, *roles)):
-        raise PermissionDenied(refusal)
+# Who may record a pickup by hand (when the carrier's scan did not come through the TMS).
+SHIP_ROLES = (Role.TRANSPORTATION, Role.WAREHOUSE_SUPERVISOR, Role.OPERATIONS_ADMIN)
 
 
 def _require_order_role(request) -> None:
-    _require_role(request, ORDER_ROLES, "Orders belong to customer service, supervisors, finance and transportation.")
+    require_role(
+        request.user,
+        *ORDER_ROLES,
+        refusal="Orders belong to customer service, supervisors, finance and transportation.",
+    )
 
 
 def _parse_date(value: str) -> dt.date | None:
@@ -191,7 +191,9 @@ def floor(request):
 @require_GET
 def task_list(request):
     """Warehouse tasks by warehouse, zone, state and kind: open work the longest waiting first."""
-    _require_role(request, FLOOR_ROLES, "The task list belongs to warehouse supervisors and operations admins.")
+    require_role(
+        request.user, *FLOOR_ROLES, refusal="The task list belongs to warehouse supervisors and operations admins."
+    )
     state = request.GET.get("state", "open")
     kind = request.GET.get("kind", "")
     filters = selectors.TaskFilters(
@@ -219,7 +221,9 @@ def task_list(request):
 @require_GET
 def shipment_list(request):
     """Shipments by warehouse, carrier and state: what waits on the dock for which pickup, what left, what arrived."""
-    _require_role(request, CUTOFF_ROLES, "Shipments belong to transportation, supervisors and customer service.")
+    require_role(
+        request.user, *CUTOFF_ROLES, refusal="Shipments belong to transportation, supervisors and customer service."
+    )
     state = request.GET.get("state", "waiting")
     filters = selectors.ShipmentFilters(
         warehouse=request.GET.get("warehouse", "")[:16],
@@ -239,20 +243,16 @@ def shipment_list(request):
             "no_carrier": selectors.NO_CARRIER,
             "carriers": CarrierCutoff.objects.order_by("carrier").values_list("carrier", flat=True).distinct(),
             "warehouses": Warehouse.objects.order_by("code").values_list("code", "name"),
-            "can_ship": request.user.is_superuser or has_role(request.user, *SHIP_ROLES),
+            "can_ship": allowed(request.user, *SHIP_ROLES),
         },
     )
-
-
-# Who may record a pickup by hand (when the carrier's scan did not come through the TMS).
-SHIP_ROLES = (Role.TRANSPORTATION, Role.WAREHOUSE_SUPERVISOR, Role.OPERATIONS_ADMIN)
 
 
 @login_required
 @require_POST
 def shipment_ship(request, number: str):
     """Record that the carrier collected a packed shipment, with its tracking number and why it is entered here."""
-    _require_role(request, SHIP_ROLES, "Transportation and supervisors record pickups.")
+    require_role(request.user, *SHIP_ROLES, refusal="Transportation and supervisors record pickups.")
     shipment = Shipment.objects.filter(number=number).first()
     if shipment is None:
         raise Http404(f"No shipment {number}.")
@@ -280,7 +280,7 @@ def shipment_ship(request, number: str):
 
 def _panel_alone(request, panel, template: str, *, roles, refusal: str):
     """A home panel's content without the page, for its refresh; the panel's roles are checked again here."""
-    _require_role(request, roles, refusal)
+    require_role(request.user, *roles, refusal=refusal)
     return render(request, template, {"panel": panel(request)})
 
 
@@ -299,7 +299,7 @@ def order_detail(request, number: str):
     actions = [
         {"name": name, "label": label}
         for name, (roles, _, label, _, states) in ORDER_ACTIONS.items()
-        if order.status in states and (request.user.is_superuser or has_role(request.user, *roles))
+        if order.status in states and allowed(request.user, *roles)
     ]
     return render(
         request,
@@ -327,7 +327,7 @@ def order_action(request, number: str, action: str):
     if action not in ORDER_ACTIONS:
         raise Http404("No such action.")
     roles, service, _, done, _ = ORDER_ACTIONS[action]
-    _require_role(request, roles, "Your role does not take this decision.")
+    require_role(request.user, *roles, refusal="Your role does not take this decision.")
     order = Order.objects.filter(number=number).first()
     if order is None:
         raise Http404(f"No order {number}.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import PermissionDenied
 from django.db import models
 
 
@@ -42,3 +43,14 @@ def forget_roles(user) -> None:
     """Drop the cached roles (after a group change)."""
     if hasattr(user, "_portal_roles"):
         del user._portal_roles
+
+
+def allowed(user, *roles: Role) -> bool:
+    """A superuser, or a user holding one of `roles`: who may open a page or take an action."""
+    return bool(user.is_superuser or has_role(user, *roles))
+
+
+def require_role(user, *roles: Role, refusal: str) -> None:
+    """Refuse (403 with `refusal`) anyone not allowed(user, *roles)."""
+    if not allowed(user, *roles):
+        raise PermissionDenied(refusal)

@@ -158,3 +158,13 @@ def test_procurement_and_finance_see_what_is_inbound_on_their_home_page(client, 
     assert 'id="panel-receipts"' in html and "supplier invoices on hold" in html
     client.force_login(user_with_role(Role.CUSTOMER_SERVICE, username="cs"))
     assert 'id="panel-receipts"' not in client.get("/").content.decode()
+
+
+def test_units_still_to_come_count_each_line_so_an_over_delivery_offsets_nothing(client, user_with_role, site):
+    arriving = receipt(site, "PO-9", [("WASHER", 10), ("NUT", 10)])
+    receive(site, arriving, 15, 4)  # 5 washers too many, 6 nuts still to come
+    client.force_login(user_with_role(Role.PROCUREMENT))
+
+    (panel,) = [p for p in client.get("/").context["panels"] if p["key"] == "receipts"]
+
+    assert panel["sites"][0]["units_to_come"] == 6
