@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 
-from django.db.models import Count, Max, Min, Q
+from django.db.models import Aggregate, Count, F, FloatField, Func, IntegerField, Max, Min, Q
+from django.db.models.fields.json import KeyTextTransform
 from django.urls import reverse
 from django.utils import timezone
 
 from integrations.models import InboundEvent, InboundRequest, OutboundAttempt, OutboundMessage, Partner
+from portal.roles import Role
 from portal.timeline import TimelineEntry
 
 Status = OutboundMessage.Status
 TIMELINE_LIMIT = 200
+MONITOR_ROLES = (Role.IT_SUPPORT, Role.OPERATIONS_ADMIN)  # the integration pages are theirs
 
 
 def timeline_entries(order) -> list[TimelineEntry]:
@@ -30,6 +33,7 @@ def timeline_entries(order) -> list[TimelineEntry]:
                 actor=message.actor,
                 detail=message.last_error[:200] if message.status != Status.DELIVERED else "",
                 url=reverse("integrations:message-detail", args=[message.pk]),
+                url_roles=MONITOR_ROLES,
                 extra={"direction": "outbound", "status": message.status, "attempts": message.attempts},
             )
         )
@@ -41,7 +45,9 @@ def timeline_entries(order) -> list[TimelineEntry]:
                 title=f"{request.method} {request.path} from {request.partner_id and request.partner.code}: "
                 f"{request.status_code}",
                 actor=f"partner:{request.partner.code}" if request.partner_id else "",
-                detail=request.error[:200],
+                detail=request.refusal[:200],
+                url=reverse("integrations:request-detail", args=[request.pk]),
+                url_roles=MONITOR_ROLES,
                 extra={"direction": "inbound"},
             )
         )
@@ -188,3 +194,145 @@ def _inbound_state(partner: Partner, *, oldest_age: float, retrying: int, failed
     if retrying or oldest_age > 120:
         return "degraded"
     return "ok"
+
+
+# --- traffic: what went each way per partner, in time buckets --------------------------------
+
+TRAFFIC_HOURS = 6
+TRAFFIC_BUCKET_MINUTES = 30
+
+
+def _bucket(field: str, seconds: int) -> Func:
+    """The index of `field`'s bucket of `seconds` since the epoch (groups rows by half hour, say)."""
+    return Func(
+        F(field),
+        template=f"floor(extract(epoch from %(expressions)s) / {int(seconds)})",
+        output_field=IntegerField(),
+    )
+
+
+def _bucket_counts(rows, *, partner: str, at: str, failed: Q, seconds: int) -> dict[tuple[int, int], dict]:
+    """{(partner id, bucket index): {"total", "failed"}} for `rows` since the window's start (one query)."""
+    counted = (
+        rows.annotate(bucket=_bucket(at, seconds))
+        .values(partner, "bucket")
+        .annotate(total=Count("id"), failed=Count("id", filter=failed))
+        .order_by()
+    )
+    return {(row[partner], row["bucket"]): row for row in counted}
+
+
+def partner_traffic(
+    *, now: dt.datetime | None = None, hours: int = TRAFFIC_HOURS, bucket_minutes: int = TRAFFIC_BUCKET_MINUTES
+) -> list[dict]:
+    """Per partner, for each bucket of the last `hours`: API requests it made (refused ones apart), events it
+    posted (failed ones apart) and deliveries the portal tried to it (failed tries apart). Four queries.
+
+    A partner with no traffic at all in the window is left out.
+    """
+    now = now or timezone.now()
+    seconds = bucket_minutes * 60
+    last = int(now.timestamp()) // seconds
+    indexes = list(range(last - (hours * 60) // bucket_minutes + 1, last + 1))
+    since = dt.datetime.fromtimestamp(indexes[0] * seconds, tz=dt.UTC)
+    streams = {
+        "requests": _bucket_counts(
+            InboundRequest.objects.filter(received_at__gte=since, partner__isnull=False),
+            partner="partner_id",
+            at="received_at",
+            failed=Q(status_code__gte=400),
+            seconds=seconds,
+        ),
+        "events": _bucket_counts(
+            InboundEvent.objects.filter(received_at__gte=since),
+            partner="partner_id",
+            at="received_at",
+            failed=Q(status=InboundEvent.Status.FAILED),
+            seconds=seconds,
+        ),
+        "deliveries": _bucket_counts(
+            OutboundAttempt.objects.filter(started_at__gte=since),
+            partner="message__partner_id",
+            at="started_at",
+            failed=~Q(outcome=OutboundAttempt.Outcome.DELIVERED),
+            seconds=seconds,
+        ),
+    }
+    active = {partner_id for counts in streams.values() for partner_id, _ in counts}
+    traffic = []
+    for partner in Partner.objects.filter(pk__in=active).order_by("code"):
+        row = {"partner": partner}
+        for name, counts in streams.items():
+            buckets = []
+            for index in indexes:
+                counted = counts.get((partner.pk, index), {"total": 0, "failed": 0})
+                start = timezone.localtime(dt.datetime.fromtimestamp(index * seconds, tz=dt.UTC))
+                buckets.append(
+                    {
+                        "start": start,
+                        "label": start.strftime("%H:%M"),
+                        "ok": counted["total"] - counted["failed"],
+                        "failed": counted["failed"],
+                    }
+                )
+            row[name] = {
+                "buckets": buckets,
+                "total": sum(bucket["ok"] + bucket["failed"] for bucket in buckets),
+                "failed": sum(bucket["failed"] for bucket in buckets),
+                "peak": max([bucket["ok"] + bucket["failed"] for bucket in buckets] + [1]),
+            }
+        traffic.append(row)
+    return traffic
+
+
+# --- the API request log ------------------------------------------------------------------------
+
+REQUEST_OUTCOMES = {
+    "accepted": ("Accepted", Q(status_code__lt=400)),
+    "refused": ("Refused", Q(status_code__gte=400)),
+}
+
+
+def request_list(*, partner_code: str = "", outcome: str = "", search: str = ""):
+    """The API requests partners made, newest first: by partner, accepted or refused, and an order's number or
+    the partner's external reference (both indexed)."""
+    rows = InboundRequest.objects.select_related("partner").order_by("-received_at", "-id")
+    if partner_code:
+        rows = rows.filter(partner__code=partner_code)
+    if outcome in REQUEST_OUTCOMES:
+        rows = rows.filter(REQUEST_OUTCOMES[outcome][1])
+    search = search.strip()
+    if search:
+        rows = rows.alias(external_ref=KeyTextTransform("external_ref", "payload")).filter(
+            Q(order_number=search.upper()) | Q(external_ref=search)
+        )
+    return rows
+
+
+class Slowest5Percent(Aggregate):
+    """The value 95% of the rows are at or under (PostgreSQL's percentile_cont)."""
+
+    template = "percentile_cont(0.95) WITHIN GROUP (ORDER BY %(expressions)s)"
+    output_field = FloatField()
+
+
+def request_summary(*, now: dt.datetime | None = None, window_minutes: int = 60) -> list[dict]:
+    """Per partner over the window: requests, refused ones and their share, the slowest 5%, the last refusal
+    (one query)."""
+    now = now or timezone.now()
+    since = now - dt.timedelta(minutes=window_minutes)
+    refused = Q(status_code__gte=400)
+    rows = (
+        InboundRequest.objects.filter(received_at__gte=since, partner__isnull=False)
+        .values("partner__code", "partner__name")
+        .annotate(
+            total=Count("id"),
+            refused=Count("id", filter=refused),
+            last_refused=Max("received_at", filter=refused),
+            p95_ms=Slowest5Percent("duration_ms"),
+        )
+        .order_by("partner__code")
+    )
+    return [
+        {**row, "refused_percent": round(100 * row["refused"] / row["total"]) if row["total"] else 0} for row in rows
+    ]

@@ -1,4 +1,5 @@
-"""The integration monitor for IT support: partner health, messages by partner and status, dead letters, replay."""
+"""The integration monitor for IT support: partner health and traffic, messages by partner and status, dead letters,
+replay, and the log of the API requests partners made."""
 
 from __future__ import annotations
 
@@ -6,34 +7,35 @@ import json
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from integrations import delivery, selectors, services
-from integrations.models import OutboundMessage, Partner
+from integrations.models import InboundRequest, OutboundMessage, Partner
+from orchestration import selectors as order_selectors
 from portal.actors import Actor
 from portal.domain import DomainError
-from portal.roles import Role, require_role
+from portal.paging import paginate
+from portal.roles import require_role
 
-MONITOR_ROLES = (Role.IT_SUPPORT, Role.OPERATIONS_ADMIN)
-PAGE_SIZE = 50
 DEAD_LETTER_LIMIT = 200
 
 
 def _require(request) -> None:
-    require_role(request.user, *MONITOR_ROLES, refusal="The integration monitor belongs to IT support.")
+    require_role(request.user, *selectors.MONITOR_ROLES, refusal="The integration monitor belongs to IT support.")
 
 
 @login_required
 @require_GET
 def monitor(request):
-    """Partner health tiles, inbound event backlogs, the dead letters with replay, and every message filtered."""
+    """Partner health tiles and traffic, inbound event backlogs, the dead letters with replay, and every message
+    filtered by partner, status or order."""
     _require(request)
     partner_code = request.GET.get("partner", "")
     status = request.GET.get("status", "")
+    order_number = request.GET.get("order", "").strip()
     rows = OutboundMessage.objects.select_related("partner").order_by("-id")
     if partner_code:
         rows = rows.filter(partner__code=partner_code)
@@ -41,7 +43,8 @@ def monitor(request):
         rows = rows.filter(status=status)
     else:
         status = ""
-    page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
+    if order_number:
+        rows = rows.filter(order_number=order_number.upper())
     now = timezone.now()
     dead_letters = list(
         OutboundMessage.objects.filter(status=OutboundMessage.Status.DEAD)
@@ -53,15 +56,69 @@ def monitor(request):
         "integrations/monitor.html",
         {
             "health": selectors.partner_health(now=now),
+            "traffic": selectors.partner_traffic(now=now),
+            "traffic_hours": selectors.TRAFFIC_HOURS,
             "inbound": selectors.inbound_health(now=now),
-            "page": page,
+            **paginate(request, rows),
             "dead_letters": dead_letters,
             "partners": Partner.objects.order_by("code").values_list("code", flat=True),
             "statuses": OutboundMessage.Status.choices,
             "partner_code": partner_code,
             "status": status,
+            "order_number": order_number,
         },
     )
+
+
+@login_required
+@require_GET
+def request_list(request):
+    """The API requests partners made (every write and every refusal), with each partner's last hour summed up:
+    how IT support answers "we sent that order, what did you say?"."""
+    _require(request)
+    partner_code = request.GET.get("partner", "")
+    outcome = request.GET.get("outcome", "")
+    if outcome not in selectors.REQUEST_OUTCOMES:
+        outcome = ""
+    search = request.GET.get("q", "").strip()[:100]
+    rows = selectors.request_list(partner_code=partner_code, outcome=outcome, search=search)
+    return render(
+        request,
+        "integrations/request_list.html",
+        {
+            "summary": selectors.request_summary(),
+            **paginate(request, rows),
+            "partners": Partner.objects.order_by("code").values_list("code", flat=True),
+            "outcomes": [(value, label) for value, (label, _) in selectors.REQUEST_OUTCOMES.items()],
+            "partner_code": partner_code,
+            "outcome": outcome,
+            "search": search,
+            "order_links": order_selectors.may_open_orders(request.user),
+        },
+    )
+
+
+@login_required
+@require_GET
+def request_detail(request, pk: int):
+    """One API request: who sent what, what the portal answered and why, and the order it concerns."""
+    _require(request)
+    logged = get_object_or_404(InboundRequest.objects.select_related("partner"), pk=pk)
+    return render(
+        request,
+        "integrations/request_detail.html",
+        {
+            "logged": logged,
+            "payload_json": _pretty(logged.payload),
+            "response_json": _pretty(logged.response),
+            "external_ref": logged.payload.get("external_ref", "") if isinstance(logged.payload, dict) else "",
+            "order_links": order_selectors.may_open_orders(request.user),
+        },
+    )
+
+
+def _pretty(value) -> str:
+    return "" if value is None else json.dumps(value, indent=2, sort_keys=True, default=str)
 
 
 @login_required
@@ -76,12 +133,8 @@ def message_detail(request, pk: int):
         "integrations/message_detail.html",
         {
             "message": message,
-            "payload_json": json.dumps(message.payload, indent=2, sort_keys=True, default=str),
-            "original_json": (
-                json.dumps(message.corrected_from, indent=2, sort_keys=True, default=str)
-                if message.corrected_from is not None
-                else ""
-            ),
+            "payload_json": _pretty(message.payload),
+            "original_json": _pretty(message.corrected_from),
             "attempts": message.attempt_log.order_by("id")[:100],
             "actions": message.actions.order_by("id"),
             "blocker": blocker,

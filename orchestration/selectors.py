@@ -16,7 +16,23 @@ from orchestration import events
 from orchestration.models import Order, OrderLine, Shipment, ShipmentLine, Task
 from orchestration.services import carrier_cutoff, local_now, pickup_cutoff
 from portal.models import DomainEvent
+from portal.roles import Role, allowed
 from portal.timeline import TimelineEntry
+
+# Who may open the order pages (the list, an order and its timeline).
+ORDER_ROLES = (
+    Role.CUSTOMER_SERVICE,
+    Role.WAREHOUSE_SUPERVISOR,
+    Role.FINANCE,
+    Role.TRANSPORTATION,
+    Role.OPERATIONS_ADMIN,
+)
+
+
+def may_open_orders(user) -> bool:
+    """Whether `user` may open an order's page: other pages link order numbers only for them."""
+    return allowed(user, *ORDER_ROLES)
+
 
 STATUS_TONE = {
     Order.Status.RECEIVED: "",

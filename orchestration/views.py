@@ -22,14 +22,6 @@ from portal.paging import paginate
 from portal.roles import Role, allowed, require_role
 from portal.timeline import entries_for
 
-ORDER_ROLES = (
-    Role.CUSTOMER_SERVICE,
-    Role.WAREHOUSE_SUPERVISOR,
-    Role.FINANCE,
-    Role.TRANSPORTATION,
-    Role.OPERATIONS_ADMIN,
-)
-
 # What a role may decide on the order page:
 # action → (roles, service call, button label, what the message says happened, states it applies to).
 ORDER_ACTIONS = {
@@ -88,7 +80,7 @@ SHIP_ROLES = (Role.TRANSPORTATION, Role.WAREHOUSE_SUPERVISOR, Role.OPERATIONS_AD
 def _require_order_role(request) -> None:
     require_role(
         request.user,
-        *ORDER_ROLES,
+        *selectors.ORDER_ROLES,
         refusal="Orders belong to customer service, supervisors, finance and transportation.",
     )
 
@@ -313,7 +305,7 @@ def order_detail(request, number: str):
             "blockers": services.release_blockers(order, now=now)
             if order.status in (Order.Status.ALLOCATED, Order.Status.PARTIALLY_ALLOCATED)
             else [],
-            "timeline": entries_for(order),
+            "timeline": entries_for(order, viewer=request.user),
             "actions": actions,
         },
     )

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+from portal.roles import allowed
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,7 @@ class TimelineEntry:
     detail: str = ""  # the reason or a short explanation
     url: str = ""
     extra: dict = field(default_factory=dict)
+    url_roles: tuple = ()  # who may follow `url` (empty: whoever may see the order)
 
 
 _sources: dict[str, Callable] = {}
@@ -35,9 +38,14 @@ def register_source(name: str, source: Callable) -> None:
     _sources[name] = source
 
 
-def entries_for(order) -> list[TimelineEntry]:
-    """Every source's entries for `order`, oldest first."""
+def entries_for(order, *, viewer=None) -> list[TimelineEntry]:
+    """Every source's entries for `order`, oldest first; given a `viewer`, without links they may not follow."""
     entries: list[TimelineEntry] = []
     for source in _sources.values():
         entries.extend(source(order))
+    if viewer is not None:
+        entries = [
+            entry if not entry.url_roles or allowed(viewer, *entry.url_roles) else replace(entry, url="")
+            for entry in entries
+        ]
     return sorted(entries, key=lambda entry: entry.at)

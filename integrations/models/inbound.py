@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import Q
+from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 
 
@@ -27,9 +28,28 @@ class InboundRequest(models.Model):
 
     class Meta:
         ordering = ["-received_at"]
+        indexes = [
+            # IT support looks a request up by the partner's own order reference, accepted or refused.
+            models.Index(KeyTextTransform("external_ref", "payload"), name="inbound_request_ext_ref_idx"),
+            models.Index(
+                fields=["-received_at"], name="inbound_request_refused_idx", condition=Q(status_code__gte=400)
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.method} {self.path} → {self.status_code}"
+
+    @property
+    def refusal(self) -> str:
+        """Why it was refused, on one line: the field errors where the message only points at them."""
+        error = self.response.get("error") if isinstance(self.response, dict) else None
+        fields = error.get("fields") if isinstance(error, dict) else None
+        if not fields or not isinstance(fields, dict):
+            return self.error
+        return "; ".join(
+            f"{name}: {' '.join(str(item) for item in problems) if isinstance(problems, list) else problems}"
+            for name, problems in fields.items()
+        )
 
 
 class IdempotencyRecord(models.Model):
