@@ -728,6 +728,7 @@ def _generic_subject(subject_type: str, subject_id: str) -> dict | None:
         "kind": model._meta.verbose_name,
         "label": str(instance),
         "status": getattr(instance, "get_status_display", lambda: "")(),
+        "url": instance.get_absolute_url() if hasattr(instance, "get_absolute_url") else "",
         "item_ids": item_ids,
     }
 

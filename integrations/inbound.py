@@ -353,6 +353,7 @@ def inbound_event_discard(*, event: InboundEvent, actor: Actor, reason: str) -> 
         event.next_attempt_at = None
         event.last_error = f"Discarded by {actor.label}: {reason}"
         event.save(update_fields=["status", "next_attempt_at", "last_error"])
+        _close_case(event, actor=actor, reason=f"The event was discarded: {reason}")
         subject_key = event.subject_key
         transaction.on_commit(lambda: enqueue_subject(subject_key))
     return event
@@ -405,6 +406,25 @@ def _raise_case(event: InboundEvent, error: str) -> None:
         logger.exception("integration failure case not raised", extra={"event": event.event_id})
 
 
+def _close_case(event: InboundEvent, *, actor: Actor, reason: str) -> None:
+    """The event's integration-failure case, if one is open, is over: the event went through or was discarded."""
+    try:
+        from exceptions.services import case_auto_resolve
+    except ImportError:
+        return
+    try:
+        with transaction.atomic():
+            case_auto_resolve(
+                type_code="integration_failure",
+                subject_type=event._meta.label_lower,
+                subject_id=str(event.pk),
+                actor=actor,
+                reason=reason,
+            )
+    except Exception:
+        logger.exception("integration failure case not closed", extra={"event": event.event_id})
+
+
 def _refusal(refused: DomainError) -> str:
     """A refusal as the event's error: the message, then the fields it names."""
     error = refused.message
@@ -446,6 +466,8 @@ def _apply(event: InboundEvent, now: dt.datetime) -> None:
     event.save(update_fields=["status", "attempts", "next_attempt_at", "last_error", "processed_at", "order_number"])
     if event.status == InboundEvent.Status.FAILED:
         _raise_case(event, error)
+    elif event.attempts > 1 and event.status == InboundEvent.Status.PROCESSED:  # replayed or retried: a case may wait
+        _close_case(event, actor=PROCESSOR, reason="The event was processed")
 
 
 _EVENT_COLUMNS = [field.column for field in InboundEvent._meta.concrete_fields]
@@ -683,6 +705,8 @@ def _apply_batch(registered: EventHandler, events: list[InboundEvent], now: dt.d
     for event in events:
         if event.status == InboundEvent.Status.FAILED:
             _raise_case(event, event.last_error)
+        elif event.attempts > 1 and event.status == InboundEvent.Status.PROCESSED:
+            _close_case(event, actor=PROCESSOR, reason="The event was processed")
     return True
 
 

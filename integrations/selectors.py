@@ -336,3 +336,37 @@ def request_summary(*, now: dt.datetime | None = None, window_minutes: int = 60)
     return [
         {**row, "refused_percent": round(100 * row["refused"] / row["total"]) if row["total"] else 0} for row in rows
     ]
+
+
+# --- the partner event log ----------------------------------------------------------------------
+
+
+def event_list(*, partner_code: str = "", status: str = "", event_type: str = "", search: str = ""):
+    """Events partners posted, newest first: by partner, status and type, and an event id, an order's number or a
+    subject ("task:123", "item:SKU") — each answered from an index."""
+    rows = InboundEvent.objects.select_related("partner").order_by("-received_at", "-id")
+    if partner_code:
+        rows = rows.filter(partner__code=partner_code)
+    if status in InboundEvent.Status.values:
+        rows = rows.filter(status=status)
+    if event_type:
+        rows = rows.filter(type=event_type)
+    search = search.strip()
+    if search:
+        # An event id is unique per partner: naming every partner lets the (partner, event id) index answer it.
+        partner_ids = list(Partner.objects.values_list("pk", flat=True))
+        rows = rows.filter(
+            Q(partner_id__in=partner_ids, event_id=search) | Q(order_number=search.upper()) | Q(subject_key=search)
+        )
+    return rows
+
+
+def event_blocker(event: InboundEvent) -> InboundEvent | None:
+    """For a pending event: the earlier pending event of its subject it waits behind, if any (one query)."""
+    if event.status != InboundEvent.Status.PENDING:
+        return None
+    return (
+        InboundEvent.objects.filter(subject_key=event.subject_key, status=InboundEvent.Status.PENDING, id__lt=event.pk)
+        .order_by("id")
+        .first()
+    )

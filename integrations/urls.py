@@ -10,6 +10,10 @@ urlpatterns = [
     path("messages/<int:pk>/replay/", views.message_replay, name="message-replay"),
     path("messages/<int:pk>/discard/", views.message_discard, name="message-discard"),
     path("messages/replay/", views.messages_replay_bulk, name="messages-replay-bulk"),
+    path("events/", views.event_list, name="event-list"),
+    path("events/<int:pk>/", views.event_detail, name="event-detail"),
+    path("events/<int:pk>/replay/", views.event_replay, name="event-replay"),
+    path("events/<int:pk>/discard/", views.event_discard, name="event-discard"),
     path("requests/", views.request_list, name="request-list"),
     path("requests/<int:pk>/", views.request_detail, name="request-detail"),
 ]

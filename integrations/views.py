@@ -12,8 +12,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from integrations import delivery, selectors, services
-from integrations.models import InboundRequest, OutboundMessage, Partner
+from integrations import delivery, inbound, selectors, services
+from integrations.models import InboundEvent, InboundRequest, OutboundMessage, Partner
 from orchestration import selectors as order_selectors
 from portal.actors import Actor
 from portal.domain import DomainError
@@ -115,6 +115,92 @@ def request_detail(request, pk: int):
             "order_links": order_selectors.may_open_orders(request.user),
         },
     )
+
+
+@login_required
+@require_GET
+def event_list(request):
+    """The events partners posted (picks, shorts, arrivals, shipments…), by partner, status and type, found by event
+    id, order or subject."""
+    _require(request)
+    partner_code = request.GET.get("partner", "")
+    status = request.GET.get("status", "")
+    if status not in InboundEvent.Status.values:
+        status = ""
+    event_type = request.GET.get("type", "")
+    if event_type not in inbound.event_types():
+        event_type = ""
+    search = request.GET.get("q", "").strip()[:100]
+    rows = selectors.event_list(partner_code=partner_code, status=status, event_type=event_type, search=search)
+    return render(
+        request,
+        "integrations/event_list.html",
+        {
+            **paginate(request, rows),
+            "partners": Partner.objects.order_by("code").values_list("code", flat=True),
+            "statuses": InboundEvent.Status.choices,
+            "types": inbound.event_types(),
+            "partner_code": partner_code,
+            "status": status,
+            "event_type": event_type,
+            "search": search,
+            "order_links": order_selectors.may_open_orders(request.user),
+        },
+    )
+
+
+@login_required
+@require_GET
+def event_detail(request, pk: int):
+    """One partner event: what it said, what became of it, what it waits behind; replay or discard a failed one."""
+    _require(request)
+    event = get_object_or_404(InboundEvent.objects.select_related("partner"), pk=pk)
+    return render(
+        request,
+        "integrations/event_detail.html",
+        {
+            "event": event,
+            "payload_json": _pretty(event.payload),
+            "blocker": selectors.event_blocker(event),
+            "can_replay": event.status in (InboundEvent.Status.FAILED, InboundEvent.Status.IGNORED),
+            "can_discard": event.status == InboundEvent.Status.FAILED,
+            "order_links": order_selectors.may_open_orders(request.user),
+        },
+    )
+
+
+@login_required
+@require_POST
+def event_replay(request, pk: int):
+    """Put a failed or ignored event back in its subject's queue, once its cause is fixed (reason required)."""
+    _require(request)
+    event = get_object_or_404(InboundEvent, pk=pk)
+    try:
+        inbound.inbound_event_replay(
+            event=event, actor=Actor.for_user(request.user), reason=request.POST.get("reason", "")
+        )
+    except DomainError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, f"Event {event.event_id} queued again; the worker takes it next for its subject.")
+    return redirect(reverse("integrations:event-detail", args=[pk]))
+
+
+@login_required
+@require_POST
+def event_discard(request, pk: int):
+    """Give up on a failed event on purpose (reason required); its case closes and its subject's later events go."""
+    _require(request)
+    event = get_object_or_404(InboundEvent, pk=pk)
+    try:
+        inbound.inbound_event_discard(
+            event=event, actor=Actor.for_user(request.user), reason=request.POST.get("reason", "")
+        )
+    except DomainError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, f"Event {event.event_id} discarded.")
+    return redirect(reverse("integrations:event-detail", args=[pk]))
 
 
 def _pretty(value) -> str:

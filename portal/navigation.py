@@ -60,7 +60,6 @@ NAV_ITEMS: list[NavItem] = [
     NavItem("Tasks", "task-list", frozenset({Role.WAREHOUSE_SUPERVISOR, Role.OPERATIONS_ADMIN})),
     NavItem("Equipment", "automation:equipment-board", frozenset({Role.WAREHOUSE_SUPERVISOR, Role.OPERATIONS_ADMIN})),
     NavItem("Integrations", "integrations:monitor", frozenset({Role.IT_SUPPORT, Role.OPERATIONS_ADMIN})),
-    NavItem("API requests", "integrations:request-list", frozenset({Role.IT_SUPPORT, Role.OPERATIONS_ADMIN})),
     NavItem("Admin", "admin:index", staff_only=True),
 ]
 

@@ -6,6 +6,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import Q
 from django.db.models.fields.json import KeyTextTransform
+from django.urls import reverse
 from django.utils import timezone
 
 
@@ -38,6 +39,9 @@ class InboundRequest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.method} {self.path} → {self.status_code}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("integrations:request-detail", args=[self.pk])
 
     @property
     def refusal(self) -> str:
@@ -114,3 +118,6 @@ class InboundEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.partner_id}:{self.event_id} {self.type}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("integrations:event-detail", args=[self.pk])

@@ -7,6 +7,7 @@ import uuid
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import Q
+from django.urls import reverse
 from django.utils import timezone
 
 
@@ -72,6 +73,9 @@ class OutboundMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.partner_id}:{self.message_type}#{self.pk} {self.status}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("integrations:message-detail", args=[self.pk])
 
     @property
     def subject_label(self) -> str:
