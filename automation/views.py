@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -16,7 +16,7 @@ from automation.models import Equipment, Recommendation, Rule
 from inventory.models import Warehouse
 from portal.actors import Actor
 from portal.domain import DomainError
-from portal.roles import Role, has_role
+from portal.roles import Role, allowed, require_role
 
 BOARD_ROLES = (Role.WAREHOUSE_SUPERVISOR, Role.OPERATIONS_ADMIN)
 ADVICE_ROLES = (Role.WAREHOUSE_SUPERVISOR, Role.CUSTOMER_SERVICE, Role.OPERATIONS_ADMIN)
@@ -24,8 +24,7 @@ MAX_DRY_RUN_DAYS = 90
 
 
 def _require(request, *roles):
-    if not has_role(request.user, *roles):
-        raise PermissionDenied("This page belongs to another role.")
+    require_role(request.user, *roles, refusal="This page belongs to another role.")
 
 
 def _board_context(request) -> dict:
@@ -36,7 +35,7 @@ def _board_context(request) -> dict:
         "warehouse": warehouse or "",
         "statuses": Equipment.Status.choices,
         "warehouses": Warehouse.objects.filter(is_active=True).order_by("code").values_list("code", "name"),
-        "can_change": has_role(request.user, *BOARD_ROLES),
+        "can_change": allowed(request.user, *BOARD_ROLES),
     }
 
 

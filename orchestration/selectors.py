@@ -148,7 +148,8 @@ SHORTAGE_STATES = [*Order.ALLOCATION_STATES, Order.Status.RELEASED, Order.Status
 def order_shortages(order: Order, lines: list[OrderLine]) -> list[Shortage]:
     """The lines still missing units, with the stock on its way to the warehouse and free stock elsewhere
     (two queries when a line is short, none otherwise)."""
-    if order.status not in SHORTAGE_STATES:
+    status = order.held_from if order.status == Order.Status.ON_HOLD else order.status  # on hold: where it was
+    if status not in SHORTAGE_STATES:
         return []
     short = [line for line in lines if line.status != OrderLine.Status.CANCELLED and line.missing_quantity > 0]
     if not short:

@@ -43,6 +43,12 @@ def test_board_is_for_supervisors_and_operations_admin(client, user_with_role, w
     )
 
 
+def test_a_superuser_without_a_role_may_use_the_board_as_on_every_other_page(client, user_with_role, warehouse):
+    client.force_login(user_with_role(username="root", is_superuser=True, is_staff=True))
+    assert client.get(BOARD).status_code == 200
+    assert client.get(FRAGMENT).status_code == 200
+
+
 def test_anonymous_is_sent_to_login(client):
     response = client.get(BOARD)
     assert response.status_code == 302 and "/login/" in response["Location"]

@@ -120,6 +120,25 @@ def test_a_short_order_shows_the_stock_on_its_way_and_free_elsewhere(client, use
     assert "Still short" in page and "10 on ASN-1" in page and "10 of 25 covered" in page and "30 at DCX" in page
 
 
+def test_an_order_put_on_hold_while_short_still_shows_what_it_is_short_of(
+    client, user_with_role, warehouse, customer, tape
+):
+    bolts = stock_factories.ItemFactory(sku="BOLTS")
+    stock_factories.stock(bolts, stock_factories.LocationFactory(warehouse=warehouse, code="B-01"), 5)
+    customer.allows_split_shipment = False  # so the short order waits instead of releasing what it has
+    customer.save(update_fields=["allows_split_shipment"])
+    order = factories.processed_order(customer, warehouse, [("TAPE", 2), ("BOLTS", 8)])
+    services.order_hold(order=order, actor=factories.ACTOR, reason="Customer asked to wait")
+    order.refresh_from_db()
+    assert order.status == Order.Status.ON_HOLD and order.held_from in selectors.SHORTAGE_STATES
+    _signed_in(client, user_with_role, Role.CUSTOMER_SERVICE)
+
+    response = client.get(reverse("orchestration:order-detail", args=[order.number]))
+
+    (shortage,) = response.context["shortages"]
+    assert (shortage.line.item.sku, shortage.missing) == ("BOLTS", 3)
+
+
 def test_an_order_short_of_nothing_shows_no_shortage_panel(client, user_with_role, released):
     _signed_in(client, user_with_role, Role.CUSTOMER_SERVICE)
     response = client.get(reverse("orchestration:order-detail", args=[released.number]))
