@@ -98,6 +98,7 @@ def blocker_of(message: OutboundMessage) -> OutboundMessage | None:
 CLAIM_SQL = """
 WITH target AS (
   SELECT m.id, m.status, m.next_attempt_at <= %(now)s AS due, pa.is_enabled,
+         COALESCE(pa.deliveries_paused_until > %(now)s, false) AS paused,
          EXISTS (SELECT 1 FROM integrations_outboundmessage p
                   WHERE p.partner_id = m.partner_id AND p.ordering_key = m.ordering_key AND p.id < m.id
                     AND p.status IN ('pending', 'sending', 'dead')) AS blocked
@@ -106,16 +107,16 @@ WITH target AS (
      FOR UPDATE OF m SKIP LOCKED
 ), released AS (
   UPDATE integrations_outboundmessage m SET claimed_until = NULL
-    FROM target t WHERE m.id = t.id AND t.blocked AND m.claimed_until IS NOT NULL
+    FROM target t WHERE m.id = t.id AND (t.blocked OR t.paused) AND m.claimed_until IS NOT NULL
 ), claimed AS (
   UPDATE integrations_outboundmessage m
      SET status = 'sending', sending_since = %(now)s, attempts = m.attempts + 1, claimed_until = NULL
     FROM target t
-   WHERE m.id = t.id AND t.status = 'pending' AND t.due AND t.is_enabled AND NOT t.blocked
+   WHERE m.id = t.id AND t.status = 'pending' AND t.due AND t.is_enabled AND NOT t.paused AND NOT t.blocked
   RETURNING m.id, m.partner_id, m.message_type, m.idempotency_key, m.ordering_key, m.payload::text, m.attempts,
             m.order_number, m.dead_at
 )
-SELECT t.status, t.due, t.is_enabled, t.blocked, c.*, pa.code, pa.name, pa.kind, pa.webhook_secret,
+SELECT t.status, t.due, t.is_enabled, t.paused, t.blocked, c.*, pa.code, pa.name, pa.kind, pa.webhook_secret,
        pa.outbound_base_url, pa.timeout_seconds, pa.max_attempts
   FROM target t LEFT JOIN claimed c ON c.id = t.id
   LEFT JOIN integrations_partner pa ON pa.id = c.partner_id
@@ -134,7 +135,7 @@ def message_deliver(*, message_id: int, now: dt.datetime | None = None) -> str:
         row = cursor.fetchone()
     if row is None:
         return "busy"  # another worker holds it, or it is gone
-    status, due, partner_enabled, blocked, claimed_id = row[:5]
+    status, due, partner_enabled, partner_paused, blocked, claimed_id = row[:6]
     if claimed_id is None:
         if status != Status.PENDING:
             return f"already_{status}"  # a duplicate task (the tick re-queued a slow one): harmless
@@ -142,8 +143,10 @@ def message_deliver(*, message_id: int, now: dt.datetime | None = None) -> str:
             return "not_due"
         if not partner_enabled:
             return "partner_disabled"
+        if partner_paused:
+            return "partner_paused"  # the tick queues it once the pause is over
         return "waiting"  # the earlier message's delivery queues this one (or the tick does)
-    message = _claimed_message(row[4:])
+    message = _claimed_message(row[5:])
     result = adapter_for(message.partner.kind).send(message)
     return record_result(message=message, result=result, started=started)
 
@@ -394,6 +397,7 @@ def sending_sweep(*, now: dt.datetime | None = None, lease_seconds: float | None
 DUE_SQL = """
 SELECT m.id FROM integrations_outboundmessage m
   JOIN integrations_partner pa ON pa.id = m.partner_id AND pa.is_enabled
+       AND (pa.deliveries_paused_until IS NULL OR pa.deliveries_paused_until <= %(now)s)
  WHERE m.status = 'pending' AND m.next_attempt_at <= %(now)s
    AND (m.claimed_until IS NULL OR m.claimed_until < %(now)s)
    AND NOT EXISTS (

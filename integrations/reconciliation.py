@@ -55,6 +55,9 @@ def inventory_reconcile(*, threshold: int | None = None) -> dict:
     summary = {"compared": 0, "mismatches": 0, "errors": 0}
     if partner is None or not partner.outbound_base_url:
         return summary
+    if partner.deliveries_paused():  # in a maintenance window its stock report is not to be trusted, or asked for
+        logger.info("ERP paused; inventory reconciliation skipped", extra={"partner": partner.code})
+        return summary
     threshold = settings.INVENTORY_MISMATCH_THRESHOLD if threshold is None else threshold
     adapter = adapter_for("erp")
     for warehouse in Warehouse.objects.filter(is_active=True):

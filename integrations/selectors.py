@@ -109,9 +109,11 @@ def partner_health(*, now: dt.datetime | None = None, window_minutes: int = 60) 
         dead = by_status.get(Status.DEAD, 0)
         pending = by_status.get(Status.PENDING, 0) + by_status.get(Status.SENDING, 0)
         oldest_age = (now - oldest).total_seconds() if oldest else 0.0
+        paused = partner.deliveries_paused(now)
         health.append(
             {
                 "partner": partner,
+                "paused": paused,
                 "by_status": {status.value: by_status.get(status.value, 0) for status in Status},
                 "total": sum(by_status.values()),
                 "backlog": pending,
@@ -121,7 +123,9 @@ def partner_health(*, now: dt.datetime | None = None, window_minutes: int = 60) 
                 "error_rate": error_rate,
                 "error_percent": round(error_rate * 100),
                 "oldest_pending_seconds": oldest_age,
-                "state": _state(partner, error_rate=error_rate, dead=dead, oldest_age=oldest_age),
+                "state": "paused"
+                if paused and partner.is_enabled
+                else _state(partner, error_rate=error_rate, dead=dead, oldest_age=oldest_age),
             }
         )
     return health

@@ -1,5 +1,5 @@
 """IT support's fixes for outbound messages: replay (optionally with a corrected payload) and discard;
-and the retention of the message logs.
+pausing a partner's deliveries for its maintenance window; and the retention of the message logs.
 
 The ``integration_failure`` case type's resolutions "replay" and "discard" call these with
 the resolving person as actor; the case itself is resolved by ``case_resolve``, never here.
@@ -14,9 +14,9 @@ import uuid
 from django.db import transaction
 from django.utils import timezone
 
-from integrations.models import InboundEvent, InboundRequest, OutboundAction, OutboundMessage
+from integrations.models import InboundEvent, InboundRequest, OutboundAction, OutboundMessage, Partner
 from integrations.outbound import claim_window, enqueue_delivery
-from portal.actors import Actor
+from portal.actors import Actor, stamp_history
 from portal.domain import DomainError, InvalidInput, NotFound, PermissionRefused, TransitionRefused
 from portal.events import emit
 from portal.roles import Role, has_role
@@ -162,6 +162,64 @@ def messages_replay_bulk(*, message_ids: list[int], actor: Actor, reason: str) -
         else:
             done.append(message_id)
     return {"done": done, "refused": refused}
+
+
+# --- pausing a partner's deliveries ------------------------------------------------------------
+
+MAX_PAUSE = dt.timedelta(hours=24)  # a forgotten pause must not hold messages for days
+
+
+def _lock_partner(partner_id) -> Partner:
+    try:
+        return Partner.objects.select_for_update(no_key=True).get(pk=partner_id)
+    except (Partner.DoesNotExist, ValueError, TypeError):
+        raise NotFound(f"No partner {partner_id}.") from None
+
+
+def partner_deliveries_pause(*, partner_id: int, until: dt.datetime, actor: Actor, reason: str) -> Partner:
+    """Hold messages to a partner until `until` (its maintenance window): they wait instead of burning attempts."""
+    _require_reason(reason)
+    _require_fixer(actor)
+    now = timezone.now()
+    if until <= now:
+        raise InvalidInput("The pause must end in the future.", fields={"until": ["A time after now."]})
+    if until > now + MAX_PAUSE:
+        raise InvalidInput(
+            "A pause lasts 24 hours at most; pause again when it ends if the partner is still down.",
+            fields={"until": ["Within 24 hours."]},
+        )
+    with transaction.atomic():
+        partner = _lock_partner(partner_id)
+        partner.deliveries_paused_until = until
+        partner.deliveries_pause_reason = reason.strip()[:300]
+        stamp_history(partner, actor=actor, reason=reason)
+        partner.save(update_fields=["deliveries_paused_until", "deliveries_pause_reason", "updated_at"])
+        emit(
+            "partner.deliveries_paused",
+            subject=partner,
+            actor=actor,
+            reason=reason,
+            payload={"partner": partner.code, "until": until.isoformat()},
+        )
+    return partner
+
+
+def partner_deliveries_resume(*, partner_id: int, actor: Actor, reason: str) -> Partner:
+    """End a partner's pause now: the outbound tick sends what waited, oldest first, in order per key."""
+    _require_reason(reason)
+    _require_fixer(actor)
+    with transaction.atomic():
+        partner = _lock_partner(partner_id)
+        if partner.deliveries_paused_until is None:
+            return partner
+        partner.deliveries_paused_until = None
+        partner.deliveries_pause_reason = ""
+        stamp_history(partner, actor=actor, reason=reason)
+        partner.save(update_fields=["deliveries_paused_until", "deliveries_pause_reason", "updated_at"])
+        emit(
+            "partner.deliveries_resumed", subject=partner, actor=actor, reason=reason, payload={"partner": partner.code}
+        )
+    return partner
 
 
 # --- retention of the message logs ----------------------------------------------------------

@@ -3,6 +3,7 @@ replay, and the log of the API requests partners made."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 from django.contrib import messages
@@ -57,6 +58,7 @@ def monitor(request):
         {
             "health": selectors.partner_health(now=now),
             "traffic": selectors.partner_traffic(now=now),
+            "pause_choices": PAUSE_CHOICES,
             "traffic_hours": selectors.TRAFFIC_HOURS,
             "inbound": selectors.inbound_health(now=now),
             **paginate(request, rows),
@@ -228,6 +230,52 @@ def message_detail(request, pk: int):
             "can_discard": message.status in services.DISCARDABLE,
         },
     )
+
+
+PAUSE_CHOICES = [(30, "30 minutes"), (60, "1 hour"), (120, "2 hours"), (240, "4 hours"), (480, "8 hours")]
+
+
+@login_required
+@require_POST
+def partner_pause(request, pk: int):
+    """Hold a partner's deliveries for its maintenance window (a few hours, reason required)."""
+    _require(request)
+    try:
+        minutes = int(request.POST.get("minutes", ""))
+    except ValueError:
+        minutes = 0
+    if minutes not in dict(PAUSE_CHOICES):
+        messages.error(request, "Pick how long to pause for.")
+        return redirect(reverse("integrations:monitor"))
+    try:
+        partner = services.partner_deliveries_pause(
+            partner_id=pk,
+            until=timezone.now() + dt.timedelta(minutes=minutes),
+            actor=Actor.for_user(request.user),
+            reason=request.POST.get("reason", ""),
+        )
+    except DomainError as error:
+        messages.error(request, error.message)
+    else:
+        until = timezone.localtime(partner.deliveries_paused_until).strftime("%H:%M")
+        messages.success(request, f"Deliveries to {partner.code} paused until {until}; messages wait, none is tried.")
+    return redirect(reverse("integrations:monitor"))
+
+
+@login_required
+@require_POST
+def partner_resume(request, pk: int):
+    """End a partner's pause now: what waited goes out, in order."""
+    _require(request)
+    try:
+        partner = services.partner_deliveries_resume(
+            partner_id=pk, actor=Actor.for_user(request.user), reason=request.POST.get("reason", "")
+        )
+    except DomainError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, f"Deliveries to {partner.code} resumed; waiting messages go out within seconds.")
+    return redirect(reverse("integrations:monitor"))
 
 
 def _back(request, default: str):

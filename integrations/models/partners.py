@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 from django.db import models
+from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
 from portal.models import HistoryActorFields, TimeStampedModel
@@ -38,6 +39,12 @@ class Partner(TimeStampedModel):
     rate_limit_per_minute = models.PositiveIntegerField(default=600)
     max_attempts = models.PositiveSmallIntegerField(default=8, help_text="Outbound attempts before dead letter")
     timeout_seconds = models.FloatField(default=5.0)
+    deliveries_paused_until = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Until then messages to this partner are kept waiting, not tried (a maintenance window)",
+    )
+    deliveries_pause_reason = models.CharField(max_length=300, blank=True, default="")
 
     history = HistoricalRecords(bases=[HistoryActorFields], excluded_fields=["webhook_secret"])
 
@@ -49,6 +56,10 @@ class Partner(TimeStampedModel):
 
     def has_scope(self, scope: str) -> bool:
         return scope in (self.scopes or [])
+
+    def deliveries_paused(self, now=None) -> bool:
+        """Whether messages to this partner are held back right now."""
+        return self.deliveries_paused_until is not None and self.deliveries_paused_until > (now or timezone.now())
 
 
 class PartnerToken(models.Model):
