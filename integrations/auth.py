@@ -18,6 +18,7 @@ from rest_framework import authentication, exceptions, permissions
 
 from integrations.models import Partner, PartnerToken
 from portal.actors import Actor, stamp_history
+from portal.domain import InvalidInput
 
 TOKEN_PREFIX = "pt_"
 PREFIX_LENGTH = 12
@@ -37,6 +38,20 @@ def partner_token_issue(*, partner: Partner, actor: Actor, reason: str, revoke_o
         stamp_history(partner, actor=actor, reason=reason)
         partner.save(update_fields=["updated_at"])
     return token
+
+
+def partner_tokens_revoke(*, partner: Partner, actor: Actor, reason: str) -> int:
+    """Revoke every live token of `partner` (a leaked token, a partner cut off); returns how many."""
+    if not reason or not reason.strip():
+        raise InvalidInput("A reason is required.", fields={"reason": ["Say why, for the record."]})
+    with transaction.atomic():
+        partner = Partner.objects.select_for_update(no_key=True).get(pk=partner.pk)
+        revoked = PartnerToken.objects.filter(partner=partner, revoked_at__isnull=True).update(
+            revoked_at=timezone.now()
+        )
+        stamp_history(partner, actor=actor, reason=reason)
+        partner.save(update_fields=["updated_at"])
+    return revoked
 
 
 def partner_for_token(token: str) -> tuple[Partner, PartnerToken] | None:
