@@ -29,6 +29,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from integrations.adapters import DeliveryResult, adapter_for
+from integrations.cases import integration_case_close, integration_case_raise
 from integrations.models import OutboundAttempt, OutboundMessage, Partner
 from integrations.outbound import claim_window, enqueue_delivery
 from portal.actors import Actor
@@ -298,57 +299,33 @@ def _mark_dead(message: OutboundMessage, *, now: dt.datetime) -> None:
 
 def raise_integration_failure(message: OutboundMessage) -> None:
     """An integration-failure case for IT support, in the transaction that made the dead letter."""
-    try:
-        from exceptions.services import case_raise
-    except ImportError:
-        logger.warning("no exceptions service; dead letter not raised as a case", extra={"message_id": message.pk})
-        return
     partner = message.partner
-    try:
-        with transaction.atomic():
-            case_raise(
-                type_code="integration_failure",
-                subject=message,
-                subject_label=message.subject_label,
-                summary=(
-                    f"{message.message_type} to {partner.name or partner.code} failed after {message.attempts} "
-                    f"attempt(s): {message.last_error[:200] or 'no answer'}"
-                ),
-                context={
-                    "partner": partner.code,
-                    "partner_kind": partner.kind,
-                    "message_id": message.pk,
-                    "message_type": message.message_type,
-                    "ordering_key": message.ordering_key,
-                    "last_error": message.last_error[:1000],
-                    "last_status_code": message.last_status_code,
-                    "attempts": message.attempts,
-                },
-                actor=DELIVERY_ACTOR,
-                reason="Outbound message became a dead letter",
-                order_number=message.order_number,
-            )
-    except Exception:
-        logger.exception("integration failure case not raised", extra={"message_id": message.pk})
+    integration_case_raise(
+        subject=message,
+        subject_label=message.subject_label,
+        summary=(
+            f"{message.message_type} to {partner.name or partner.code} failed after {message.attempts} "
+            f"attempt(s): {message.last_error[:200] or 'no answer'}"
+        ),
+        context={
+            "partner": partner.code,
+            "partner_kind": partner.kind,
+            "message_id": message.pk,
+            "message_type": message.message_type,
+            "ordering_key": message.ordering_key,
+            "last_error": message.last_error[:1000],
+            "last_status_code": message.last_status_code,
+            "attempts": message.attempts,
+        },
+        actor=DELIVERY_ACTOR,
+        reason="Outbound message became a dead letter",
+        order_number=message.order_number,
+    )
 
 
 def _auto_resolve_case(message: OutboundMessage) -> None:
     """A dead letter that was later delivered (replayed from the monitor) no longer needs its case."""
-    try:
-        from exceptions.services import case_auto_resolve
-    except ImportError:
-        return
-    try:
-        with transaction.atomic():
-            case_auto_resolve(
-                type_code="integration_failure",
-                subject_type=message._meta.label_lower,
-                subject_id=str(message.pk),
-                actor=DELIVERY_ACTOR,
-                reason="The message was delivered",
-            )
-    except Exception:
-        logger.exception("integration failure case not auto-resolved", extra={"message_id": message.pk})
+    integration_case_close(subject=message, actor=DELIVERY_ACTOR, reason="The message was delivered")
 
 
 # --- the tick ------------------------------------------------------------------------------

@@ -54,6 +54,7 @@ from django.db.models import F
 from django.utils import timezone
 from rest_framework import serializers
 
+from integrations.cases import integration_case_close, integration_case_raise
 from integrations.models import InboundEvent, Partner
 from portal.actors import Actor
 from portal.db import savepoint_if_nested
@@ -376,53 +377,29 @@ def _backoff(attempts: int) -> dt.timedelta:
 
 
 def _raise_case(event: InboundEvent, error: str) -> None:
-    """An integration-failure case for IT support; never lets the case machinery fail the event's bookkeeping."""
-    try:
-        from exceptions.services import case_raise
-    except ImportError:
-        logger.warning("exceptions.services not available; no case raised", extra={"event": event.event_id})
-        return
-    try:
-        with transaction.atomic():
-            case_raise(
-                type_code="integration_failure",
-                subject=event,
-                subject_label=f"{event.partner.code} event {event.event_id}"[:160],
-                summary=f"Inbound {event.type} from {event.partner.code} failed: {error}"[:300],
-                context={
-                    "direction": "inbound",
-                    "partner": event.partner.code,
-                    "event_id": event.event_id,
-                    "event_type": event.type,
-                    "inbound_event_id": event.pk,
-                    "error": error,
-                    "attempts": event.attempts,
-                },
-                actor=PROCESSOR,
-                reason=f"Inbound event {event.event_id} failed",
-                order_number=event.order_number,
-            )
-    except Exception:
-        logger.exception("integration failure case not raised", extra={"event": event.event_id})
+    """An integration-failure case for IT support about a partner event that failed for good."""
+    integration_case_raise(
+        subject=event,
+        subject_label=f"{event.partner.code} event {event.event_id}",
+        summary=f"Inbound {event.type} from {event.partner.code} failed: {error}",
+        context={
+            "direction": "inbound",
+            "partner": event.partner.code,
+            "event_id": event.event_id,
+            "event_type": event.type,
+            "inbound_event_id": event.pk,
+            "error": error,
+            "attempts": event.attempts,
+        },
+        actor=PROCESSOR,
+        reason=f"Inbound event {event.event_id} failed",
+        order_number=event.order_number,
+    )
 
 
 def _close_case(event: InboundEvent, *, actor: Actor, reason: str) -> None:
     """The event's integration-failure case, if one is open, is over: the event went through or was discarded."""
-    try:
-        from exceptions.services import case_auto_resolve
-    except ImportError:
-        return
-    try:
-        with transaction.atomic():
-            case_auto_resolve(
-                type_code="integration_failure",
-                subject_type=event._meta.label_lower,
-                subject_id=str(event.pk),
-                actor=actor,
-                reason=reason,
-            )
-    except Exception:
-        logger.exception("integration failure case not closed", extra={"event": event.event_id})
+    integration_case_close(subject=event, actor=actor, reason=reason)
 
 
 def _refusal(refused: DomainError) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-import threading
 
 import pytest
 from django.utils import timezone
@@ -13,24 +12,10 @@ from django.utils import timezone
 from integrations import delivery
 from integrations.models import OutboundAttempt, OutboundMessage, Partner
 from integrations.outbound import message_send
-from integrations.simulator.receiver import SimulatorState, serve
 from portal.actors import Actor
 
 ACTOR = Actor.system("test")
 Status = OutboundMessage.Status
-
-
-@pytest.fixture
-def receiver():
-    """A real HTTP partner on a free port: dedupes on Idempotency-Key, checks signatures, injects faults."""
-    state = SimulatorState(secrets={"erp": "erp-secret", "wms": "wms-secret"}, seed=7)
-    server = serve(state, host="127.0.0.1", port=0)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    state.port = server.server_address[1]
-    yield state
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.fixture

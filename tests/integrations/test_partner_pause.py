@@ -4,7 +4,6 @@ becoming dead letters, then go out in order; the pause is recorded, bounded and 
 from __future__ import annotations
 
 import datetime as dt
-import threading
 
 import pytest
 from django.urls import reverse
@@ -13,7 +12,6 @@ from django.utils import timezone
 from integrations import delivery, services
 from integrations.models import OutboundMessage, Partner
 from integrations.outbound import message_send
-from integrations.simulator.receiver import SimulatorState, serve
 from portal.actors import Actor
 from portal.domain import InvalidInput, PermissionRefused
 from portal.models import DomainEvent
@@ -23,18 +21,6 @@ pytestmark = pytest.mark.django_db
 
 SYSTEM = Actor.system("test")
 Status = OutboundMessage.Status
-
-
-@pytest.fixture
-def receiver():
-    state = SimulatorState(secrets={"erp": "erp-secret"}, seed=3)
-    server = serve(state, host="127.0.0.1", port=0)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    state.port = server.server_address[1]
-    yield state
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.fixture
