@@ -374,3 +374,38 @@ def event_blocker(event: InboundEvent) -> InboundEvent | None:
         .order_by("id")
         .first()
     )
+
+
+# --- IT support's home panel ----------------------------------------------------------------------
+
+STATE_RANK = {"disabled": 0, "ok": 1, "paused": 2, "degraded": 3, "failing": 4}
+
+
+def partner_overview(*, now: dt.datetime | None = None) -> list[dict]:
+    """Per partner, both ways at a glance: the worse of its outbound and inbound state, what waits to go out and
+    since when, dead letters, events waiting and failed, and API requests refused in the last hour (8 queries)."""
+    now = now or timezone.now()
+    outbound = {row["partner"].pk: row for row in partner_health(now=now)}
+    inbound = {row["partner"].pk: row for row in inbound_health(now=now)}
+    requests = {row["partner__code"]: row for row in request_summary(now=now)}
+    rows = []
+    for partner in Partner.objects.order_by("code"):
+        out = outbound.get(partner.pk, {})
+        into = inbound.get(partner.pk, {})
+        asked = requests.get(partner.code, {})
+        states = [row["state"] for row in (out, into) if row] or ["disabled" if not partner.is_enabled else "ok"]
+        rows.append(
+            {
+                "partner": partner,
+                "state": max(states, key=STATE_RANK.__getitem__),
+                "paused_until": partner.deliveries_paused_until if partner.deliveries_paused(now) else None,
+                "backlog": out.get("backlog", 0),
+                "oldest_pending_seconds": out.get("oldest_pending_seconds", 0.0),
+                "dead": out.get("dead", 0),
+                "events_waiting": into.get("waiting", 0),
+                "events_failed": into.get("failed", 0),
+                "requests": asked.get("total", 0),
+                "refused": asked.get("refused", 0),
+            }
+        )
+    return rows

@@ -6,6 +6,7 @@ app_name = "integrations"
 
 urlpatterns = [
     path("", views.monitor, name="monitor"),
+    path("partners-panel/", views.partners_panel_alone, name="partners-panel"),
     path("messages/<int:pk>/", views.message_detail, name="message-detail"),
     path("messages/<int:pk>/replay/", views.message_replay, name="message-replay"),
     path("messages/<int:pk>/discard/", views.message_discard, name="message-discard"),

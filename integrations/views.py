@@ -18,6 +18,7 @@ from integrations.models import InboundEvent, InboundRequest, OutboundMessage, P
 from orchestration import selectors as order_selectors
 from portal.actors import Actor
 from portal.domain import DomainError
+from portal.home import home_panel
 from portal.paging import paginate
 from portal.roles import require_role
 
@@ -207,6 +208,26 @@ def event_discard(request, pk: int):
 
 def _pretty(value) -> str:
     return "" if value is None else json.dumps(value, indent=2, sort_keys=True, default=str)
+
+
+@home_panel(
+    key="partners",
+    title="Partners",
+    template="integrations/_home_partners.html",
+    roles=selectors.MONITOR_ROLES,
+    order=20,
+    wide=True,
+)
+def partners_panel(request) -> dict:
+    return {"partners": selectors.partner_overview()}
+
+
+@login_required
+@require_GET
+def partners_panel_alone(request):
+    """The home page's partner panel alone, refetched by the page every 30 seconds."""
+    _require(request)
+    return render(request, "integrations/_partner_rows.html", {"panel": partners_panel(request)})
 
 
 @login_required

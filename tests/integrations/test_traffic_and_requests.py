@@ -10,7 +10,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from integrations import selectors
+from integrations import selectors, services
 from integrations.models import InboundEvent, InboundRequest, OutboundAttempt, Partner
 from integrations.outbound import message_send
 from orchestration.models import Order
@@ -255,3 +255,57 @@ def test_the_timeline_links_partner_traffic_only_for_it_support_and_operations_a
         assert (detail in response.content.decode()) is linked, role
         outbound = [entry for entry in response.context["timeline"] if entry.extra.get("direction") == "outbound"]
         assert outbound and all(bool(entry.url) is linked for entry in outbound)
+
+
+# --- IT support's home panel -------------------------------------------------------------------
+
+
+def test_it_supports_home_shows_each_partner_both_ways(client, user_with_role, traffic, wms):  # noqa: F811
+    wms_partner = wms[0]
+    InboundEvent.objects.create(
+        partner=wms_partner,
+        event_id="ev-bad",
+        type="task.started",
+        subject_key="task:1",
+        occurred_at=timezone.now(),
+        payload={},
+        status=InboundEvent.Status.FAILED,
+    )
+    services.partner_deliveries_pause(
+        partner_id=wms_partner.pk,
+        until=at(-30),
+        actor=ACTOR,  # noqa: F405
+        reason="WMS upgrade",
+    )
+    signed_in(client, user_with_role, Role.IT_SUPPORT)
+    response = client.get("/")
+    (panel,) = [p for p in response.context["panels"] if p["key"] == "partners"]
+    rows = {row["partner"].code: row for row in panel["partners"]}
+    assert (rows["erp-a"]["requests"], rows["erp-a"]["refused"]) == (3, 2)
+    assert rows["wms-a"]["events_failed"] == 1
+    assert rows["wms-a"]["state"] == "failing"  # a failed event outweighs the pause
+    assert rows["wms-a"]["paused_until"] is not None
+    html = response.content.decode()
+    assert 'id="panel-partners"' in html and reverse("integrations:partners-panel") in html
+
+    fragment = client.get(reverse("integrations:partners-panel"))
+    assert fragment.status_code == 200 and "erp-a" in fragment.content.decode()
+
+
+def test_the_partner_panel_is_it_supports_alone(client, user_with_role, traffic):
+    signed_in(client, user_with_role, Role.WAREHOUSE_SUPERVISOR)
+    assert 'id="panel-partners"' not in client.get("/").content.decode()
+    assert client.get(reverse("integrations:partners-panel")).status_code == 403
+
+
+def test_the_partner_panel_costs_the_same_queries_however_many_partners(
+    client, user_with_role, traffic, django_assert_max_num_queries
+):
+    signed_in(client, user_with_role, Role.IT_SUPPORT)
+    url = reverse("integrations:partners-panel")
+    with django_assert_max_num_queries(12):
+        client.get(url)
+    for n in range(10):
+        Partner.objects.create(code=f"extra-{n}", name=f"Extra {n}", kind=Partner.Kind.WCS, scopes=["events:write"])
+    with django_assert_max_num_queries(12):
+        assert client.get(url).status_code == 200

@@ -1,0 +1,20 @@
+"""The portal's shared template filters."""
+
+from __future__ import annotations
+
+import pytest
+
+from portal.templatetags.portal_format import duration
+
+
+@pytest.mark.parametrize(
+    "seconds, label",
+    [(0, "0 s"), (59.9, "59 s"), (60, "1 min"), (633, "10 min"), (7500, "2 h 05 min"), (90000, "1 d 1 h"), (-5, "0 s")],
+)
+def test_duration_reads_as_people_say_it(seconds, label):
+    assert duration(seconds) == label
+
+
+@pytest.mark.parametrize("nonsense", [None, "", "soon"])
+def test_duration_of_nonsense_is_empty(nonsense):
+    assert duration(nonsense) == ""
