@@ -59,6 +59,7 @@ from integrations.models import InboundEvent, Partner
 from portal.actors import Actor
 from portal.db import savepoint_if_nested
 from portal.domain import DomainError, InvalidInput, NotFound
+from portal.events import emit
 
 logger = logging.getLogger(__name__)
 
@@ -326,15 +327,19 @@ def inbound_event_replay(*, event: InboundEvent, actor: Actor, reason: str) -> I
     if not reason or not reason.strip():
         raise InvalidInput("A reason is required.", fields={"reason": ["Say why, for the record."]})
     with transaction.atomic():
-        event = InboundEvent.objects.select_for_update(no_key=True).get(pk=event.pk)
+        event = (
+            InboundEvent.objects.select_for_update(no_key=True, of=("self",)).select_related("partner").get(pk=event.pk)
+        )
         if event.status == InboundEvent.Status.PENDING:
             return event
         if event.status == InboundEvent.Status.PROCESSED:
             raise DomainError(f"Event {event.event_id} was processed already; replaying it would apply it twice.")
+        previous = event.status
         event.status = InboundEvent.Status.PENDING
         event.next_attempt_at = None
         event.last_error = f"Replayed by {actor.label}: {reason}"
         event.save(update_fields=["status", "next_attempt_at", "last_error"])
+        _record(event, "inbound_event.replayed", actor=actor, reason=reason, previous=previous)
         subject_key = event.subject_key
         transaction.on_commit(lambda: enqueue_subject(subject_key))
     return event
@@ -345,19 +350,40 @@ def inbound_event_discard(*, event: InboundEvent, actor: Actor, reason: str) -> 
     if not reason or not reason.strip():
         raise InvalidInput("A reason is required.", fields={"reason": ["Say why, for the record."]})
     with transaction.atomic():
-        event = InboundEvent.objects.select_for_update(no_key=True).get(pk=event.pk)
+        event = (
+            InboundEvent.objects.select_for_update(no_key=True, of=("self",)).select_related("partner").get(pk=event.pk)
+        )
         if event.status == InboundEvent.Status.PROCESSED:
             raise DomainError(f"Event {event.event_id} was processed already; there is nothing to discard.")
         if event.status == InboundEvent.Status.IGNORED:
             return event
+        previous = event.status
         event.status = InboundEvent.Status.IGNORED
         event.next_attempt_at = None
         event.last_error = f"Discarded by {actor.label}: {reason}"
         event.save(update_fields=["status", "next_attempt_at", "last_error"])
+        _record(event, "inbound_event.discarded", actor=actor, reason=reason, previous=previous)
         _close_case(event, actor=actor, reason=f"The event was discarded: {reason}")
         subject_key = event.subject_key
         transaction.on_commit(lambda: enqueue_subject(subject_key))
     return event
+
+
+def _record(event: InboundEvent, name: str, *, actor: Actor, reason: str, previous: str) -> None:
+    """A person's replay or discard of a partner event, kept as a domain event (who, when, why, from what)."""
+    emit(
+        name,
+        subject=event,
+        actor=actor,
+        reason=reason,
+        payload={
+            "event_id": event.event_id,
+            "type": event.type,
+            "partner": event.partner.code,
+            "previous_status": previous,
+            "order": event.order_number,
+        },
+    )
 
 
 # --- processing ------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from integrations.models import InboundEvent, InboundRequest, OutboundAttempt, OutboundMessage, Partner
+from portal.models import DomainEvent
 from portal.roles import Role
 from portal.timeline import TimelineEntry
 
@@ -409,3 +410,14 @@ def partner_overview(*, now: dt.datetime | None = None) -> list[dict]:
             }
         )
     return rows
+
+
+def event_actions(event: InboundEvent) -> list:
+    """What people did to a partner event (replays, discards), oldest first (one query)."""
+    return list(
+        DomainEvent.objects.filter(
+            subject_type=event._meta.label_lower,
+            subject_id=str(event.pk),
+            name__in=["inbound_event.replayed", "inbound_event.discarded"],
+        ).order_by("id")[:100]
+    )

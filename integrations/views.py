@@ -165,6 +165,7 @@ def event_detail(request, pk: int):
             "event": event,
             "payload_json": _pretty(event.payload),
             "blocker": selectors.event_blocker(event),
+            "actions": selectors.event_actions(event),
             "can_replay": event.status in (InboundEvent.Status.FAILED, InboundEvent.Status.IGNORED),
             "can_discard": event.status == InboundEvent.Status.FAILED,
             "order_links": order_selectors.may_open_orders(request.user),

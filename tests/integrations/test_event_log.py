@@ -14,6 +14,7 @@ from django.utils import timezone
 from exceptions.models import Case
 from integrations.models import InboundEvent
 from inventory.models import Location, StockMovement
+from portal.models import DomainEvent
 from portal.roles import Role
 from tests.integrations.api_support import *  # noqa: F403
 
@@ -132,7 +133,7 @@ def test_an_event_page_says_what_a_pending_event_waits_behind(client, user_with_
 def test_replay_from_the_page_applies_the_event_and_closes_its_case(
     client, user_with_role, failed, network, django_capture_on_commit_callbacks
 ):
-    signed_in(client, user_with_role, Role.IT_SUPPORT)
+    client.force_login(user_with_role(Role.IT_SUPPORT, username="ivy"))
     detail = reverse("integrations:event-detail", args=[failed.pk])
     body = html.unescape(client.get(detail).content.decode())
     assert '"location": "NEW-01"' in body and "Replay" in body and "Discard" in body
@@ -153,6 +154,13 @@ def test_replay_from_the_page_applies_the_event_and_closes_its_case(
     assert StockMovement.objects.filter(stock_level__location__code="NEW-01", on_hand_delta=3).count() == 1
     case = Case.objects.get(type__code="integration_failure", subject_id=str(failed.pk))
     assert case.status == Case.Status.AUTO_RESOLVED and case.resolved_by.startswith("system:")
+    (replayed,) = DomainEvent.objects.filter(name="inbound_event.replayed", subject_id=str(failed.pk))
+    assert (replayed.actor, replayed.reason, replayed.payload["previous_status"]) == (
+        "user:ivy",
+        "Location created",
+        "failed",
+    )
+    assert "Replayed</strong> by user:ivy" in client.get(detail).content.decode()
     # processed: a second replay is refused and would not apply it twice
     client.post(reverse("integrations:event-replay", args=[failed.pk]), {"reason": "again"})
     assert StockMovement.objects.filter(stock_level__location__code="NEW-01").count() == 1
@@ -168,6 +176,9 @@ def test_discard_from_the_page_closes_the_case_with_the_reason(client, user_with
     assert case.status == Case.Status.AUTO_RESOLVED
     assert case.resolved_by.startswith("user:")
     assert "Sent under two ids" in case.resolution_note
+    assert DomainEvent.objects.filter(
+        name="inbound_event.discarded", subject_id=str(failed.pk), reason="Sent under two ids"
+    ).exists()
 
 
 def test_the_case_page_links_to_the_failed_event(client, user_with_role, failed):
