@@ -309,3 +309,33 @@ def test_the_partner_panel_costs_the_same_queries_however_many_partners(
         Partner.objects.create(code=f"extra-{n}", name=f"Extra {n}", kind=Partner.Kind.WCS, scopes=["events:write"])
     with django_assert_max_num_queries(12):
         assert client.get(url).status_code == 200
+
+
+def test_the_overview_counts_what_waits_without_reading_the_whole_message_log(erp):  # noqa: F811
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from integrations.models import OutboundMessage
+
+    partner = erp[0]
+    for n, status in enumerate(["pending", "pending", "dead", "delivered", "delivered", "discarded"]):
+        message = message_send(
+            partner_kind="erp",
+            partner=partner,
+            message_type="order.accepted",
+            payload={"n": n},
+            ordering_key=f"order:{n}",
+            order_number=f"SO{n}",
+            actor=ACTOR,  # noqa: F405
+        )
+        OutboundMessage.objects.filter(pk=message.pk).update(status=status)
+    with CaptureQueriesContext(connection) as queries:
+        (row,) = [row for row in selectors.partner_overview() if row["partner"] == partner]
+    assert (row["backlog"], row["dead"], row["state"]) == (2, 1, "failing")
+    full = {row["partner"].pk: row for row in selectors.partner_health()}[partner.pk]
+    assert (full["backlog"], full["dead"], full["total"]) == (2, 1, 6)
+    message_log_reads = [
+        q["sql"] for q in queries.captured_queries if 'FROM "integrations_outboundmessage"' in q["sql"]
+    ]
+    assert message_log_reads and all("WHERE" in sql for sql in message_log_reads)
+    assert len(queries.captured_queries) <= 9
