@@ -1,5 +1,6 @@
-"""The integration monitor for IT support: partner health and traffic, messages by partner and status, dead letters,
-replay, and the log of the API requests partners made."""
+"""IT support's integration pages: the monitor (partner health and traffic, dead letters and replay, messages by
+partner, status or order, pausing a partner's deliveries), the API request log, the partner event log with replay
+and discard, and the partner panel on the home page."""
 
 from __future__ import annotations
 
