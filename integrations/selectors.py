@@ -356,10 +356,19 @@ def request_summary(*, now: dt.datetime | None = None, window_minutes: int = 60)
 # --- the partner event log ----------------------------------------------------------------------
 
 
-def event_list(*, partner_code: str = "", status: str = "", event_type: str = "", search: str = ""):
+# Machines' "still alive" pings: most of the event log, and rarely what anyone looks for.
+HEARTBEAT_TYPES = ["wcs.heartbeat"]
+
+
+def event_list(
+    *, partner_code: str = "", status: str = "", event_type: str = "", search: str = "", heartbeats: bool = False
+):
     """Events partners posted, newest first: by partner, status and type, and an event id, an order's number or a
-    subject ("task:123", "item:SKU") — each answered from an index."""
+    subject ("task:123", "item:SKU") — each answered from an index. Heartbeats are left out unless asked for,
+    by type or by `heartbeats`, or a search names one."""
     rows = InboundEvent.objects.select_related("partner").order_by("-received_at", "-id")
+    if not (heartbeats or event_type or search.strip()):
+        rows = rows.exclude(type__in=HEARTBEAT_TYPES)
     if partner_code:
         rows = rows.filter(partner__code=partner_code)
     if status in InboundEvent.Status.values:

@@ -135,7 +135,10 @@ def event_list(request):
     if event_type not in inbound.event_types():
         event_type = ""
     search = request.GET.get("q", "").strip()[:100]
-    rows = selectors.event_list(partner_code=partner_code, status=status, event_type=event_type, search=search)
+    heartbeats = request.GET.get("heartbeats") == "1"
+    rows = selectors.event_list(
+        partner_code=partner_code, status=status, event_type=event_type, search=search, heartbeats=heartbeats
+    )
     return render(
         request,
         "integrations/event_list.html",
@@ -148,6 +151,7 @@ def event_list(request):
             "status": status,
             "event_type": event_type,
             "search": search,
+            "heartbeats": heartbeats,
             "order_links": order_selectors.may_open_orders(request.user),
         },
     )

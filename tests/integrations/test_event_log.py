@@ -187,3 +187,21 @@ def test_the_case_page_links_to_the_failed_event(client, user_with_role, failed)
     response = client.get(case.get_absolute_url())
     assert response.status_code == 200
     assert f'href="{reverse("integrations:event-detail", args=[failed.pk])}"' in response.content.decode()
+
+
+def test_machine_heartbeats_are_left_out_unless_asked_for(client, user_with_role, wms):  # noqa: F811
+    now = timezone.now()
+    for event_id, kind in [("hb-1", "wcs.heartbeat"), ("ev-1", "task.started"), ("hb-2", "wcs.heartbeat")]:
+        InboundEvent.objects.create(
+            partner=wms[0], event_id=event_id, type=kind, subject_key="x", occurred_at=now, payload={}
+        )
+    signed_in(client, user_with_role, Role.IT_SUPPORT)
+    url = reverse("integrations:event-list")
+
+    def shown(**query) -> list[str]:
+        return [row.event_id for row in client.get(url, query).context["page"]]
+
+    assert shown() == ["ev-1"]
+    assert shown(heartbeats="1") == ["hb-2", "ev-1", "hb-1"]
+    assert shown(type="wcs.heartbeat") == ["hb-2", "hb-1"]
+    assert shown(q="hb-1") == ["hb-1"]  # searched for by id: found
