@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from django.db.models import Aggregate, Count, F, FloatField, Func, IntegerField, Max, Min, Q
+from django.db.models import Aggregate, Count, F, FloatField, Func, IntegerField, Max, Min, OuterRef, Q, Subquery
 from django.db.models.fields.json import KeyTextTransform
 from django.urls import reverse
 from django.utils import timezone
@@ -66,10 +66,17 @@ def timeline_entries(order) -> list[TimelineEntry]:
     return entries
 
 
-def status_counts(statuses: list[str] | None = None) -> dict[int, dict[str, int]]:
-    """Messages per partner id and status, of every status or only of `statuses` (one query)."""
+OPEN = [Status.PENDING, Status.SENDING, Status.DEAD]  # what still needs the partner or a person
+RECENT_HOURS = 24  # the monitor's status bar: what is open, and what was sent lately
+
+
+def status_counts(*, since: dt.datetime | None = None) -> dict[int, dict[str, int]]:
+    """Messages per partner id and status: every open one (waiting, sending or dead) and, given `since`, the
+    others created since then (one query, from indexes; never the whole log)."""
+    rows = OutboundMessage.objects.filter(status__in=OPEN)
+    if since is not None:
+        rows = OutboundMessage.objects.filter(Q(status__in=OPEN) | Q(created_at__gte=since))
     counts: dict[int, dict[str, int]] = {}
-    rows = OutboundMessage.objects.all() if statuses is None else OutboundMessage.objects.filter(status__in=statuses)
     for row in rows.values("partner_id", "status").annotate(n=Count("id")).order_by():
         counts.setdefault(row["partner_id"], {})[row["status"]] = row["n"]
     return counts
@@ -78,14 +85,25 @@ def status_counts(statuses: list[str] | None = None) -> dict[int, dict[str, int]
 def partner_health(*, now: dt.datetime | None = None, window_minutes: int = 60, totals: bool = True) -> list[dict]:
     """Per partner: last success, error rate over the window, backlog and the oldest pending age (4 queries).
 
-    Without `totals`, delivered and discarded messages are not counted and the last success is not looked up
-    (one query fewer): what waits and what is dead is counted from the partner/status index alone, cheap enough for a
-    panel that refreshes every few seconds however long the message log has grown.
+    `by_status` counts every open message and, with `totals`, those of the last RECENT_HOURS too (the tile's
+    bar); without, the panel that refreshes every few seconds skips the recent ones and the last success.
+    Every read is answered from an index, however long the message log has grown.
     """
     now = now or timezone.now()
     since = now - dt.timedelta(minutes=window_minutes)
-    partners = list(Partner.objects.exclude(kind=Partner.Kind.STOREFRONT).order_by("code"))
-    counts = status_counts() if totals else status_counts([Status.PENDING, Status.SENDING, Status.DEAD])
+    partners = Partner.objects.exclude(kind=Partner.Kind.STOREFRONT).order_by("code")
+    if totals:
+        partners = partners.annotate(
+            last_success=Subquery(
+                OutboundMessage.objects.filter(
+                    partner=OuterRef("pk"), status=Status.DELIVERED, delivered_at__isnull=False
+                )
+                .order_by("-delivered_at")
+                .values("delivered_at")[:1]
+            )
+        )
+    partners = list(partners)
+    counts = status_counts(since=now - dt.timedelta(hours=RECENT_HOURS) if totals else None)
     backlog = {
         row["partner_id"]: row
         for row in OutboundMessage.objects.filter(status__in=[Status.PENDING, Status.SENDING])
@@ -93,17 +111,6 @@ def partner_health(*, now: dt.datetime | None = None, window_minutes: int = 60, 
         .annotate(oldest=Min("created_at"))
         .order_by()
     }
-    last_success = (
-        dict(
-            OutboundMessage.objects.filter(status=Status.DELIVERED)
-            .values("partner_id")
-            .annotate(at=Max("delivered_at"))
-            .order_by()
-            .values_list("partner_id", "at")
-        )
-        if totals
-        else {}
-    )
     attempts = {
         row["message__partner_id"]: row
         for row in OutboundAttempt.objects.filter(started_at__gte=since)
@@ -129,7 +136,7 @@ def partner_health(*, now: dt.datetime | None = None, window_minutes: int = 60, 
                 "total": sum(by_status.values()),
                 "backlog": pending,
                 "dead": dead,
-                "last_success": last_success.get(partner.pk),
+                "last_success": getattr(partner, "last_success", None),
                 "attempts": tries["total"],
                 "error_rate": error_rate,
                 "error_percent": round(error_rate * 100),

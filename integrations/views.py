@@ -62,6 +62,7 @@ def monitor(request):
             "traffic": selectors.partner_traffic(now=now),
             "pause_choices": PAUSE_CHOICES,
             "traffic_hours": selectors.TRAFFIC_HOURS,
+            "recent_hours": selectors.RECENT_HOURS,
             "inbound": selectors.inbound_health(now=now),
             **paginate(request, rows),
             "dead_letters": dead_letters,

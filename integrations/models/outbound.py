@@ -62,6 +62,10 @@ class OutboundMessage(models.Model):
                 condition=Q(status__in=["pending", "sending", "dead"]),
             ),
             models.Index(fields=["sending_since"], name="outbound_sending_idx", condition=Q(status="sending")),
+            # The monitor's "last success" per partner: one index probe each, however long the log has grown.
+            models.Index(
+                fields=["partner", "-delivered_at"], name="outbound_last_delivered_idx", condition=Q(status="delivered")
+            ),
         ]
         constraints = [
             models.UniqueConstraint(

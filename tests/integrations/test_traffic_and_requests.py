@@ -339,3 +339,39 @@ def test_the_overview_counts_what_waits_without_reading_the_whole_message_log(er
     ]
     assert message_log_reads and all("WHERE" in sql for sql in message_log_reads)
     assert len(queries.captured_queries) <= 9
+
+
+def test_the_tiles_count_the_last_day_and_every_open_message_and_find_the_last_success_from_indexes(erp):  # noqa: F811
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from integrations.models import OutboundMessage
+
+    partner = erp[0]
+    long_ago = timezone.now() - dt.timedelta(days=3)
+    for n, (status, created, delivered) in enumerate(
+        [
+            ("delivered", long_ago, long_ago + dt.timedelta(minutes=5)),  # the last success, days ago
+            ("dead", long_ago, None),  # old but still needs a person: counted
+            ("discarded", long_ago, None),  # old and settled: not counted
+            ("pending", timezone.now(), None),  # waiting today: counted
+        ]
+    ):
+        message = message_send(
+            partner_kind="erp",
+            partner=partner,
+            message_type="order.accepted",
+            payload={"n": n},
+            ordering_key=f"order:{n}",
+            order_number=f"SO{n}",
+            actor=ACTOR,  # noqa: F405
+        )
+        OutboundMessage.objects.filter(pk=message.pk).update(status=status, created_at=created, delivered_at=delivered)
+    with CaptureQueriesContext(connection) as queries:
+        (row,) = [row for row in selectors.partner_health() if row["partner"] == partner]
+    counted = row["by_status"]
+    assert (counted["delivered"], counted["dead"], counted["discarded"], counted["pending"]) == (0, 1, 0, 1)
+    assert row["last_success"] == long_ago + dt.timedelta(minutes=5)  # found however old
+    log_reads = [q["sql"] for q in queries.captured_queries if '"integrations_outboundmessage"' in q["sql"]]
+    assert log_reads and all("WHERE" in sql for sql in log_reads)
+    assert len(queries.captured_queries) <= 4
