@@ -27,7 +27,7 @@ from inventory.models import Warehouse
 from orchestration import services as orchestration
 from orchestration.models import Order, Task
 from portal.actors import Actor, stamp_history
-from portal.domain import DomainError, InvalidInput, NotFound, TransitionRefused
+from portal.domain import DomainError, InvalidInput, NotFound, TransitionRefused, require_reason
 from portal.events import emit
 
 logger = logging.getLogger(__name__)
@@ -38,11 +38,6 @@ AUTOMATION_FAULT = "automation_fault"
 MACHINE = Task.Performer.MACHINE
 HANDED_STATES = [Task.Status.DISPATCHED, Task.Status.ACKNOWLEDGED]  # instruction sent, work not begun
 MACHINE_OPEN_STATES = [Task.Status.DISPATCHED, Task.Status.ACKNOWLEDGED, Task.Status.IN_PROGRESS]
-
-
-def _require_reason(reason: str) -> None:
-    if not reason or not reason.strip():
-        raise InvalidInput("A reason is required.", fields={"reason": ["Say why, for the record."]})
 
 
 # --- ports to the exceptions and integrations apps -----------------------------------------
@@ -229,7 +224,7 @@ def equipment_set_status(
     *, equipment: Equipment | str, status: str, now: dt.datetime, actor: Actor, reason: str
 ) -> Equipment:
     """A person (or the WCS) sets a unit's status: maintenance and stops re-route its work; online restores it."""
-    _require_reason(reason)
+    require_reason(reason)
     if status not in Equipment.Status.values:
         raise InvalidInput(
             f"Unknown equipment status {status!r}.",
@@ -1036,7 +1031,7 @@ def _decide(
 
 def recommendation_accept(*, recommendation: Recommendation | int, actor: Actor, reason: str) -> Recommendation:
     """A person takes the advice: the recommended action runs now, in their name."""
-    _require_reason(reason)
+    require_reason(reason)
     with transaction.atomic():
         recommendation = _lock_recommendation(recommendation)
         if recommendation.status != Recommendation.Status.OPEN:
@@ -1050,7 +1045,7 @@ def recommendation_override(
     *, recommendation: Recommendation | int, actor: Actor, reason: str, chosen_action: str = ""
 ) -> Recommendation:
     """A person rejects the advice (optionally naming what they did instead); the reason is required."""
-    _require_reason(reason)
+    require_reason(reason)
     with transaction.atomic():
         recommendation = _lock_recommendation(recommendation)
         if recommendation.status != Recommendation.Status.OPEN:
@@ -1278,7 +1273,7 @@ def case_suggest_resolution(
 
 def rule_save(*, rule: Rule, actor: Actor, reason: str) -> Rule:
     """Store an edited rule (validated; every stored edit gets a new version) with who and why on its history."""
-    _require_reason(reason)
+    require_reason(reason)
     rule.full_clean()
     with transaction.atomic():
         stamp_history(rule, actor=actor, reason=reason)
@@ -1288,7 +1283,7 @@ def rule_save(*, rule: Rule, actor: Actor, reason: str) -> Rule:
 
 def rules_set_enabled(*, rule_ids: list[int], enabled: bool, actor: Actor, reason: str) -> int:
     """Switch rules on or off, each a new version with its history row; returns how many changed."""
-    _require_reason(reason)
+    require_reason(reason)
     changed = 0
     with transaction.atomic():
         for rule in Rule.objects.filter(pk__in=rule_ids).order_by("pk").select_for_update(no_key=True):

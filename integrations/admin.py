@@ -11,6 +11,7 @@ import secrets
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -121,8 +122,6 @@ class PartnerAdmin(ServiceActionsAdmin):
         return partner.live_tokens
 
     def get_queryset(self, request):
-        from django.db.models import Count, Q
-
         return (
             super()
             .get_queryset(request)
@@ -145,17 +144,12 @@ class PartnerAdmin(ServiceActionsAdmin):
             *super().get_urls(),
         ]
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        response = super().change_view(request, object_id, form_url, extra_context)
-        if hasattr(response, "context_data") and self.has_change_permission(request):
-            response.context_data["service_buttons"] = [
-                {
-                    "label": "Issue a new API token",
-                    "url": reverse("admin:integrations_partner_issue_token", args=[object_id]),
-                },
-                *response.context_data.get("service_buttons", []),
-            ]
-        return response
+    def extra_buttons(self, request, obj) -> list[dict]:
+        if not self.has_change_permission(request, obj):
+            return []
+        return [
+            {"label": "Issue a new API token", "url": reverse("admin:integrations_partner_issue_token", args=[obj.pk])}
+        ]
 
     def issue_token_view(self, request, object_id):
         """Ask why, issue a token (revoking the earlier ones) and show it once."""

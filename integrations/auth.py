@@ -18,7 +18,7 @@ from rest_framework import authentication, exceptions, permissions
 
 from integrations.models import Partner, PartnerToken
 from portal.actors import Actor, stamp_history
-from portal.domain import InvalidInput
+from portal.domain import require_reason
 
 TOKEN_PREFIX = "pt_"
 PREFIX_LENGTH = 12
@@ -42,8 +42,7 @@ def partner_token_issue(*, partner: Partner, actor: Actor, reason: str, revoke_o
 
 def partner_tokens_revoke(*, partner: Partner, actor: Actor, reason: str) -> int:
     """Revoke every live token of `partner` (a leaked token, a partner cut off); returns how many."""
-    if not reason or not reason.strip():
-        raise InvalidInput("A reason is required.", fields={"reason": ["Say why, for the record."]})
+    require_reason(reason)
     with transaction.atomic():
         partner = Partner.objects.select_for_update(no_key=True).get(pk=partner.pk)
         revoked = PartnerToken.objects.filter(partner=partner, revoked_at__isnull=True).update(

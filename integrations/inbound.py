@@ -58,7 +58,7 @@ from integrations.cases import integration_case_close, integration_case_raise
 from integrations.models import InboundEvent, Partner
 from portal.actors import Actor
 from portal.db import savepoint_if_nested
-from portal.domain import DomainError, InvalidInput, NotFound
+from portal.domain import DomainError, InvalidInput, NotFound, require_reason
 from portal.events import emit
 
 logger = logging.getLogger(__name__)
@@ -324,8 +324,7 @@ def enqueue_subjects(subject_keys: list[str]) -> None:
 
 def inbound_event_replay(*, event: InboundEvent, actor: Actor, reason: str) -> InboundEvent:
     """Put a failed or ignored event back in its subject's queue (after the cause was fixed)."""
-    if not reason or not reason.strip():
-        raise InvalidInput("A reason is required.", fields={"reason": ["Say why, for the record."]})
+    require_reason(reason)
     with transaction.atomic():
         event = (
             InboundEvent.objects.select_for_update(no_key=True, of=("self",)).select_related("partner").get(pk=event.pk)
@@ -347,8 +346,7 @@ def inbound_event_replay(*, event: InboundEvent, actor: Actor, reason: str) -> I
 
 def inbound_event_discard(*, event: InboundEvent, actor: Actor, reason: str) -> InboundEvent:
     """Give up on a failed event on purpose: it is marked ignored, and its subject's later events may go."""
-    if not reason or not reason.strip():
-        raise InvalidInput("A reason is required.", fields={"reason": ["Say why, for the record."]})
+    require_reason(reason)
     with transaction.atomic():
         event = (
             InboundEvent.objects.select_for_update(no_key=True, of=("self",)).select_related("partner").get(pk=event.pk)

@@ -16,27 +16,24 @@ from django.utils import timezone
 
 from integrations.models import InboundEvent, InboundRequest, OutboundAction, OutboundMessage, Partner
 from integrations.outbound import claim_window, enqueue_delivery
+from integrations.selectors import MONITOR_ROLES
 from portal.actors import Actor, stamp_history
-from portal.domain import DomainError, InvalidInput, NotFound, PermissionRefused, TransitionRefused
+from portal.domain import DomainError, InvalidInput, NotFound, PermissionRefused, TransitionRefused, require_reason
 from portal.events import emit
-from portal.roles import Role, has_role
+from portal.roles import allowed
 
 Status = OutboundMessage.Status
 REPLAYABLE = (Status.DEAD, Status.DISCARDED, Status.PENDING)
 DISCARDABLE = (Status.DEAD, Status.PENDING)
-FIXER_ROLES = (Role.IT_SUPPORT, Role.OPERATIONS_ADMIN)
 
 logger = logging.getLogger(__name__)
 
 
-def _require_reason(reason: str) -> None:
-    if not reason or not reason.strip():
-        raise InvalidInput("A reason is required.", fields={"reason": ["Say why, for the record."]})
-
-
 def _require_fixer(actor: Actor) -> None:
-    if actor.kind == "user" and not (has_role(actor.user, *FIXER_ROLES) or getattr(actor.user, "is_superuser", False)):
-        raise PermissionRefused("Only IT support or an operations admin may replay or discard partner messages.")
+    if actor.kind == "user" and not allowed(actor.user, *MONITOR_ROLES):  # who watches the integrations fixes them
+        raise PermissionRefused(
+            "Only IT support or an operations admin may replay or discard partner messages or pause deliveries."
+        )
 
 
 def _lock(message_id) -> OutboundMessage:
@@ -69,7 +66,7 @@ def _payload_event(name: str, message: OutboundMessage, *, actor: Actor, reason:
 
 def message_replay(*, message_id: int, actor: Actor, reason: str, payload: dict | None = None) -> OutboundMessage:
     """Send a dead, discarded or waiting message again now, with fresh attempts; a corrected payload is recorded."""
-    _require_reason(reason)
+    require_reason(reason)
     _require_fixer(actor)
     if payload is not None and not isinstance(payload, dict):
         raise InvalidInput("A corrected payload must be a JSON object.", fields={"payload": ["Must be an object."]})
@@ -113,7 +110,7 @@ def message_replay(*, message_id: int, actor: Actor, reason: str, payload: dict 
 
 def message_discard(*, message_id: int, actor: Actor, reason: str) -> OutboundMessage:
     """Give up on a message on purpose: it is never sent, and later messages of its key may go."""
-    _require_reason(reason)
+    require_reason(reason)
     _require_fixer(actor)
     with transaction.atomic():
         message = _lock(message_id)
@@ -151,7 +148,7 @@ def message_discard(*, message_id: int, actor: Actor, reason: str) -> OutboundMe
 
 def messages_replay_bulk(*, message_ids: list[int], actor: Actor, reason: str) -> dict:
     """Replay each message on its own (each re-checked); returns {"done": [ids], "refused": {id: message}}."""
-    _require_reason(reason)
+    require_reason(reason)
     done: list[int] = []
     refused: dict[int, str] = {}
     for message_id in dict.fromkeys(message_ids):
@@ -178,7 +175,7 @@ def _lock_partner(partner_id) -> Partner:
 
 def partner_deliveries_pause(*, partner_id: int, until: dt.datetime, actor: Actor, reason: str) -> Partner:
     """Hold messages to a partner until `until` (its maintenance window): they wait instead of burning attempts."""
-    _require_reason(reason)
+    require_reason(reason)
     _require_fixer(actor)
     now = timezone.now()
     if until <= now:
@@ -206,7 +203,7 @@ def partner_deliveries_pause(*, partner_id: int, until: dt.datetime, actor: Acto
 
 def partner_deliveries_resume(*, partner_id: int, actor: Actor, reason: str) -> Partner:
     """End a partner's pause now: the outbound tick sends what waited, oldest first, in order per key."""
-    _require_reason(reason)
+    require_reason(reason)
     _require_fixer(actor)
     with transaction.atomic():
         partner = _lock_partner(partner_id)

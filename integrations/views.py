@@ -19,7 +19,7 @@ from integrations.models import InboundEvent, InboundRequest, OutboundMessage, P
 from orchestration import selectors as order_selectors
 from portal.actors import Actor
 from portal.domain import DomainError
-from portal.home import home_panel
+from portal.home import home_panel, panel_alone
 from portal.paging import paginate
 from portal.roles import require_role
 
@@ -233,8 +233,13 @@ def partners_panel(request) -> dict:
 @require_GET
 def partners_panel_alone(request):
     """The home page's partner panel alone, refetched by the page every 30 seconds."""
-    _require(request)
-    return render(request, "integrations/_partner_rows.html", {"panel": partners_panel(request)})
+    return panel_alone(
+        request,
+        partners_panel,
+        "integrations/_partner_rows.html",
+        roles=selectors.MONITOR_ROLES,
+        refusal="The partner panel belongs to IT support.",
+    )
 
 
 @login_required

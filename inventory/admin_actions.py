@@ -153,7 +153,13 @@ class ServiceActionsAdmin(SimpleHistoryAdmin):
             for action in self.service_actions
             if obj is not None and action.applies(obj) and self._allowed(request, action, obj)
         ]
+        if obj is not None:
+            buttons = [*self.extra_buttons(request, obj), *buttons]
         return super().change_view(request, object_id, form_url, {**(extra_context or {}), "service_buttons": buttons})
+
+    def extra_buttons(self, request, obj) -> list[dict]:
+        """Buttons of the change form's own views that are not reason-only actions ({"label", "url"})."""
+        return []
 
     def service_action_view(self, request, object_id, action_name):
         action = next((a for a in self.service_actions if a.name == action_name), None)

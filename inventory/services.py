@@ -48,7 +48,7 @@ from inventory.models import (
 )
 from inventory.selectors import stock_discrepancies
 from portal.actors import Actor, stamp_history
-from portal.domain import DomainError, InvalidInput, PermissionRefused, TransitionRefused, transition
+from portal.domain import DomainError, InvalidInput, PermissionRefused, TransitionRefused, require_reason, transition
 from portal.events import emit, emit_many
 
 
@@ -158,11 +158,6 @@ def _movement(
 def _lock_stock(ids) -> dict[int, StockLevel]:
     rows = StockLevel.objects.filter(pk__in=ids).order_by("pk").select_for_update(no_key=True)
     return {row.pk: row for row in rows}
-
-
-def _require_reason(reason: str) -> None:
-    if not reason or not reason.strip():
-        raise InvalidInput("A reason is required.", fields={"reason": ["Say why, for the record."]})
 
 
 # --- reservations --------------------------------------------------------------------
@@ -405,7 +400,7 @@ def reservation_reserve_lines(
 
 def reservation_release(*, reservations: list[Reservation] | list[int], actor: Actor, reason: str) -> int:
     """Give reserved stock back; returns the quantity released. Already-closed reservations are skipped."""
-    _require_reason(reason)
+    require_reason(reason)
     ids = sorted(r.pk if isinstance(r, Reservation) else int(r) for r in reservations)
     with transaction.atomic():
         locked = list(
@@ -560,7 +555,7 @@ def stock_receive_many(
     All or nothing, like a single receipt. Arrivals at the same stock row are added in the
     order given (one movement each). Returns the movements in the order of `arrivals`.
     """
-    _require_reason(reason)
+    require_reason(reason)
     for arrival in arrivals:
         arrival.check()
     if not arrivals:
@@ -668,7 +663,7 @@ def stock_adjust(
     source_ref: str = "",
 ) -> StockMovement:
     """Correct on hand by `delta`; refused if it would leave less than is reserved and quarantined."""
-    _require_reason(reason)
+    require_reason(reason)
     if delta == 0:
         raise InvalidInput("An adjustment must change the quantity.", fields={"delta": ["Must not be 0."]})
     with transaction.atomic():
@@ -704,7 +699,7 @@ def stock_adjust(
 
 def stock_quarantine(*, stock_level: StockLevel, quantity: int, actor: Actor, reason: str) -> StockMovement:
     """Hold available units (damaged, suspect) so nothing is promised from them."""
-    _require_reason(reason)
+    require_reason(reason)
     if quantity <= 0:
         raise InvalidInput("Quantity must be positive.", fields={"quantity": ["Must be at least 1."]})
     with transaction.atomic():
@@ -717,7 +712,7 @@ def stock_quarantine(*, stock_level: StockLevel, quantity: int, actor: Actor, re
 
 def stock_release_quarantine(*, stock_level: StockLevel, quantity: int, actor: Actor, reason: str) -> StockMovement:
     """Make quarantined units available again."""
-    _require_reason(reason)
+    require_reason(reason)
     if quantity <= 0:
         raise InvalidInput("Quantity must be positive.", fields={"quantity": ["Must be at least 1."]})
     with transaction.atomic():
@@ -738,7 +733,7 @@ def stock_transfer(
     kind: str = StockMovement.Kind.TRANSFER,
 ) -> tuple[StockMovement, StockMovement]:
     """Move available units to another location (putaway, replenishment, move): two ledger lines."""
-    _require_reason(reason)
+    require_reason(reason)
     if quantity <= 0:
         raise InvalidInput("Quantity must be positive.", fields={"quantity": ["Must be at least 1."]})
     if to_location.warehouse_id != stock_level.location.warehouse_id:
@@ -856,7 +851,7 @@ def receipt_receive_line(
 
 def receipt_close(*, receipt: Receipt, actor: Actor, reason: str) -> list[ReceiptLine]:
     """Close a receipt; lines whose variance is beyond policy raise a receiving-variance event each."""
-    _require_reason(reason)
+    require_reason(reason)
     with transaction.atomic():
         receipt = Receipt.objects.select_for_update(no_key=True).get(pk=receipt.pk)
         transition(receipt, "close", actor=actor, reason=reason, update_fields=["closed_at"])
@@ -894,7 +889,7 @@ def receipt_close(*, receipt: Receipt, actor: Actor, reason: str) -> list[Receip
 
 def receipt_cancel(*, receipt: Receipt, actor: Actor, reason: str) -> Receipt:
     """Cancel an expected delivery that will not come; refused once receiving has started."""
-    _require_reason(reason)
+    require_reason(reason)
     with transaction.atomic():
         receipt = Receipt.objects.select_for_update(no_key=True).get(pk=receipt.pk)
         transition(receipt, "cancel", actor=actor, reason=reason, update_fields=["closed_at"])
@@ -903,7 +898,7 @@ def receipt_cancel(*, receipt: Receipt, actor: Actor, reason: str) -> Receipt:
 
 def receipt_accept_variance(*, receipt: Receipt, actor: Actor, reason: str) -> Receipt:
     """Accept what was received as final: the supplier invoice may be paid for the received quantities."""
-    _require_reason(reason)
+    require_reason(reason)
     with transaction.atomic():
         receipt = Receipt.objects.select_for_update(no_key=True).get(pk=receipt.pk)
         receipt.lines.filter(variance_accepted=False).update(variance_accepted=True)
@@ -915,7 +910,7 @@ def receipt_accept_variance(*, receipt: Receipt, actor: Actor, reason: str) -> R
 
 def receipt_dispute(*, receipt: Receipt, actor: Actor, reason: str) -> Receipt:
     """Dispute the delivery with the supplier; the supplier invoice stays on hold."""
-    _require_reason(reason)
+    require_reason(reason)
     with transaction.atomic():
         receipt = Receipt.objects.select_for_update(no_key=True).get(pk=receipt.pk)
         receipt.invoice_on_hold = True
@@ -1051,7 +1046,7 @@ def _apply_count(count: CycleCount, level: StockLevel, *, approver: Actor, reaso
 
 def count_approve(*, count: CycleCount, actor: Actor, reason: str) -> CycleCount:
     """Apply a counted variance to on hand. The person who counted may not approve their own count."""
-    _require_reason(reason)
+    require_reason(reason)
     with transaction.atomic():
         count = CycleCount.objects.select_for_update(no_key=True).get(pk=count.pk)
         if count.counted_by_actor and count.counted_by_actor == actor.label:
@@ -1067,7 +1062,7 @@ def count_approve(*, count: CycleCount, actor: Actor, reason: str) -> CycleCount
 
 def count_reject(*, count: CycleCount, actor: Actor, reason: str) -> CycleCount:
     """Discard a count (a recount will be requested); on hand is unchanged."""
-    _require_reason(reason)
+    require_reason(reason)
     with transaction.atomic():
         count = CycleCount.objects.select_for_update(no_key=True).get(pk=count.pk)
         transition(
@@ -1105,7 +1100,7 @@ def stock_reconcile(*, stock_level_ids: list[int], actor: Actor, reason: str) ->
     touched: that needs a person (a count, or releasing reservations). Every repair is
     recorded as an ``inventory.stock_reconciled`` event with the figures before and after.
     """
-    _require_reason(reason)
+    require_reason(reason)
     repairs: list[StockRepair] = []
     with transaction.atomic():
         locked = _lock_stock(sorted(set(stock_level_ids)))

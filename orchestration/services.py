@@ -22,7 +22,7 @@ from inventory.models import Item, Reservation, Warehouse
 from orchestration import events
 from orchestration.models import Customer, Order, OrderLine, ReleasePolicy, Shipment, ShipmentLine, Task
 from portal.actors import Actor, stamp_history
-from portal.domain import DomainError, InvalidInput, TransitionRefused, transition
+from portal.domain import DomainError, InvalidInput, TransitionRefused, require_reason, transition
 from portal.events import emit, emit_many
 
 # --- helpers -------------------------------------------------------------------------
@@ -75,11 +75,6 @@ def _order_payload(order: Order, **extra) -> dict:
         "value": str(order.total_value),
         **extra,
     }
-
-
-def _require_reason(reason: str) -> None:
-    if not reason or not reason.strip():
-        raise InvalidInput("A reason is required.", fields={"reason": ["Say why, for the record."]})
 
 
 def release_policy_for(warehouse: Warehouse) -> ReleasePolicy:
@@ -407,7 +402,7 @@ def _check_credit(order: Order, *, actor: Actor, reason: str, policy: ReleasePol
 
 def order_release_credit_hold(*, order: Order, actor: Actor, reason: str) -> Order:
     """Finance lets a credit-held order continue; it is allocated straight away."""
-    _require_reason(reason)
+    require_reason(reason)
     with transaction.atomic():
         order = _lock_order(order)
         transition(order, "release_credit_hold", actor=actor, reason=reason, update_fields=["hold_reason"])
@@ -678,7 +673,7 @@ def order_set_carrier(
     *, order: Order | int, carrier: str, actor: Actor, reason: str, service_level: str | None = None
 ) -> Order:
     """Book an open order with another carrier (and service level); the cutoff watch then looks at the new pickup."""
-    _require_reason(reason)
+    require_reason(reason)
     carrier = (carrier or "").strip()
     service_level = (service_level or "").strip()
     if not carrier or len(carrier) > 40:
@@ -715,7 +710,7 @@ def order_set_carrier(
 
 def order_hold(*, order: Order, actor: Actor, reason: str) -> Order:
     """Stop an order before release; its reservations are kept."""
-    _require_reason(reason)
+    require_reason(reason)
     with transaction.atomic():
         order = _lock_order(order)
         transition(order, "hold", actor=actor, reason=reason, update_fields=["held_from", "hold_reason"], note=reason)
@@ -725,7 +720,7 @@ def order_hold(*, order: Order, actor: Actor, reason: str) -> Order:
 
 def order_unhold(*, order: Order, actor: Actor, reason: str) -> Order:
     """Let a held order continue: it is re-validated as needed and allocated again."""
-    _require_reason(reason)
+    require_reason(reason)
     with transaction.atomic():
         order = _lock_order(order)
         transition(order, "unhold", actor=actor, reason=reason, update_fields=["held_from", "hold_reason"])
@@ -738,7 +733,7 @@ def order_unhold(*, order: Order, actor: Actor, reason: str) -> Order:
 
 def order_update_ship_to(*, order: Order, ship_to: dict, actor: Actor, reason: str) -> Order:
     """Correct the ship-to address (customer service)."""
-    _require_reason(reason)
+    require_reason(reason)
     with transaction.atomic():
         order = _lock_order(order)
         if order.status in (Order.Status.SHIPPED, Order.Status.INVOICED, Order.Status.CLOSED, Order.Status.CANCELLED):
@@ -765,7 +760,7 @@ def order_update_ship_to(*, order: Order, ship_to: dict, actor: Actor, reason: s
 
 def order_set_priority(*, order: Order, priority: int, actor: Actor, reason: str) -> Order:
     """Change an open order's priority (release sequencing and its tasks' priority follow)."""
-    _require_reason(reason)
+    require_reason(reason)
     if priority not in Order.Priority.values:
         raise InvalidInput(f"Priority must be one of {Order.Priority.values}.", fields={"priority": ["1 to 4."]})
     with transaction.atomic():
@@ -803,7 +798,7 @@ def _cancel_open_tasks(tasks, *, actor: Actor, reason: str) -> None:
 
 def order_cancel(*, order: Order, actor: Actor, reason: str) -> Order:
     """Cancel an order that has not been packed: its reservations are released and open tasks cancelled."""
-    _require_reason(reason)
+    require_reason(reason)
     with transaction.atomic():
         order = _lock_order(order)
         transition(
@@ -853,7 +848,7 @@ def _emit_line_change(order: Order, line: OrderLine, change: str, *, actor: Acto
 
 def order_line_cancel(*, line: OrderLine, actor: Actor, reason: str) -> OrderLine:
     """Cancel the unshipped rest of a line; its reservations and open tasks go too."""
-    _require_reason(reason)
+    require_reason(reason)
     with transaction.atomic():
         order, line = _lock_line(line)
         if line.status in (OrderLine.Status.CANCELLED, OrderLine.Status.SHIPPED):
@@ -871,7 +866,7 @@ def order_line_cancel(*, line: OrderLine, actor: Actor, reason: str) -> OrderLin
 
 def order_line_reduce_to_allocated(*, line: OrderLine, actor: Actor, reason: str) -> OrderLine:
     """Shorten a partly allocated line to what is reserved for it (the customer takes less); the rest is cancelled."""
-    _require_reason(reason)
+    require_reason(reason)
     with transaction.atomic():
         order, line = _lock_line(line)
         if line.status in (OrderLine.Status.CANCELLED, OrderLine.Status.SHIPPED, OrderLine.Status.PICKED):
@@ -895,7 +890,7 @@ def order_line_reduce_to_allocated(*, line: OrderLine, actor: Actor, reason: str
 
 def order_line_backorder(*, line: OrderLine, actor: Actor, reason: str) -> OrderLine:
     """Keep the unallocated rest of a line open as a backorder (filled when stock arrives)."""
-    _require_reason(reason)
+    require_reason(reason)
     with transaction.atomic():
         order, line = _lock_line(line)
         if line.status == OrderLine.Status.PARTIAL and not line.allocated_quantity and line.missing_quantity > 0:
@@ -907,7 +902,7 @@ def order_line_backorder(*, line: OrderLine, actor: Actor, reason: str) -> Order
 
 def order_line_substitute(*, line: OrderLine, substitute: Item, actor: Actor, reason: str) -> OrderLine:
     """Ship a ranked substitute for the unallocated rest of a line, if the customer allows substitution."""
-    _require_reason(reason)
+    require_reason(reason)
     with transaction.atomic():
         order, line = _lock_line(line)
         if not order.customer.allows_substitution:
@@ -953,7 +948,7 @@ def order_line_substitute(*, line: OrderLine, substitute: Item, actor: Actor, re
 
 def order_line_reallocate(*, line: OrderLine, actor: Actor, reason: str, warehouse: Warehouse | None = None) -> Order:
     """Try again to reserve the open rest of a line's order (another location; another warehouse moves the order)."""
-    _require_reason(reason)
+    require_reason(reason)
     with transaction.atomic():
         order, line = _lock_line(line)
         if warehouse is not None and warehouse.pk != order.warehouse_id:
@@ -1010,7 +1005,7 @@ def _reallocate_released_line(order: Order, line: OrderLine, *, actor: Actor, re
 
 def order_ship_partial(*, order: Order, actor: Actor, reason: str) -> Order:
     """Ship what is picked now and cancel what is missing (the customer accepted a partial shipment)."""
-    _require_reason(reason)
+    require_reason(reason)
     with transaction.atomic():
         order = _lock_order(order)
         for line in order.lines.exclude(status__in=[OrderLine.Status.CANCELLED, OrderLine.Status.SHIPPED]):
@@ -1260,7 +1255,7 @@ def _maybe_create_pack_task(order: Order, *, actor: Actor) -> Task | None:
 
 def task_fail(*, task: Task, actor: Actor, reason: str) -> Task:
     """The task could not be done (equipment fault, blocked location); the reservation stays for a retry."""
-    _require_reason(reason)
+    require_reason(reason)
     with transaction.atomic():
         task = _lock_task(task)
         transition(task, "fail", actor=actor, reason=reason, update_fields=["outcome_note", "finished_at"], note=reason)
@@ -1270,7 +1265,7 @@ def task_fail(*, task: Task, actor: Actor, reason: str) -> Task:
 
 def task_retry(*, task: Task, actor: Actor, reason: str) -> Task:
     """Replace a failed task by a fresh one for the same work."""
-    _require_reason(reason)
+    require_reason(reason)
     with transaction.atomic():
         task = _lock_task(task)
         if task.status != Task.Status.FAILED:
@@ -1299,7 +1294,7 @@ def task_retry(*, task: Task, actor: Actor, reason: str) -> Task:
 
 
 def task_cancel(*, task: Task, actor: Actor, reason: str) -> Task:
-    _require_reason(reason)
+    require_reason(reason)
     with transaction.atomic():
         task = _lock_task(task)
         transition(
@@ -1311,7 +1306,7 @@ def task_cancel(*, task: Task, actor: Actor, reason: str) -> Task:
 
 def task_fall_back_to_manual(*, task: Task, actor: Actor, reason: str) -> Task:
     """A machine hand-off that was not acknowledged (or whose machine faulted) becomes manual work."""
-    _require_reason(reason)
+    require_reason(reason)
     with transaction.atomic():
         task = _lock_task(task)
         transition(

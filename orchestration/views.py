@@ -17,7 +17,7 @@ from orchestration import selectors, services
 from orchestration.models import Customer, Order, Shipment, Task
 from portal.actors import Actor
 from portal.domain import DomainError
-from portal.home import home_panel
+from portal.home import home_panel, panel_alone
 from portal.paging import paginate
 from portal.roles import Role, allowed, require_role
 from portal.timeline import entries_for
@@ -145,7 +145,7 @@ def cutoffs_panel(request) -> dict:
 @require_GET
 def cutoff_board(request):
     """The home page's cutoff board alone, refetched by the page every minute."""
-    return _panel_alone(
+    return panel_alone(
         request,
         cutoffs_panel,
         "orchestration/_cutoff_rows.html",
@@ -170,7 +170,7 @@ def floor_panel(request) -> dict:
 @require_GET
 def floor(request):
     """The home page's floor panel alone, refetched by the page every minute."""
-    return _panel_alone(
+    return panel_alone(
         request,
         floor_panel,
         "orchestration/_floor_rows.html",
@@ -268,12 +268,6 @@ def shipment_ship(request, number: str):
     if back.startswith("/orders/shipments/") and url_has_allowed_host_and_scheme(back, allowed_hosts=None):
         return redirect(back)
     return redirect("orchestration:shipment-list")
-
-
-def _panel_alone(request, panel, template: str, *, roles, refusal: str):
-    """A home panel's content without the page, for its refresh; the panel's roles are checked again here."""
-    require_role(request.user, *roles, refusal=refusal)
-    return render(request, template, {"panel": panel(request)})
 
 
 @login_required

@@ -32,6 +32,12 @@ class InvalidInput(DomainError):
     code = "invalid"
 
 
+def require_reason(reason) -> None:
+    """Refuse an empty reason: every change a person or partner asks for says why, for the record."""
+    if not reason or not str(reason).strip():
+        raise InvalidInput("A reason is required.", fields={"reason": ["Say why, for the record."]})
+
+
 class TransitionRefused(DomainError):
     code = "transition_refused"
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from portal.roles import Role, roles_of
+from django.shortcuts import render
+
+from portal.roles import Role, require_role, roles_of
 
 
 @dataclass(frozen=True)
@@ -48,3 +50,9 @@ def panels_for(request) -> list[dict]:
     return [
         {"key": p.key, "title": p.title, "template": p.template, "wide": p.wide, **p.context(request)} for p in chosen
     ]
+
+
+def panel_alone(request, context: Callable, template: str, *, roles, refusal: str):
+    """A home panel's content without the page, for its refresh; the panel's roles are checked again here."""
+    require_role(request.user, *roles, refusal=refusal)
+    return render(request, template, {"panel": context(request)})

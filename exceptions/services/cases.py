@@ -27,14 +27,21 @@ from exceptions.services.common import (
     _publish,
     _queue_by_code,
     _require_active,
-    _require_reason,
     _resolving,
     _user_label,
 )
 from exceptions.services.routing import routing_match
 from exceptions.services.sla import _next_escalation_at, _shift_clock, _sla_timer_at, _start_clock, _store_clock
 from portal.actors import Actor, stamp_history
-from portal.domain import DomainError, InvalidInput, NotFound, PermissionRefused, TransitionRefused, transition
+from portal.domain import (
+    DomainError,
+    InvalidInput,
+    NotFound,
+    PermissionRefused,
+    TransitionRefused,
+    require_reason,
+    transition,
+)
 from portal.roles import roles_of
 
 logger = logging.getLogger(__name__)
@@ -231,7 +238,7 @@ def _add_occurrence(case: Case, fields: dict, *, actor: Actor, reason: str, now:
 def case_assign(*, case: Case | int, assignee, actor: Actor, reason: str = "Assigned", now: dt.datetime | None = None):
     """Give the case to a person who works its queue (an operations admin may reassign any case)."""
     now = now or timezone.now()
-    _require_reason(reason)
+    require_reason(reason)
     with transaction.atomic():
         case = _lock_case(case)
         _check_queue_role(actor, case.queue, admin_may=True)
@@ -268,7 +275,7 @@ def case_claim(*, case: Case | int, actor: Actor, now: dt.datetime | None = None
 def case_start(*, case: Case | int, actor: Actor, reason: str = "Started", now: dt.datetime | None = None):
     """Work on the case began (the person starting it takes it when nobody has)."""
     now = now or timezone.now()
-    _require_reason(reason)
+    require_reason(reason)
     with transaction.atomic():
         case = _lock_case(case)
         _check_queue_role(actor, case.queue)
@@ -285,7 +292,7 @@ def case_start(*, case: Case | int, actor: Actor, reason: str = "Started", now: 
 def case_wait_on_external(*, case: Case | int, actor: Actor, reason: str, now: dt.datetime | None = None):
     """The case waits on a customer, supplier or carrier; the SLA clock stops if the policy says so."""
     now = now or timezone.now()
-    _require_reason(reason)
+    require_reason(reason)
     with transaction.atomic():
         case = _lock_case(case)
         _check_queue_role(actor, case.queue)
@@ -309,7 +316,7 @@ def case_wait_on_external(*, case: Case | int, actor: Actor, reason: str, now: d
 def case_resume(*, case: Case | int, actor: Actor, reason: str = "Resumed", now: dt.datetime | None = None):
     """The external party answered: back to work; the due times move by the time paused."""
     now = now or timezone.now()
-    _require_reason(reason)
+    require_reason(reason)
     with transaction.atomic():
         case = _lock_case(case)
         _check_queue_role(actor, case.queue)
@@ -342,7 +349,7 @@ def case_route_to(
     *, case: Case | int, queue_code: str, actor: Actor, reason: str, now: dt.datetime | None = None
 ) -> Case:
     """Move the case to another role's queue (it disappears from one and appears in the other)."""
-    _require_reason(reason)
+    require_reason(reason)
     now = now or timezone.now()
     with transaction.atomic():
         case = _lock_case(case)
@@ -372,7 +379,7 @@ def case_escalate(
 ) -> Case:
     """Escalate by hand: priority up one, optionally to another queue."""
     now = now or timezone.now()
-    _require_reason(reason)
+    require_reason(reason)
     with transaction.atomic():
         case = _lock_case(case)
         _check_queue_role(actor, case.queue)
@@ -396,7 +403,7 @@ def case_escalate(
 def case_cancel(*, case: Case | int, actor: Actor, reason: str, now: dt.datetime | None = None) -> Case:
     """Close the case without a domain action (raised in error, duplicate of another case)."""
     now = now or timezone.now()
-    _require_reason(reason)
+    require_reason(reason)
     with transaction.atomic():
         case = _lock_case(case)
         _check_queue_role(actor, case.queue)
@@ -482,7 +489,7 @@ def case_resolve(
     from exceptions.resolutions import RESOLUTIONS
 
     now = now or timezone.now()
-    _require_reason(reason)
+    require_reason(reason)
     if params is None:
         params = {}
     if not isinstance(params, dict):
@@ -616,13 +623,13 @@ def _bulk(case_ids, action) -> dict:
 
 def cases_bulk_assign(*, case_ids, assignee, actor: Actor, reason: str = "Assigned") -> dict:
     """Assign several cases; each is checked on its own. Returns {"done": [ids], "refused": {id: message}}."""
-    _require_reason(reason)
+    require_reason(reason)
     return _bulk(case_ids, lambda case_id: case_assign(case=case_id, assignee=assignee, actor=actor, reason=reason))
 
 
 def cases_bulk_resolve(*, case_ids, resolution: str, actor: Actor, reason: str, params: dict | None = None) -> dict:
     """Resolve several cases the same way; each is checked and run on its own."""
-    _require_reason(reason)
+    require_reason(reason)
     return _bulk(
         case_ids,
         lambda case_id: case_resolve(case=case_id, resolution=resolution, actor=actor, reason=reason, params=params),

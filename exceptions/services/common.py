@@ -35,11 +35,6 @@ _resolving: ContextVar[frozenset[int]] = ContextVar("exceptions_resolving", defa
 # --- helpers -------------------------------------------------------------------------
 
 
-def _require_reason(reason: str) -> None:
-    if not reason or not str(reason).strip():
-        raise InvalidInput("A reason is required.", fields={"reason": ["Say why, for the record."]})
-
-
 def _case_id(case: Case | int) -> int:
     if isinstance(case, Case):
         return case.pk
