@@ -29,6 +29,32 @@ def not_found(request, exception=None):
     return render(request, "404.html", {"path": request.path}, status=404)
 
 
+def bad_request(request, exception=None):
+    """400 (a malformed request Django refused before any view: a bad Host header, too many fields)."""
+    if request.path.startswith("/api/"):
+        from portal.api import json_error
+
+        return json_error(
+            "bad_request", "The request could not be read and changed nothing; check it and send it again.", 400
+        )
+    return render(request, "400.html", status=400)
+
+
+def permission_denied(request, exception=None):
+    """403: why (the refusal the view gave), and what to do next; the API answers in its error format."""
+    message = str(exception or "") or "This is not open to your role."
+    if request.path.startswith("/api/"):
+        from portal.api import json_error
+
+        return json_error("forbidden", message, 403)
+    return render(request, "403.html", {"exception": message}, status=403)
+
+
+def csrf_failure(request, reason=""):
+    """403 for a form sent from a page of an earlier sign-in (or from elsewhere): reload and send again."""
+    return render(request, "403_csrf.html", {"reason": reason}, status=403)
+
+
 def server_error(request):
     """500: nothing was changed; the API answers in its error format."""
     if request.path.startswith("/api/"):
