@@ -7,7 +7,9 @@ class ExceptionsConfig(AppConfig):
 
     def ready(self):
         from exceptions import resolutions, subscribers  # noqa: F401  (registers resolutions and event subscribers)
+        from exceptions.selectors import cases_about
         from exceptions.timeline import cases_for_order
-        from portal.timeline import register_source
+        from portal import cases, timeline
 
-        register_source("exceptions", cases_for_order)
+        timeline.register_source("exceptions", cases_for_order)
+        cases.register_source(cases_about)

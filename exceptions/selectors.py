@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import Case as DbCase
+from django.db.models import Count, F, Q, QuerySet, Value, When
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -89,6 +90,26 @@ def case_for_user(user, pk) -> Case:
             "Ask a colleague in that role, or an operations admin, if you need it."
         )
     return case
+
+
+SUBJECT_CASES_SHOWN = 20
+
+
+def cases_about(subject, *, viewer, limit: int = SUBJECT_CASES_SHOWN) -> list[dict]:
+    """The latest cases about `subject` (any record), open ones first (one query).
+
+    Each row is the case with ``url`` set only when `viewer` works its queue, so a page can list
+    every case about its record without offering links that would be refused.
+    """
+    subject_type, subject_id = subject._meta.label_lower, str(subject.pk)
+    cases = (
+        Case.objects.filter(subject_type=subject_type, subject_id=subject_id)
+        .select_related("type", "queue", "assignee")
+        .annotate(closed=DbCase(When(status__in=Case.ACTIVE_STATES, then=Value(0)), default=Value(1)))
+        .order_by("closed", "-created_at", "-pk")[:limit]
+    )
+    roles = queue_roles(viewer)
+    return [{"case": case, "url": case.get_absolute_url() if case.queue.role in roles else ""} for case in cases]
 
 
 def subjects_with_active_case(*, type_code: str, subject_type: str, subject_ids) -> set[str]:

@@ -11,6 +11,7 @@ from inventory import selectors
 from inventory.models import Warehouse
 from portal.home import home_panel
 from portal.paging import paginate
+from portal.cases import cases_about
 from portal.roles import Role, require_role
 
 STOCK_ROLES = (Role.WAREHOUSE_SUPERVISOR, Role.PROCUREMENT, Role.CUSTOMER_SERVICE, Role.OPERATIONS_ADMIN)
@@ -136,6 +137,7 @@ def receipt_detail(request, number: str):
     detail = selectors.receipt_detail(number)
     if detail is None:
         raise Http404(f"No receipt {number}.")
+    detail["cases"] = cases_about(detail["receipt"], viewer=request.user)
     return render(request, "inventory/receipt_detail.html", detail)
 
 

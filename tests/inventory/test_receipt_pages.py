@@ -6,6 +6,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils.html import escape
 
 from inventory import services
 from inventory.models import Receipt
@@ -168,3 +169,28 @@ def test_units_still_to_come_count_each_line_so_an_over_delivery_offsets_nothing
     (panel,) = [p for p in client.get("/").context["panels"] if p["key"] == "receipts"]
 
     assert panel["sites"][0]["units_to_come"] == 6
+
+
+def test_the_detail_lists_the_cases_about_the_receipt_linked_for_those_who_work_them(client, user_with_role, site):
+    from exceptions.models import Case
+    from exceptions.seed import seed_defaults
+
+    seed_defaults()
+    short = receipt(site, "ASN-3", [("SCREW", 100), ("NUT", 5)])
+    receive(site, short, 90, 5)
+    services.receipt_close(receipt=short, actor=ACTOR, reason="Unloaded")  # beyond tolerance: a case
+    other = receipt(site, "ASN-4", [("BOLT", 10)])
+    case = Case.objects.get(type__code="receiving_variance", subject_id=str(short.pk))
+    url = reverse("inventory:receipt-detail", args=["ASN-3"])
+
+    client.force_login(user_with_role(Role.PROCUREMENT))
+    html = client.get(url).content.decode()
+    assert f'data-case="{case.pk}"' in html and escape(case.summary) in html
+    assert f'href="{case.get_absolute_url()}"' in html  # procurement works the case: linked
+
+    client.force_login(user_with_role(Role.FINANCE, username="fin"))
+    html = client.get(url).content.decode()
+    assert f'data-case="{case.pk}"' in html and f'href="{case.get_absolute_url()}"' not in html  # shown, not linked
+
+    html = client.get(reverse("inventory:receipt-detail", args=[other.number])).content.decode()
+    assert "No case has been raised about this receipt." in html and "data-case=" not in html
