@@ -9,9 +9,9 @@ from django.views.decorators.http import require_GET
 
 from inventory import selectors
 from inventory.models import Warehouse
+from portal.cases import cases_about
 from portal.home import home_panel
 from portal.paging import paginate
-from portal.cases import cases_about
 from portal.roles import Role, require_role
 
 STOCK_ROLES = (Role.WAREHOUSE_SUPERVISOR, Role.PROCUREMENT, Role.CUSTOMER_SERVICE, Role.OPERATIONS_ADMIN)

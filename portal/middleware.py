@@ -30,5 +30,7 @@ class RefuseNulCharactersMiddleware:
 
     def __call__(self, request):
         if not request.path.startswith("/api/") and _has_nul(request):
-            return render(request, "portal/bad_characters.html", {"path": request.path.replace("\x00", "\ufffd")}, status=400)
+            return render(
+                request, "portal/bad_characters.html", {"path": request.path.replace("\x00", "\ufffd")}, status=400
+            )
         return self.get_response(request)
