@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import zoneinfo
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -231,3 +232,147 @@ def order_timeline(order) -> list:
     from portal.timeline import TimelineEntry
 
     return [TimelineEntry(**entry) for entry in order_timeline_entries(order.number)]
+
+
+# --- one unit ------------------------------------------------------------------------------
+
+STRIP_HOURS = 24
+FAULT_DAYS = 7
+UNIT_ROWS = 50  # faults, open instructions and status changes shown on a unit's page
+
+
+@dataclass
+class StatusSpan:
+    """A stretch of the strip: the unit in one status from `start` to `end`, placed as a share of the window."""
+
+    status: str
+    label: str
+    start: dt.datetime
+    end: dt.datetime
+    left: float  # percent of the window
+    width: float  # percent of the window
+    reason: str = ""
+
+
+@dataclass
+class UnitDetail:
+    equipment: Equipment
+    badge: str
+    heartbeat_age: str
+    since: dt.datetime
+    spans: list[StatusSpan]
+    ticks: list[dict]
+    available_share: int  # percent of the recorded window online or degraded (able to take work)
+    stopped_for: str  # time faulted or offline in the window, in words
+    changes: list  # the status changes in the window, newest first (history rows)
+    faults: list[dict]
+    open_handoffs: list[HandOff]
+    outcomes: list[dict]  # instructions sent in the window, by how they ended
+
+
+def unit_detail(equipment: Equipment, *, now: dt.datetime, hours: int = STRIP_HOURS) -> UnitDetail:
+    """A unit's last `hours`: its status over time, faults, open instructions and how instructions ended.
+
+    Six queries whatever the unit's history: the status changes in the window and the one before it,
+    its faults of the last week, its open instructions, and their outcomes in the window.
+    """
+    since = now - dt.timedelta(hours=hours)
+    history = equipment.history.only("status", "status_changed_at", "status_reason", "history_date", "history_actor")
+    before = history.filter(status_changed_at__lt=since).order_by("-status_changed_at", "-history_id").first()
+    rows = list(history.filter(status_changed_at__gte=since, status_changed_at__lte=now).order_by("status_changed_at"))
+    changes = []  # rows where the status actually changed (other edits of the unit write history too)
+    current = before.status if before is not None else None
+    for row in rows:
+        if row.status != current:
+            changes.append(row)
+            current = row.status
+    spans = _status_spans(before, changes, since=since, now=now)
+    recorded = sum((s.end - s.start).total_seconds() for s in spans)  # a unit added in the window: from then on
+    available = sum((s.end - s.start).total_seconds() for s in spans if s.status in Equipment.DISPATCHABLE)
+    stopped = sum(
+        (s.end - s.start).total_seconds()
+        for s in spans
+        if s.status in (Equipment.Status.FAULTED, Equipment.Status.OFFLINE)
+    )
+    faults = [
+        {
+            "fault": fault,
+            "lasted": age_words(((fault.cleared_at or now) - fault.opened_at).total_seconds()),
+            "tasks": len(fault.affected_tasks),
+        }
+        for fault in equipment.faults.filter(opened_at__gte=now - dt.timedelta(days=FAULT_DAYS)).order_by("-opened_at")[
+            :UNIT_ROWS
+        ]
+    ]
+    open_handoffs = list(
+        equipment.handoffs.filter(status__in=HandOff.OPEN).select_related("task").order_by("sent_at", "id")[:UNIT_ROWS]
+    )
+    for handoff in open_handoffs:
+        handoff.overdue = (
+            handoff.status == HandOff.Status.SENT and handoff.ack_deadline is not None and handoff.ack_deadline < now
+        )
+        handoff.age = age_words((now - handoff.sent_at).total_seconds())
+    counted = dict(
+        equipment.handoffs.filter(sent_at__gte=since).values_list("status").annotate(n=Count("id")).order_by()
+    )
+    outcomes = [
+        {"status": status, "label": label, "count": counted[status]}
+        for status, label in HandOff.Status.choices
+        if counted.get(status)
+    ]
+    seen = equipment.last_heartbeat_at or equipment.status_changed_at
+    return UnitDetail(
+        equipment=equipment,
+        badge=STATUS_BADGE[equipment.status],
+        heartbeat_age=age_words((now - seen).total_seconds()) if seen else "never",
+        since=since,
+        spans=spans,
+        ticks=_hour_ticks(since, now, zone=equipment.warehouse.time_zone),
+        available_share=round(100 * available / recorded) if recorded else 0,
+        stopped_for=age_words(stopped) if stopped else "",
+        changes=list(reversed(changes))[:UNIT_ROWS],
+        faults=faults,
+        open_handoffs=open_handoffs,
+        outcomes=outcomes,
+    )
+
+
+def _status_spans(before, changes: list, *, since: dt.datetime, now: dt.datetime) -> list[StatusSpan]:
+    """The window cut into stretches of one status; before the unit's first record, no stretch."""
+    window = (now - since).total_seconds() or 1
+    points = ([(since, before.status, before.status_reason)] if before is not None else []) + [
+        (row.status_changed_at, row.status, row.status_reason) for row in changes
+    ]
+    spans = []
+    for index, (start, status, reason) in enumerate(points):
+        end = points[index + 1][0] if index + 1 < len(points) else now
+        if end <= start:
+            continue
+        spans.append(
+            StatusSpan(
+                status=status,
+                label=Equipment.Status(status).label,
+                start=start,
+                end=end,
+                left=round(100 * (start - since).total_seconds() / window, 3),
+                width=round(100 * (end - start).total_seconds() / window, 3),
+                reason=reason,
+            )
+        )
+    return spans
+
+
+def _hour_ticks(since: dt.datetime, now: dt.datetime, *, zone: str, every_hours: int = 3) -> list[dict]:
+    """Labels under the strip every few hours, in the warehouse's local time, placed as a share of the window."""
+    window = (now - since).total_seconds() or 1
+    local = since.astimezone(zoneinfo.ZoneInfo(zone or "UTC"))
+    first = local.replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1)
+    ticks = []
+    tick = first
+    while tick < now:
+        if tick.hour % every_hours == 0:
+            ticks.append(
+                {"label": tick.strftime("%H:%M"), "left": round(100 * (tick - since).total_seconds() / window, 3)}
+            )
+        tick += dt.timedelta(hours=1)
+    return ticks

@@ -1,4 +1,4 @@
-"""The equipment board (live), a unit status change by a supervisor, the rules dry run, and decisions on advice."""
+"""The equipment board (live), one unit's page, a supervisor's status change, the rules dry run, decisions on advice."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from django.views.decorators.http import require_GET, require_POST
 from automation import rules, selectors, services
 from automation.models import Equipment, Recommendation, Rule
 from inventory.models import Warehouse
+from orchestration.selectors import may_open_orders
 from portal.actors import Actor
+from portal.cases import cases_about
 from portal.domain import DomainError
 from portal.roles import Role, allowed, require_role
 
@@ -56,6 +58,31 @@ def equipment_board_fragment(request):
 
 
 @login_required
+@require_GET
+def equipment_detail(request, code: str):
+    """One unit: its status over the last day as a strip, faults, open instructions and the cases about it."""
+    _require(request, *BOARD_ROLES)
+    equipment = Equipment.objects.select_related("warehouse").filter(code=code).first()
+    if equipment is None:
+        raise Http404(f"No equipment {code}.")
+    unit = selectors.unit_detail(equipment, now=timezone.now())
+    cases = cases_about(equipment, viewer=request.user)
+    case_urls = {row["case"].pk: row["url"] for row in cases}
+    for row in unit.faults:
+        row["case_url"] = case_urls.get(row["fault"].case_id, "")
+    return render(
+        request,
+        "automation/equipment_detail.html",
+        {
+            "unit": unit,
+            "cases": cases,
+            "can_change": allowed(request.user, *BOARD_ROLES),
+            "order_links": may_open_orders(request.user),
+        },
+    )
+
+
+@login_required
 @require_POST
 def equipment_status(request, code: str):
     """A supervisor takes a unit into maintenance or back online (with a reason, recorded)."""
@@ -77,6 +104,8 @@ def equipment_status(request, code: str):
             messages.success(request, f"{equipment.code} is now {status}.")
         except DomainError as error:
             messages.error(request, error.message)
+    if request.POST.get("back") == "unit":
+        return redirect("automation:equipment-detail", code=equipment.code)
     return redirect("automation:equipment-board")
 
 
