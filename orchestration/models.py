@@ -112,6 +112,8 @@ class Order(ConcurrentTransitionMixin, TimeStampedModel):
         Status.ON_HOLD,
     ]
     HOLDABLE = [Status.VALIDATED, *ALLOCATION_STATES]
+    # Orders whose value counts against the customer's credit until invoiced (with the open balance).
+    CREDIT_EXPOSURE_STATES = [*ALLOCATION_STATES, Status.RELEASED, Status.PICKING, Status.PACKED, Status.SHIPPED]
     OPEN_STATES = [
         Status.RECEIVED,
         Status.VALIDATED,

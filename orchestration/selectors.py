@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import Count, F, Min, Prefetch, Q, QuerySet, Sum
-from django.db.models.functions import TruncHour
+from django.db.models import Case as DbCase
+from django.db.models import Count, DecimalField, F, Min, Prefetch, Q, QuerySet, Sum, Value, When
+from django.db.models.functions import Coalesce, NullIf, TruncHour
 from django.utils import timezone
 
 from inventory import selectors as inventory_selectors
 from inventory.models import CarrierCutoff, Reservation, Warehouse
 from orchestration import events
-from orchestration.models import Order, OrderLine, Shipment, ShipmentLine, Task
+from orchestration.models import Customer, Order, OrderLine, Shipment, ShipmentLine, Task
 from orchestration.services import carrier_cutoff, local_now, pickup_cutoff
 from portal.models import DomainEvent
 from portal.roles import Role, allowed
@@ -662,3 +664,151 @@ def shipment_rows(shipments, now: dt.datetime | None = None) -> list[Shipment]:
                 shipment.missed_pickup = now > cutoff
             shipment.waiting_minutes = waited_minutes(shipment.created_at, now)
     return rows
+
+
+# --- customers and their credit ----------------------------------------------------------
+
+# Who may open the customer pages: the credit standing is finance's, the questions about it customer service's.
+CREDIT_ROLES = (Role.FINANCE, Role.CUSTOMER_SERVICE, Role.OPERATIONS_ADMIN)
+NEAR_LIMIT_PERCENT = 80  # a customer using this much of their limit or more needs a look
+CUSTOMER_FOCUS = {"attention": "needing a look", "all": "all customers"}
+CUSTOMER_ROWS = 25  # held and recent orders, and credit changes, shown on a customer's page
+
+
+def customer_credit_list(*, search: str = "", focus: str = "attention") -> QuerySet:
+    """Customers with their credit exposure and orders on credit hold, the most of their limit used first (one query).
+
+    Exposure is the open balance plus the value of orders not yet invoiced (as the credit check counts it).
+    `focus` "attention": blocked or watched, holding orders on credit hold, or at NEAR_LIMIT_PERCENT of the limit.
+    """
+    rows = Customer.objects.annotate(
+        in_flight=Coalesce(
+            Sum("orders__total_value", filter=Q(orders__status__in=Order.CREDIT_EXPOSURE_STATES)), Value(Decimal("0"))
+        ),
+        held_count=Count("orders", filter=Q(orders__status=Order.Status.CREDIT_HOLD)),
+        held_value=Coalesce(
+            Sum("orders__total_value", filter=Q(orders__status=Order.Status.CREDIT_HOLD)), Value(Decimal("0"))
+        ),
+    ).annotate(
+        exposure=F("open_balance") + F("in_flight"),
+        # No limit set: any exposure counts as over it.
+        used_percent=Coalesce(
+            (F("open_balance") + F("in_flight"))
+            * Value(Decimal("100"))
+            / NullIf(F("credit_limit"), Value(Decimal("0"))),
+            DbCase(
+                When(Q(open_balance__gt=0) | Q(in_flight__gt=0), then=Value(Decimal("999"))),
+                default=Value(Decimal("0")),
+            ),
+            output_field=DecimalField(max_digits=20, decimal_places=2),
+        ),
+    )
+    if search:
+        rows = rows.filter(Q(code__icontains=search) | Q(name__icontains=search))
+    if focus == "attention":
+        rows = rows.filter(
+            Q(credit_status__in=[Customer.CreditStatus.WATCH, Customer.CreditStatus.BLOCKED])
+            | Q(held_count__gt=0)
+            | Q(used_percent__gte=NEAR_LIMIT_PERCENT)
+        )
+    return rows.order_by("-used_percent", "-held_value", "code")
+
+
+@dataclass
+class CustomerAccount:
+    customer: Customer
+    in_flight: list[dict]  # value not yet invoiced, by order status
+    in_flight_total: Decimal
+    exposure: Decimal
+    headroom: Decimal
+    held: list  # orders on credit hold, oldest first (the first CUSTOMER_ROWS)
+    held_count: int
+    held_value: Decimal
+    exposure_if_released: Decimal  # the exposure once every held order goes ahead
+    recent: list  # the latest orders, any status
+    changes: list  # credit limit, balance and status changes (history rows), newest first
+    bar: dict  # shares of the bar scale (percent): balance, in flight, held, and where the limit falls
+
+
+def customer_account(customer: Customer) -> CustomerAccount:
+    """A customer's credit: what counts against the limit and why, the orders held for it, the latest orders and
+    who changed the terms (five queries)."""
+    in_flight = list(
+        customer.orders.filter(status__in=Order.CREDIT_EXPOSURE_STATES)
+        .values("status")
+        .annotate(orders=Count("id"), value=Sum("total_value"))
+        .order_by("status")
+    )
+    order_of = {status: index for index, status in enumerate(Order.CREDIT_EXPOSURE_STATES)}
+    in_flight.sort(key=lambda row: order_of[row["status"]])
+    for row in in_flight:
+        row["label"] = Order.Status(row["status"]).label
+    in_flight_total = sum((row["value"] for row in in_flight), Decimal("0"))
+    held = list(
+        customer.orders.filter(status=Order.Status.CREDIT_HOLD)
+        .select_related("warehouse")
+        .order_by("created_at", "pk")[:CUSTOMER_ROWS]
+    )
+    held_totals = customer.orders.filter(status=Order.Status.CREDIT_HOLD).aggregate(n=Count("id"), v=Sum("total_value"))
+    held_value = held_totals["v"] or Decimal("0")
+    recent = list(customer.orders.select_related("warehouse").order_by("-created_at", "-pk")[:CUSTOMER_ROWS])
+    for order in recent:
+        order.tone = STATUS_TONE.get(order.status, "")
+    history = list(customer.history.order_by("-history_date", "-history_id")[: CUSTOMER_ROWS + 1])
+    changes = [
+        {
+            "at": row.history_date,
+            "actor": row.history_actor,
+            "reason": row.history_reason,
+            "what": _credit_terms_changed(row, previous),
+        }
+        for row, previous in zip(history, [*history[1:], None], strict=True)
+    ][:CUSTOMER_ROWS]
+    exposure = customer.open_balance + in_flight_total
+    scale = max(customer.credit_limit, exposure + held_value) or Decimal("1")
+    return CustomerAccount(
+        customer=customer,
+        in_flight=in_flight,
+        in_flight_total=in_flight_total,
+        exposure=exposure,
+        headroom=customer.credit_limit - exposure,
+        held=held,
+        held_count=held_totals["n"],
+        held_value=held_value,
+        exposure_if_released=exposure + held_value,
+        recent=recent,
+        changes=[change for change in changes if change["what"]],
+        bar={
+            "balance": _share(customer.open_balance, scale),
+            "in_flight": _share(in_flight_total, scale),
+            "held": _share(held_value, scale),
+            "limit": _share(customer.credit_limit, scale),
+        },
+    )
+
+
+def _share(amount: Decimal, scale: Decimal) -> float:
+    return round(float(max(amount, Decimal("0")) * 100 / scale), 2)
+
+
+CREDIT_TERMS = [
+    ("credit_limit", "credit limit"),
+    ("open_balance", "open balance"),
+    ("credit_status", "credit status"),
+]
+
+
+def _credit_terms_changed(row, previous) -> str:
+    """What a history row changed of the credit terms, in words ("" when it changed none of them)."""
+    if previous is None:  # the account's first record, or the oldest row read
+        if row.history_type != "+":
+            return ""
+        return f"account opened: limit {row.credit_limit}, credit {row.get_credit_status_display().lower()}"
+    changed = []
+    for field, label in CREDIT_TERMS:
+        before, after = getattr(previous, field), getattr(row, field)
+        if before != after:
+            if field == "credit_status":
+                before, after = previous.get_credit_status_display().lower(), row.get_credit_status_display().lower()
+            changed.append(f"{label} {before} → {after}")
+    return "; ".join(changed)

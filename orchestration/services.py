@@ -348,18 +348,9 @@ def _validate(order: Order, *, actor: Actor, reason: str, lines: list[OrderLine]
 
 def credit_exposure(customer: Customer) -> Decimal:
     """Open balance plus the value of the customer's orders not yet invoiced."""
-    in_flight = Order.objects.filter(
-        customer=customer,
-        status__in=[
-            Order.Status.ALLOCATED,
-            Order.Status.PARTIALLY_ALLOCATED,
-            Order.Status.BACKORDERED,
-            Order.Status.RELEASED,
-            Order.Status.PICKING,
-            Order.Status.PACKED,
-            Order.Status.SHIPPED,
-        ],
-    ).aggregate(total=Sum("total_value"))["total"] or Decimal("0")
+    in_flight = Order.objects.filter(customer=customer, status__in=Order.CREDIT_EXPOSURE_STATES).aggregate(
+        total=Sum("total_value")
+    )["total"] or Decimal("0")
     return customer.open_balance + in_flight
 
 

@@ -270,6 +270,52 @@ def shipment_ship(request, number: str):
     return redirect("orchestration:shipment-list")
 
 
+def _require_credit_role(request) -> None:
+    require_role(
+        request.user,
+        *selectors.CREDIT_ROLES,
+        refusal="Customers' credit belongs to finance and customer service.",
+    )
+
+
+@login_required
+@require_GET
+def customer_list(request):
+    """Customers by how much of their credit limit they use, with the orders held for credit; those needing a look
+    first (blocked, watched, holding orders, near the limit) unless all are asked for."""
+    _require_credit_role(request)
+    focus = request.GET.get("focus", "attention")
+    focus = focus if focus in selectors.CUSTOMER_FOCUS else "attention"
+    search = request.GET.get("q", "")[:64]
+    paging = paginate(request, selectors.customer_credit_list(search=search, focus=focus))
+    return render(
+        request,
+        "orchestration/customer_list.html",
+        {
+            **paging,
+            "focus": focus,
+            "focuses": selectors.CUSTOMER_FOCUS.items(),
+            "search": search,
+            "near_limit": selectors.NEAR_LIMIT_PERCENT,
+        },
+    )
+
+
+@login_required
+@require_GET
+def customer_detail(request, code: str):
+    """One customer's credit: limit, balance, orders in flight and held, who changed the terms, and the latest orders."""
+    _require_credit_role(request)
+    customer = Customer.objects.filter(code=code).first()
+    if customer is None:
+        raise Http404(f"No customer {code}.")
+    return render(
+        request,
+        "orchestration/customer_detail.html",
+        {"account": selectors.customer_account(customer), "order_links": selectors.may_open_orders(request.user)},
+    )
+
+
 @login_required
 @require_GET
 def order_detail(request, number: str):
@@ -293,6 +339,7 @@ def order_detail(request, number: str):
         {
             **detail,
             "tone": selectors.STATUS_TONE.get(order.status, ""),
+            "customer_link": allowed(request.user, *selectors.CREDIT_ROLES),
             "due": selectors.due_state(order, now),
             "progress": selectors.line_progress(detail["lines"]),
             "shortages": selectors.order_shortages(order, detail["lines"]),

@@ -36,6 +36,11 @@ NAV_ITEMS: list[NavItem] = [
         ),
     ),
     NavItem(
+        "Customers",
+        "orchestration:customer-list",
+        frozenset({Role.FINANCE, Role.CUSTOMER_SERVICE, Role.OPERATIONS_ADMIN}),
+    ),
+    NavItem(
         "Shipments",
         "orchestration:shipment-list",
         frozenset({Role.TRANSPORTATION, Role.WAREHOUSE_SUPERVISOR, Role.CUSTOMER_SERVICE, Role.OPERATIONS_ADMIN}),
