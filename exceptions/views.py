@@ -24,7 +24,7 @@ from portal.actors import Actor
 from portal.api import json_error
 from portal.domain import DomainError, NotFound, PermissionRefused
 from portal.home import home_panel
-from portal.roles import QUEUE_ROLES
+from portal.roles import QUEUE_ROLES, allowed
 
 # --- errors -------------------------------------------------------------------------------
 
@@ -386,6 +386,21 @@ def _order_url(number: str) -> str:
         return ""
 
 
+def _customer_url(user, subject: dict) -> str:
+    """The customer's credit page, for the order a case concerns, when `user` may open it."""
+    order = subject.get("order")
+    if order is None:
+        return ""
+    from orchestration.selectors import CREDIT_ROLES
+
+    if not allowed(user, *CREDIT_ROLES):
+        return ""
+    try:
+        return reverse("orchestration:customer-detail", args=[order.customer.code])
+    except NoReverseMatch:
+        return ""
+
+
 def _render_case(request, case: Case, *, status: int = 200, forms: dict | None = None):
     actions = _case_actions(case, request.user)
     members = selectors.queue_members(case.queue)
@@ -393,13 +408,14 @@ def _render_case(request, case: Case, *, status: int = 200, forms: dict | None =
     forms = forms or {}
     resolve_form = forms.get("resolve") or ResolveForm(resolutions=actions["resolutions"])
     now = timezone.now()
+    subject = selectors.subject_context(case)
     context = {
         "case": case,
         "now": now,
         "sla": selectors.sla_state(case, now),
         "sla_label": dict(Case.SlaState.choices)[selectors.sla_state(case, now)],
         "facts": selectors.case_facts(case),
-        "subject": selectors.subject_context(case),
+        "subject": subject,
         "timeline": selectors.case_timeline(case),
         "actions": actions,
         "reason_form": forms.get("reason") or ReasonForm(),
@@ -421,6 +437,7 @@ def _render_case(request, case: Case, *, status: int = 200, forms: dict | None =
             ("cancel", "Cancel the case", actions["cancel"]),
         ],
         "order_url": _order_url(case.order_number),
+        "customer_url": _customer_url(request.user, subject),
     }
     return render(request, "exceptions/case_detail.html", context, status=status)
 

@@ -497,3 +497,14 @@ def test_discard_gives_up_on_the_message(dead_letter):
     assert_resolved(case, "discard", "user:ivy")
     dead_letter.refresh_from_db()
     assert dead_letter.status == "discarded"
+
+
+def test_a_credit_hold_case_links_the_customers_credit_for_finance(client, held_order, finance, supervisor):
+    case = the_case("credit_hold")
+    customer_page = f'href="/orders/customers/{held_order.customer.code}/"'
+    client.force_login(finance)
+    assert customer_page in client.get(f"/queues/cases/{case.pk}/").content.decode()
+    services.case_route_to(case=case, queue_code="warehouse_supervisor", actor=SYSTEM, reason="Wrong queue")
+    client.force_login(supervisor)  # may work the case now, may not see the customer's credit
+    page = client.get(f"/queues/cases/{case.pk}/")
+    assert page.status_code == 200 and customer_page not in page.content.decode()
