@@ -268,14 +268,17 @@ class UnitDetail:
     faults: list[dict]
     open_handoffs: list[HandOff]
     outcomes: list[dict]  # instructions sent in the window, by how they ended
+    seq: int  # the latest domain event when read: live hints not newer are already shown
 
 
 def unit_detail(equipment: Equipment, *, now: dt.datetime, hours: int = STRIP_HOURS) -> UnitDetail:
     """A unit's last `hours`: its status over time, faults, open instructions and how instructions ended.
 
     Six queries whatever the unit's history: the status changes in the window and the one before it,
-    its faults of the last week, its open instructions, and their outcomes in the window.
+    its faults of the last week, its open instructions, their outcomes in the window, and the event sequence.
     """
+    from portal.models import DomainEvent
+
     since = now - dt.timedelta(hours=hours)
     history = equipment.history.only("status", "status_changed_at", "status_reason", "history_date", "history_actor")
     before = history.filter(status_changed_at__lt=since).order_by("-status_changed_at", "-history_id").first()
@@ -334,6 +337,7 @@ def unit_detail(equipment: Equipment, *, now: dt.datetime, hours: int = STRIP_HO
         faults=faults,
         open_handoffs=open_handoffs,
         outcomes=outcomes,
+        seq=DomainEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0,
     )
 
 

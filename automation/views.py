@@ -57,10 +57,7 @@ def equipment_board_fragment(request):
     return render(request, "automation/_board.html", _board_context(request))
 
 
-@login_required
-@require_GET
-def equipment_detail(request, code: str):
-    """One unit: its status over the last day as a strip, faults, open instructions and the cases about it."""
+def _unit_context(request, code: str) -> dict:
     _require(request, *BOARD_ROLES)
     equipment = Equipment.objects.select_related("warehouse").filter(code=code).first()
     if equipment is None:
@@ -70,16 +67,26 @@ def equipment_detail(request, code: str):
     case_urls = {row["case"].pk: row["url"] for row in cases}
     for row in unit.faults:
         row["case_url"] = case_urls.get(row["fault"].case_id, "")
-    return render(
-        request,
-        "automation/equipment_detail.html",
-        {
-            "unit": unit,
-            "cases": cases,
-            "can_change": allowed(request.user, *BOARD_ROLES),
-            "order_links": may_open_orders(request.user),
-        },
-    )
+    return {
+        "unit": unit,
+        "cases": cases,
+        "can_change": allowed(request.user, *BOARD_ROLES),
+        "order_links": may_open_orders(request.user),
+    }
+
+
+@login_required
+@require_GET
+def equipment_detail(request, code: str):
+    """One unit: its status over the last day as a strip, faults, open instructions and the cases about it (live)."""
+    return render(request, "automation/equipment_detail.html", _unit_context(request, code))
+
+
+@login_required
+@require_GET
+def equipment_detail_fragment(request, code: str):
+    """A unit's page body alone, fetched by the page when a live hint about equipment arrives."""
+    return render(request, "automation/_unit.html", _unit_context(request, code))
 
 
 @login_required

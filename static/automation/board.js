@@ -1,10 +1,11 @@
-// Equipment board: on a live hint about equipment (or a reconnect), fetch the board fragment again.
+// Equipment board and a unit's page: on a live hint about equipment (or a reconnect), fetch the fragment again.
 // Hints carry the database sequence; anything not newer than what the page shows is skipped.
 (function () {
   "use strict";
   var root = document.getElementById("equipment-board");
   if (!root || !window.PortalLive) return;
   var url = root.getAttribute("data-fragment-url");
+  var unit = root.getAttribute("data-equipment"); // set on one unit's page
   var shown = parseInt(root.getAttribute("data-seq") || "0", 10);
   var timer = null;
   var inFlight = false;
@@ -40,6 +41,7 @@
   window.PortalLive.subscribe(function (message) {
     if (message.type === "reconnected") { schedule(); return; }
     if (message.type !== "equipment") return;
+    if (unit && message.equipment && message.equipment !== unit) return; // a unit's page: hints about others
     if (typeof message.seq === "number" && message.seq <= shown) return;
     schedule();
   });

@@ -178,3 +178,23 @@ def test_the_page_costs_the_same_queries_whatever_the_unit_went_through(
         task = factories.pick_tasks(factories.released_order(customer, warehouse, [(amr_item.sku, 1)]))[0]
         services.task_handoff(task=task, now=now)
     assert _page_queries(client, "amr-1") == few
+
+
+def test_the_page_refreshes_its_body_from_a_fragment_on_live_hints(client, user_with_role, warehouse):
+    unit = factories.unit(warehouse, "amr-1", now=timezone.now())
+    client.force_login(user_with_role(Role.WAREHOUSE_SUPERVISOR, username="sam"))
+    page = client.get(PAGE.format("amr-1")).content.decode()
+    fragment_url = PAGE.format("amr-1") + "fragment/"
+    assert f'data-fragment-url="{fragment_url}"' in page and 'data-equipment="amr-1"' in page
+    assert 'src="/static/automation/board.js"' in page
+
+    services.equipment_set_status(
+        equipment=unit, status="maintenance", now=timezone.now(), actor=WCS, reason="Battery swap"
+    )
+    fragment = client.get(fragment_url)
+
+    html = fragment.content.decode()
+    assert fragment.status_code == 200 and "<html" not in html
+    assert "Maintenance</span> since" in html and "Battery swap" in html and "Back online" in html
+    client.force_login(user_with_role(Role.CUSTOMER_SERVICE, username="cs"))
+    assert client.get(fragment_url).status_code == 403
