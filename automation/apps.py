@@ -7,7 +7,9 @@ class AutomationConfig(AppConfig):
 
     def ready(self):
         from automation import inbound, subscribers  # noqa: F401  (registers event subscribers and WCS handlers)
+        from automation.search import find
         from automation.selectors import order_timeline
-        from portal.timeline import register_source
+        from portal import search, timeline
 
-        register_source("automation", order_timeline)
+        timeline.register_source("automation", order_timeline)
+        search.register_source("automation", find)

@@ -5,7 +5,9 @@ class InventoryConfig(AppConfig):
     name = "inventory"
 
     def ready(self):
+        from inventory.search import find
         from inventory.selectors import order_timeline
-        from portal.timeline import register_source
+        from portal import search, timeline
 
-        register_source("inventory", order_timeline)
+        timeline.register_source("inventory", order_timeline)
+        search.register_source("inventory", find)

@@ -5,7 +5,9 @@ class OrchestrationConfig(AppConfig):
     name = "orchestration"
 
     def ready(self):
+        from orchestration.search import find
         from orchestration.selectors import order_timeline
-        from portal.timeline import register_source
+        from portal import search, timeline
 
-        register_source("orchestration", order_timeline)
+        timeline.register_source("orchestration", order_timeline)
+        search.register_source("orchestration", find)

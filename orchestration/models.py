@@ -166,7 +166,11 @@ class Order(ConcurrentTransitionMixin, TimeStampedModel):
     class Meta:
         ordering = ["-created_at"]
         constraints = [models.UniqueConstraint(fields=["source", "external_ref"], name="order_external_ref_unique")]
-        indexes = [models.Index(fields=["status", "requested_ship_date"], name="order_status_ship_idx")]
+        indexes = [
+            models.Index(fields=["status", "requested_ship_date"], name="order_status_ship_idx"),
+            # The top bar's search finds an order by the partner's reference whichever partner sent it.
+            models.Index(fields=["external_ref"], name="order_external_ref_idx"),
+        ]
         permissions = [
             ("release_credit_hold", "Can release an order from credit hold"),
             ("hold_order", "Can put orders on hold and release holds"),

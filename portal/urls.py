@@ -10,6 +10,7 @@ from portal import health, views
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("search/", views.search, name="search"),
     path("healthz", health.healthz, name="healthz"),
     # Pages name their icon; the admin's do not, and browsers then ask for /favicon.ico.
     path("favicon.ico", RedirectView.as_view(url=static("portal/favicon.svg"), permanent=True)),

@@ -1,12 +1,14 @@
-"""Portal pages that belong to no single app: the role home page and the login pages."""
+"""Portal pages that belong to no single app: the role home page, the search, and the error pages."""
 
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET
 
 from portal.home import ROLE_FOCUS, panels_for
 from portal.roles import roles_of
+from portal.search import clean_term, find
 
 
 @login_required
@@ -18,6 +20,19 @@ def home(request):
         "panels": panels_for(request),
     }
     return render(request, "portal/home.html", context)
+
+
+@login_required
+@require_GET
+def search(request):
+    """The top bar's search: one record that is exactly the number or code typed opens straight away; otherwise
+    what matched, of what this user may open."""
+    term = clean_term(request.GET.get("q", ""))
+    hits = find(term, request.user)
+    exact = [hit for hit in hits if hit.exact]
+    if len(exact) == 1:
+        return redirect(exact[0].url)
+    return render(request, "portal/search.html", {"term": term, "hits": hits})
 
 
 def not_found(request, exception=None):
