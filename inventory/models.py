@@ -347,6 +347,10 @@ class Receipt(ConcurrentTransitionMixin, TimeStampedModel):
 
     history = HistoricalRecords(bases=[HistoryActorFields])
 
+    class Meta:
+        # The top bar's search finds a receipt by the purchase order it delivers against.
+        indexes = [models.Index(fields=["purchase_order"], name="receipt_purchase_order_idx")]
+
     def __str__(self) -> str:
         return self.number
 

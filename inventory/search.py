@@ -29,7 +29,7 @@ def find(term: str, user) -> list[Hit]:
         ]
     if allowed(user, *RECEIPT_ROLES):
         receipts = (
-            Receipt.objects.filter(Q(number__iexact=term) | Q(purchase_order=term))
+            Receipt.objects.filter(Q(number__in={term, term.upper()}) | Q(purchase_order=term))
             .select_related("warehouse")
             .order_by("-created_at")[:HITS_PER_SOURCE]
         )

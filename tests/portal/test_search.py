@@ -59,7 +59,7 @@ def _signed_in(client, user_with_role, *roles):
     [
         ("so{number}", Role.CUSTOMER_SERVICE, "/orders/{number}/"),  # any case of the number
         ("PO-4711", Role.FINANCE, "/orders/{number}/"),  # the partner's reference
-        ("ASN-77", Role.PROCUREMENT, "/inventory/receipts/ASN-77/"),
+        ("asn-77", Role.PROCUREMENT, "/inventory/receipts/ASN-77/"),  # numbers as typed or in capitals
         ("4500123", Role.PROCUREMENT, "/inventory/receipts/ASN-77/"),  # by purchase order
         ("tape-50", Role.WAREHOUSE_SUPERVISOR, "/inventory/stock/?q=TAPE-50"),
         ("sorter-1", Role.WAREHOUSE_SUPERVISOR, "/automation/equipment/sorter-1/"),
