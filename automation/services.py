@@ -175,7 +175,8 @@ def _set_status(equipment: Equipment, status: str, *, now: dt.datetime, actor: A
 def equipment_heartbeat(
     *, equipment: Equipment | str, status: str = Equipment.Status.ONLINE, now: dt.datetime, actor: Actor
 ) -> Equipment:
-    """A unit reported in. Recorded without a history row; a status it reports that differs is applied."""
+    """A unit reported in. Recorded without a history row; a status it reports that differs is applied, except
+    that a unit a person took out of service stays out until a person brings it back."""
     if status not in Equipment.Status.values:
         raise InvalidInput(
             f"Unknown equipment status {status!r}.",
@@ -190,6 +191,8 @@ def equipment_heartbeat(
         equipment.last_heartbeat_at = now
         if status == equipment.status:
             return equipment
+        if status in Equipment.DISPATCHABLE and _taken_out_by_a_person(equipment):
+            return equipment  # it reports in, and stays out of service until a person brings it back
         reason = f"{equipment.code} reports {status}"
         if status == Equipment.Status.FAULTED:
             _stop(
@@ -292,8 +295,28 @@ def equipment_clear(
             return equipment
         Equipment.objects.filter(pk=equipment.pk).update(last_heartbeat_at=now)
         equipment.last_heartbeat_at = now
+        if _taken_out_by_a_person(equipment):
+            return equipment
         _restore(equipment, status=Equipment.Status.ONLINE, now=now, actor=actor, reason=reason)
     return equipment
+
+
+def _taken_out_by_a_person(equipment: Equipment) -> bool:
+    """Whether a person put the unit in its current stopped state (maintenance, or a stop they recorded).
+
+    Such a unit stays out of service until a person brings it back: the WCS reporting it online
+    meanwhile (its heartbeats go on during a battery swap or a belt check) does not dispatch work
+    to it. A stop the WCS itself reported, or a lost heartbeat, is lifted by the WCS as before.
+    """
+    if equipment.status in Equipment.DISPATCHABLE:
+        return False
+    changed_by = (
+        equipment.history.filter(status=equipment.status, status_changed_at=equipment.status_changed_at)
+        .order_by("history_id")
+        .values_list("history_actor", flat=True)
+        .first()
+    )
+    return bool(changed_by and changed_by.startswith("user:"))
 
 
 def equipments_check_heartbeats(*, now: dt.datetime, actor: Actor = HEARTBEAT_MONITOR) -> int:

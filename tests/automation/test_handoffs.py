@@ -433,3 +433,28 @@ def test_only_machine_tasks_past_their_own_units_timeout_count(machine_task, amr
     assert services.handoffs_detect_stalled(now=started + dt.timedelta(seconds=1800)) == 0
     assert services.handoffs_detect_stalled(now=started + dt.timedelta(seconds=3601)) == 1
     assert not stalled_cases(person_task).exists()
+
+
+def test_a_unit_a_person_took_out_stays_out_while_the_wcs_reports_it_online(machine_task, amr1, amr2, user_with_role):
+    from portal.roles import Role
+
+    sam = Actor.for_user(user_with_role(Role.WAREHOUSE_SUPERVISOR, username="sam"))
+    services.equipment_set_status(equipment="amr-1", status="maintenance", now=seconds(1), actor=sam, reason="Battery")
+    services.equipment_heartbeat(equipment="amr-1", now=seconds(5), actor=WCS)  # powered on during the swap
+    services.equipment_clear(equipment="amr-1", now=seconds(6), actor=WCS)
+    amr1.refresh_from_db()
+    assert (amr1.status, amr1.last_heartbeat_at) == ("maintenance", seconds(6))
+    services.task_handoff(task=machine_task, now=seconds(7))
+    assert Task.objects.get(pk=machine_task.pk).equipment_code == "amr-2"  # no work goes to it meanwhile
+
+    services.equipment_set_status(equipment="amr-1", status="online", now=seconds(9), actor=sam, reason="Swapped")
+    amr1.refresh_from_db()
+    assert amr1.status == "online"
+
+
+def test_a_stop_the_wcs_reported_is_lifted_when_the_wcs_reports_the_unit_online(amr1):
+    services.equipment_heartbeat(equipment="amr-1", status="maintenance", now=seconds(1), actor=WCS)
+    services.equipment_fault(equipment="amr-1", kind="jam", now=seconds(2), actor=WCS)
+    services.equipment_heartbeat(equipment="amr-1", now=seconds(3), actor=WCS)
+    amr1.refresh_from_db()
+    assert amr1.status == "online"
