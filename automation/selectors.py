@@ -380,3 +380,49 @@ def _hour_ticks(since: dt.datetime, now: dt.datetime, *, zone: str, every_hours:
             )
         tick += dt.timedelta(hours=1)
     return ticks
+
+
+# --- the home page ---------------------------------------------------------------------------
+
+# Units not online, worst first: stopped, then degraded, then in maintenance.
+ATTENTION_ORDER = [
+    Equipment.Status.FAULTED,
+    Equipment.Status.OFFLINE,
+    Equipment.Status.DEGRADED,
+    Equipment.Status.MAINTENANCE,
+]
+HOME_UNITS = 8
+
+
+def equipment_summary(*, now: dt.datetime) -> dict:
+    """Units per status across active sites, and the units not online, worst and longest first (three queries)."""
+    counts = dict.fromkeys(Equipment.Status.values, 0)
+    active = Equipment.objects.filter(is_active=True, warehouse__is_active=True)
+    for status, count in active.values_list("status").annotate(n=Count("id")).order_by():
+        counts[status] = count
+    rank = {status: index for index, status in enumerate(ATTENTION_ORDER)}
+    attention = sorted(
+        active.exclude(status=Equipment.Status.ONLINE).select_related("warehouse"),
+        key=lambda unit: (rank[unit.status], unit.status_changed_at),
+    )
+    open_faults = dict(
+        EquipmentFault.objects.filter(cleared_at__isnull=True, equipment__in=[u.pk for u in attention[:HOME_UNITS]])
+        .values_list("equipment_id")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    return {
+        "counts": counts,
+        "stopped": counts[Equipment.Status.FAULTED] + counts[Equipment.Status.OFFLINE],
+        "total": sum(counts.values()),
+        "attention": [
+            {
+                "unit": unit,
+                "badge": STATUS_BADGE[unit.status],
+                "for": age_words((now - unit.status_changed_at).total_seconds()),
+                "faults": open_faults.get(unit.pk, 0),
+            }
+            for unit in attention[:HOME_UNITS]
+        ],
+        "more": max(0, len(attention) - HOME_UNITS),
+    }

@@ -18,6 +18,7 @@ from orchestration.selectors import may_open_orders
 from portal.actors import Actor
 from portal.cases import cases_about
 from portal.domain import DomainError
+from portal.home import home_panel, panel_alone
 from portal.roles import Role, allowed, require_role
 
 BOARD_ROLES = (Role.WAREHOUSE_SUPERVISOR, Role.OPERATIONS_ADMIN)
@@ -39,6 +40,30 @@ def _board_context(request) -> dict:
         "warehouses": Warehouse.objects.filter(is_active=True).order_by("code").values_list("code", "name"),
         "can_change": allowed(request.user, *BOARD_ROLES),
     }
+
+
+@home_panel(
+    key="equipment",
+    title="Equipment",
+    template="automation/_home_equipment.html",
+    roles=BOARD_ROLES,
+    order=35,
+)
+def equipment_panel(request) -> dict:
+    return selectors.equipment_summary(now=timezone.now())
+
+
+@login_required
+@require_GET
+def equipment_panel_alone(request):
+    """The home page's equipment panel alone, refetched by the page every 15 seconds."""
+    return panel_alone(
+        request,
+        equipment_panel,
+        "automation/_home_equipment_body.html",
+        roles=BOARD_ROLES,
+        refusal="The equipment panel belongs to supervisors.",
+    )
 
 
 @login_required

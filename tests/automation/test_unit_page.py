@@ -198,3 +198,46 @@ def test_the_page_refreshes_its_body_from_a_fragment_on_live_hints(client, user_
     assert "Maintenance</span> since" in html and "Battery swap" in html and "Back online" in html
     client.force_login(user_with_role(Role.CUSTOMER_SERVICE, username="cs"))
     assert client.get(fragment_url).status_code == 403
+
+
+def test_the_supervisors_home_shows_the_units_not_online_worst_first(client, user_with_role, warehouse):
+    now = timezone.now()
+    for code in ("amr-1", "amr-2", "amr-3", "amr-4"):
+        factories.unit(warehouse, code, now=now)
+    supervisor = Actor.system("supervisor")
+    services.equipment_set_status(equipment="amr-2", status="maintenance", now=now, actor=supervisor, reason="Service")
+    services.equipment_fault(equipment="amr-3", kind="jam", code="J1", message="Wheel blocked", now=now, actor=WCS)
+    client.force_login(user_with_role(Role.WAREHOUSE_SUPERVISOR, username="sam"))
+
+    page = client.get("/")
+
+    (panel,) = [p for p in page.context["panels"] if p["key"] == "equipment"]
+    assert [row["unit"].code for row in panel["attention"]] == ["amr-3", "amr-2"]  # stopped before maintenance
+    assert (panel["counts"]["online"], panel["stopped"], panel["total"]) == (2, 1, 4)
+    html = page.content.decode()
+    assert 'href="/automation/equipment/amr-3/"' in html and 'data-refresh-url="/automation/equipment/panel/"' in html
+    alone = client.get("/automation/equipment/panel/")
+    assert alone.status_code == 200 and "amr-3" in alone.content.decode() and "<html" not in alone.content.decode()
+
+    client.force_login(user_with_role(Role.CUSTOMER_SERVICE, username="cs"))
+    assert not [p for p in client.get("/").context["panels"] if p["key"] == "equipment"]
+    assert client.get("/automation/equipment/panel/").status_code == 403
+
+
+def test_the_home_panel_costs_the_same_queries_for_few_or_many_units(client, user_with_role, warehouse):
+    now = timezone.now()
+    factories.unit(warehouse, "amr-1", now=now)
+    services.equipment_fault(equipment="amr-1", kind="jam", now=now, actor=WCS)  # one stopped unit to list
+    client.force_login(user_with_role(Role.WAREHOUSE_SUPERVISOR, username="sam"))
+    client.get("/automation/equipment/panel/")  # warm the session and role caches
+    few = _queries_of(client, "/automation/equipment/panel/")
+    for index in range(2, 15):
+        factories.unit(warehouse, f"amr-{index}", now=now)
+        services.equipment_fault(equipment=f"amr-{index}", kind="fault", now=now, actor=WCS)
+    assert _queries_of(client, "/automation/equipment/panel/") == few
+
+
+def _queries_of(client, url: str) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(url).status_code == 200
+    return len(queries)
