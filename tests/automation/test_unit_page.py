@@ -156,9 +156,7 @@ def test_taking_a_unit_into_maintenance_from_its_page_comes_back_to_it(client, u
 
 
 def _page_queries(client, code: str) -> int:
-    with CaptureQueriesContext(connection) as queries:
-        assert client.get(PAGE.format(code)).status_code == 200
-    return len(queries)
+    return _queries_of(client, PAGE.format(code))
 
 
 def test_the_page_costs_the_same_queries_whatever_the_unit_went_through(
