@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db.models import Case as DbCase
-from django.db.models import Count, DecimalField, F, Min, Prefetch, Q, QuerySet, Sum, Value, When
+from django.db.models import Count, DecimalField, F, FilteredRelation, Min, Prefetch, Q, QuerySet, Sum, Value, When
 from django.db.models.functions import Coalesce, NullIf, TruncHour
 from django.utils import timezone
 
@@ -681,27 +681,37 @@ def customer_credit_list(*, search: str = "", focus: str = "attention") -> Query
     Exposure is the open balance plus the value of orders not yet invoiced (as the credit check counts it).
     `focus` "attention": blocked or watched, holding orders on credit hold, or at NEAR_LIMIT_PERCENT of the limit.
     """
-    rows = Customer.objects.annotate(
-        in_flight=Coalesce(
-            Sum("orders__total_value", filter=Q(orders__status__in=Order.CREDIT_EXPOSURE_STATES)), Value(Decimal("0"))
-        ),
-        held_count=Count("orders", filter=Q(orders__status=Order.Status.CREDIT_HOLD)),
-        held_value=Coalesce(
-            Sum("orders__total_value", filter=Q(orders__status=Order.Status.CREDIT_HOLD)), Value(Decimal("0"))
-        ),
-    ).annotate(
-        exposure=F("open_balance") + F("in_flight"),
-        # No limit set: any exposure counts as over it.
-        used_percent=Coalesce(
-            (F("open_balance") + F("in_flight"))
-            * Value(Decimal("100"))
-            / NullIf(F("credit_limit"), Value(Decimal("0"))),
-            DbCase(
-                When(Q(open_balance__gt=0) | Q(in_flight__gt=0), then=Value(Decimal("999"))),
-                default=Value(Decimal("0")),
+    # Joined to the orders still counting (through the status index), not to every order ever placed.
+    counting = FilteredRelation(
+        "orders", condition=Q(orders__status__in=[*Order.CREDIT_EXPOSURE_STATES, Order.Status.CREDIT_HOLD])
+    )
+    rows = (
+        Customer.objects.annotate(open_orders=counting)
+        .annotate(
+            in_flight=Coalesce(
+                Sum("open_orders__total_value", filter=Q(open_orders__status__in=Order.CREDIT_EXPOSURE_STATES)),
+                Value(Decimal("0")),
             ),
-            output_field=DecimalField(max_digits=20, decimal_places=2),
-        ),
+            held_count=Count("open_orders", filter=Q(open_orders__status=Order.Status.CREDIT_HOLD)),
+            held_value=Coalesce(
+                Sum("open_orders__total_value", filter=Q(open_orders__status=Order.Status.CREDIT_HOLD)),
+                Value(Decimal("0")),
+            ),
+        )
+        .annotate(
+            exposure=F("open_balance") + F("in_flight"),
+            # No limit set: any exposure counts as over it.
+            used_percent=Coalesce(
+                (F("open_balance") + F("in_flight"))
+                * Value(Decimal("100"))
+                / NullIf(F("credit_limit"), Value(Decimal("0"))),
+                DbCase(
+                    When(Q(open_balance__gt=0) | Q(in_flight__gt=0), then=Value(Decimal("999"))),
+                    default=Value(Decimal("0")),
+                ),
+                output_field=DecimalField(max_digits=20, decimal_places=2),
+            ),
+        )
     )
     if search:
         rows = rows.filter(Q(code__icontains=search) | Q(name__icontains=search))
