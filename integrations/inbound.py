@@ -322,6 +322,11 @@ def enqueue_subjects(subject_keys: list[str]) -> None:
             logger.warning("inbound events not queued; the sweep will process them", extra={"subjects": chunk})
 
 
+# What a person may do to an event from its page: replay one that failed or was given up on, give up on a failed one.
+REPLAYABLE_EVENTS = (InboundEvent.Status.FAILED, InboundEvent.Status.IGNORED)
+DISCARDABLE_EVENTS = (InboundEvent.Status.FAILED,)
+
+
 def inbound_event_replay(*, event: InboundEvent, actor: Actor, reason: str) -> InboundEvent:
     """Put a failed or ignored event back in its subject's queue (after the cause was fixed)."""
     require_reason(reason)

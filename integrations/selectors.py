@@ -140,18 +140,18 @@ def partner_health(*, now: dt.datetime | None = None, window_minutes: int = 60, 
                 "error_rate": error_rate,
                 "error_percent": round(error_rate * 100),
                 "oldest_pending_seconds": oldest_age,
-                "state": "paused"
-                if paused and partner.is_enabled
-                else _state(partner, error_rate=error_rate, dead=dead, oldest_age=oldest_age),
+                "state": _state(partner, error_rate=error_rate, dead=dead, oldest_age=oldest_age, paused=paused),
             }
         )
     return health
 
 
-def _state(partner: Partner, *, error_rate: float, dead: int, oldest_age: float) -> str:
-    """ok | degraded | failing | disabled — the colour of a partner's tile."""
+def _state(partner: Partner, *, error_rate: float, dead: int, oldest_age: float, paused: bool = False) -> str:
+    """ok | degraded | failing | paused | disabled — the colour of a partner's tile."""
     if not partner.is_enabled:
         return "disabled"
+    if paused:
+        return "paused"
     if dead or error_rate >= 0.5 or oldest_age > 900:
         return "failing"
     if error_rate >= 0.1 or oldest_age > 120:

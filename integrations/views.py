@@ -172,8 +172,8 @@ def event_detail(request, pk: int):
             "payload_json": _pretty(event.payload),
             "blocker": selectors.event_blocker(event),
             "actions": selectors.event_actions(event),
-            "can_replay": event.status in (InboundEvent.Status.FAILED, InboundEvent.Status.IGNORED),
-            "can_discard": event.status == InboundEvent.Status.FAILED,
+            "can_replay": event.status in inbound.REPLAYABLE_EVENTS,
+            "can_discard": event.status in inbound.DISCARDABLE_EVENTS,
             "order_links": order_selectors.may_open_orders(request.user),
         },
     )

@@ -20,3 +20,22 @@ def receiver():
     yield state
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def erp_on_receiver(db, receiver):
+    """Factory: an ERP partner whose messages go to the simulated `receiver` (``max_attempts`` and the like given)."""
+    from integrations.models import Partner
+
+    def make(**fields) -> Partner:
+        return Partner.objects.create(
+            code="erp-test",
+            name="ERP",
+            kind=Partner.Kind.ERP,
+            webhook_secret="erp-secret",
+            outbound_base_url=f"http://127.0.0.1:{receiver.port}/erp",
+            timeout_seconds=2,
+            **fields,
+        )
+
+    return make

@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from integrations import delivery
-from integrations.models import OutboundAttempt, OutboundMessage, Partner
+from integrations.models import OutboundAttempt, OutboundMessage
 from integrations.outbound import message_send
 from portal.actors import Actor
 
@@ -19,16 +19,8 @@ Status = OutboundMessage.Status
 
 
 @pytest.fixture
-def erp(db, receiver):
-    return Partner.objects.create(
-        code="erp-test",
-        name="ERP",
-        kind=Partner.Kind.ERP,
-        webhook_secret="erp-secret",
-        outbound_base_url=f"http://127.0.0.1:{receiver.port}/erp",
-        max_attempts=4,
-        timeout_seconds=2,
-    )
+def erp(erp_on_receiver):
+    return erp_on_receiver(max_attempts=4)
 
 
 def send(erp, key="order:SO1", n=1, **payload):

@@ -24,16 +24,8 @@ Status = OutboundMessage.Status
 
 
 @pytest.fixture
-def erp(db, receiver):
-    return Partner.objects.create(
-        code="erp-test",
-        name="ERP",
-        kind=Partner.Kind.ERP,
-        webhook_secret="erp-secret",
-        outbound_base_url=f"http://127.0.0.1:{receiver.port}/erp",
-        max_attempts=2,
-        timeout_seconds=2,
-    )
+def erp(erp_on_receiver):
+    return erp_on_receiver(max_attempts=2)
 
 
 def send(erp, n: int) -> OutboundMessage:

@@ -315,20 +315,9 @@ def test_the_overview_counts_what_waits_without_reading_the_whole_message_log(er
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from integrations.models import OutboundMessage
-
     partner = erp[0]
     for n, status in enumerate(["pending", "pending", "dead", "delivered", "delivered", "discarded"]):
-        message = message_send(
-            partner_kind="erp",
-            partner=partner,
-            message_type="order.accepted",
-            payload={"n": n},
-            ordering_key=f"order:{n}",
-            order_number=f"SO{n}",
-            actor=ACTOR,  # noqa: F405
-        )
-        OutboundMessage.objects.filter(pk=message.pk).update(status=status)
+        _message_in(partner, n, status=status)
     with CaptureQueriesContext(connection) as queries:
         (row,) = [row for row in selectors.partner_overview() if row["partner"] == partner]
     assert (row["backlog"], row["dead"], row["state"]) == (2, 1, "failing")
@@ -345,8 +334,6 @@ def test_the_tiles_count_the_last_day_and_every_open_message_and_find_the_last_s
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from integrations.models import OutboundMessage
-
     partner = erp[0]
     long_ago = timezone.now() - dt.timedelta(days=3)
     for n, (status, created, delivered) in enumerate(
@@ -357,16 +344,7 @@ def test_the_tiles_count_the_last_day_and_every_open_message_and_find_the_last_s
             ("pending", timezone.now(), None),  # waiting today: counted
         ]
     ):
-        message = message_send(
-            partner_kind="erp",
-            partner=partner,
-            message_type="order.accepted",
-            payload={"n": n},
-            ordering_key=f"order:{n}",
-            order_number=f"SO{n}",
-            actor=ACTOR,  # noqa: F405
-        )
-        OutboundMessage.objects.filter(pk=message.pk).update(status=status, created_at=created, delivered_at=delivered)
+        _message_in(partner, n, status=status, created_at=created, delivered_at=delivered)
     with CaptureQueriesContext(connection) as queries:
         (row,) = [row for row in selectors.partner_health() if row["partner"] == partner]
     counted = row["by_status"]
@@ -375,3 +353,19 @@ def test_the_tiles_count_the_last_day_and_every_open_message_and_find_the_last_s
     log_reads = [q["sql"] for q in queries.captured_queries if '"integrations_outboundmessage"' in q["sql"]]
     assert log_reads and all("WHERE" in sql for sql in log_reads)
     assert len(queries.captured_queries) <= 4
+
+
+def _message_in(partner, n: int, **fields) -> None:
+    """Message `n` to `partner` (an order's), put straight into the state `fields` give it."""
+    from integrations.models import OutboundMessage
+
+    message = message_send(
+        partner_kind="erp",
+        partner=partner,
+        message_type="order.accepted",
+        payload={"n": n},
+        ordering_key=f"order:{n}",
+        order_number=f"SO{n}",
+        actor=ACTOR,  # noqa: F405
+    )
+    OutboundMessage.objects.filter(pk=message.pk).update(**fields)
