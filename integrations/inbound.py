@@ -56,6 +56,7 @@ from rest_framework import serializers
 
 from integrations.cases import integration_case_close, integration_case_raise
 from integrations.models import InboundEvent, Partner
+from integrations.services import require_fixer
 from portal.actors import Actor
 from portal.db import savepoint_if_nested
 from portal.domain import DomainError, InvalidInput, NotFound, require_reason
@@ -329,6 +330,7 @@ DISCARDABLE_EVENTS = (InboundEvent.Status.FAILED,)
 
 def inbound_event_replay(*, event: InboundEvent, actor: Actor, reason: str) -> InboundEvent:
     """Put a failed or ignored event back in its subject's queue (after the cause was fixed)."""
+    require_fixer(actor)
     require_reason(reason)
     with transaction.atomic():
         event = (
@@ -351,6 +353,7 @@ def inbound_event_replay(*, event: InboundEvent, actor: Actor, reason: str) -> I
 
 def inbound_event_discard(*, event: InboundEvent, actor: Actor, reason: str) -> InboundEvent:
     """Give up on a failed event on purpose: it is marked ignored, and its subject's later events may go."""
+    require_fixer(actor)
     require_reason(reason)
     with transaction.atomic():
         event = (
@@ -431,6 +434,17 @@ def _close_case(event: InboundEvent, *, actor: Actor, reason: str) -> None:
     integration_case_close(subject=event, actor=actor, reason=reason)
 
 
+def _settle_case(event: InboundEvent, error: str) -> None:
+    """After an attempt: a failure raises (or adds to) the event's case; an event that was tried before and is
+    now settled, applied or found to have nothing left to apply, closes the case it may have."""
+    if event.status == InboundEvent.Status.FAILED:
+        _raise_case(event, error)
+    elif event.attempts > 1 and event.status == InboundEvent.Status.PROCESSED:  # replayed or retried
+        _close_case(event, actor=PROCESSOR, reason="The event was processed")
+    elif event.attempts > 1 and event.status == InboundEvent.Status.IGNORED:
+        _close_case(event, actor=PROCESSOR, reason=f"The event had nothing left to apply: {event.last_error}")
+
+
 def _refusal(refused: DomainError) -> str:
     """A refusal as the event's error: the message, then the fields it names."""
     error = refused.message
@@ -470,10 +484,7 @@ def _apply(event: InboundEvent, now: dt.datetime) -> None:
         event.last_error = error[:2000]
     event.processed_at = now if event.status != InboundEvent.Status.PENDING else None
     event.save(update_fields=["status", "attempts", "next_attempt_at", "last_error", "processed_at", "order_number"])
-    if event.status == InboundEvent.Status.FAILED:
-        _raise_case(event, error)
-    elif event.attempts > 1 and event.status == InboundEvent.Status.PROCESSED:  # replayed or retried: a case may wait
-        _close_case(event, actor=PROCESSOR, reason="The event was processed")
+    _settle_case(event, error)
 
 
 _EVENT_COLUMNS = [field.column for field in InboundEvent._meta.concrete_fields]
@@ -709,10 +720,7 @@ def _apply_batch(registered: EventHandler, events: list[InboundEvent], now: dt.d
             event.status, event.last_error = InboundEvent.Status.IGNORED, outcome.note[:2000]
     _record_outcomes(events)
     for event in events:
-        if event.status == InboundEvent.Status.FAILED:
-            _raise_case(event, event.last_error)
-        elif event.attempts > 1 and event.status == InboundEvent.Status.PROCESSED:
-            _close_case(event, actor=PROCESSOR, reason="The event was processed")
+        _settle_case(event, event.last_error)
     return True
 
 

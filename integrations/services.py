@@ -29,10 +29,12 @@ DISCARDABLE = (Status.DEAD, Status.PENDING)
 logger = logging.getLogger(__name__)
 
 
-def _require_fixer(actor: Actor) -> None:
-    if actor.kind == "user" and not allowed(actor.user, *MONITOR_ROLES):  # who watches the integrations fixes them
+def require_fixer(actor: Actor) -> None:
+    """Who watches the integrations fixes them: IT support or an operations admin (systems and policies may too)."""
+    if actor.kind == "user" and not allowed(actor.user, *MONITOR_ROLES):
         raise PermissionRefused(
-            "Only IT support or an operations admin may replay or discard partner messages or pause deliveries."
+            "Only IT support or an operations admin may replay or discard partner messages and events, or pause "
+            "deliveries; ask one of them."
         )
 
 
@@ -67,7 +69,7 @@ def _payload_event(name: str, message: OutboundMessage, *, actor: Actor, reason:
 def message_replay(*, message_id: int, actor: Actor, reason: str, payload: dict | None = None) -> OutboundMessage:
     """Send a dead, discarded or waiting message again now, with fresh attempts; a corrected payload is recorded."""
     require_reason(reason)
-    _require_fixer(actor)
+    require_fixer(actor)
     if payload is not None and not isinstance(payload, dict):
         raise InvalidInput("A corrected payload must be a JSON object.", fields={"payload": ["Must be an object."]})
     with transaction.atomic():
@@ -111,7 +113,7 @@ def message_replay(*, message_id: int, actor: Actor, reason: str, payload: dict 
 def message_discard(*, message_id: int, actor: Actor, reason: str) -> OutboundMessage:
     """Give up on a message on purpose: it is never sent, and later messages of its key may go."""
     require_reason(reason)
-    _require_fixer(actor)
+    require_fixer(actor)
     with transaction.atomic():
         message = _lock(message_id)
         if message.status not in DISCARDABLE:
@@ -176,7 +178,7 @@ def _lock_partner(partner_id) -> Partner:
 def partner_deliveries_pause(*, partner_id: int, until: dt.datetime, actor: Actor, reason: str) -> Partner:
     """Hold messages to a partner until `until` (its maintenance window): they wait instead of burning attempts."""
     require_reason(reason)
-    _require_fixer(actor)
+    require_fixer(actor)
     now = timezone.now()
     if until <= now:
         raise InvalidInput("The pause must end in the future.", fields={"until": ["A time after now."]})
@@ -204,7 +206,7 @@ def partner_deliveries_pause(*, partner_id: int, until: dt.datetime, actor: Acto
 def partner_deliveries_resume(*, partner_id: int, actor: Actor, reason: str) -> Partner:
     """End a partner's pause now: the outbound tick sends what waited, oldest first, in order per key."""
     require_reason(reason)
-    _require_fixer(actor)
+    require_fixer(actor)
     with transaction.atomic():
         partner = _lock_partner(partner_id)
         if partner.deliveries_paused_until is None:

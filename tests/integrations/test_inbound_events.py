@@ -335,6 +335,55 @@ def test_a_failed_event_can_be_replayed_after_the_fix(network, post, django_capt
 
 
 @pytest.mark.django_db
+def test_a_replayed_event_with_nothing_left_to_apply_closes_its_case(
+    released, post, user_with_role, django_capture_on_commit_callbacks
+):
+    from orchestration import services as orchestration
+    from portal.actors import Actor
+    from portal.roles import Role
+
+    order, tasks = released
+    task = tasks[0]
+    post(event("task.short", {"task_id": task.pk, "done_quantity": task.quantity}, event_id="ev-bad-short"))
+    stored = InboundEvent.objects.get(event_id="ev-bad-short")
+    case = Case.objects.get(type__code="integration_failure", subject_id=str(stored.pk))
+    assert stored.status == "failed" and case.status == "open"
+    # Meanwhile the picker confirmed the pick on the floor: the event has nothing left to do.
+    orchestration.task_start(task=task, actor=ACTOR, reason="Scanner")  # noqa: F405
+    orchestration.task_complete(task=task, done_quantity=task.quantity, actor=ACTOR, reason="Scanner")  # noqa: F405
+    it = Actor.for_user(user_with_role(Role.IT_SUPPORT))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        inbound.inbound_event_replay(event=stored, actor=it, reason="WMS says the short was keyed wrongly")
+
+    stored.refresh_from_db()
+    case.refresh_from_db()
+    assert (stored.status, stored.attempts) == ("ignored", 2)
+    assert case.status == "auto_resolved"
+    assert "nothing left to apply" in case.resolution_note and "already completed" in case.resolution_note
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("action", ["inbound_event_replay", "inbound_event_discard"])
+def test_only_it_support_or_an_operations_admin_may_replay_or_discard_an_event(network, post, user_with_role, action):
+    from portal.actors import Actor
+    from portal.domain import PermissionRefused
+    from portal.roles import Role
+
+    post(event("stock.received", {"sku": "API-A", "warehouse": "DCA", "location": "NOPE", "quantity": 1}))
+    stored = InboundEvent.objects.get()
+    supervisor = Actor.for_user(user_with_role(Role.WAREHOUSE_SUPERVISOR))
+
+    with pytest.raises(PermissionRefused):
+        getattr(inbound, action)(event=stored, actor=supervisor, reason="I know the location")
+
+    stored.refresh_from_db()
+    assert (stored.status, stored.attempts) == ("failed", 1)
+    admin = Actor.for_user(user_with_role(Role.OPERATIONS_ADMIN))
+    assert getattr(inbound, action)(event=stored, actor=admin, reason="Sorted with the WMS").status != "failed"
+
+
+@pytest.mark.django_db
 def test_the_cases_replay_and_discard_act_on_the_partner_event_not_on_an_outbound_message(
     network, post, user_with_role, django_capture_on_commit_callbacks
 ):
