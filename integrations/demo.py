@@ -10,7 +10,7 @@ from portal.actors import Actor, stamp_history
 DEMO_ACTOR = Actor.system("demo-seed")
 
 PARTNERS = [
-    ("erp", "ERP (simulated)", Partner.Kind.ERP, ["orders:write", "orders:read", "availability:read"]),
+    ("erp", "ERP (simulated)", Partner.Kind.ERP, ["orders:write", "orders:read", "availability:read", "events:write"]),
     ("wms", "WMS (simulated)", Partner.Kind.WMS, ["events:write", "orders:read"]),
     ("tms", "TMS (simulated)", Partner.Kind.TMS, ["events:write"]),
     ("wcs", "WCS (simulated)", Partner.Kind.WCS, ["events:write"]),

@@ -1,4 +1,6 @@
-"""Inbound warehouse events (WMS / WCS / TMS): accepted once, stored first, processed in order per subject.
+"""Inbound partner events: accepted once, stored first, processed in order per subject.
+
+The WMS, WCS and TMS report the floor and the carriers; the ERP reports invoices and customers' credit.
 
 Flow::
 
@@ -36,6 +38,8 @@ Event types handled here (automation registers ``equipment.status`` and ``wcs.*`
                        or {sku, warehouse, location, counted_quantity, lot?, note?}
     shipment.packed    {order, packages?, note?}
     shipment.shipped   {order, shipment?, carrier, tracking_number, note?}
+    order.invoiced     {order, invoice, note?}                                    (ERP only)
+    customer.credit    {customer, open_balance, credit_limit?, credit_status?, note?}  (ERP only)
 """
 
 from __future__ import annotations
@@ -82,6 +86,7 @@ class EventHandler:
     payload_serializer: type[serializers.Serializer] | None = None
     batch_handler: Callable[[list], list] | None = None
     batchable: Callable[[dict], bool] | None = None
+    partner_kinds: tuple[str, ...] = ()  # who may post it (empty: any partner with the events scope)
 
     def takes_in_batch(self, payload: dict) -> bool:
         return self.batch_handler is not None and (self.batchable is None or self.batchable(payload))
@@ -98,6 +103,7 @@ def register_event_handler(
     payload_serializer: type[serializers.Serializer] | None = None,
     batch_handler: Callable[[list], list] | None = None,
     batchable: Callable[[dict], bool] | None = None,
+    partner_kinds: tuple[str, ...] = (),
 ) -> None:
     """Handle events of `event_type` with `handler(event)` (replaces an earlier registration of that type).
 
@@ -106,9 +112,12 @@ def register_event_handler(
     `payload_serializer` checks the payload when the event is posted: a bad payload is
     refused with 422 and never stored. `batch_handler(events)` settles many events of the
     type at once (those whose payload `batchable` accepts): it returns, per event and in order,
-    an ``Outcome`` or the ``DomainError`` that refuses that event alone.
+    an ``Outcome`` or the ``DomainError`` that refuses that event alone. `partner_kinds` limits
+    who may post the type (an invoice or a customer's balance comes from the ERP alone).
     """
-    _handlers[event_type] = EventHandler(event_type, handler, subject, payload_serializer, batch_handler, batchable)
+    _handlers[event_type] = EventHandler(
+        event_type, handler, subject, payload_serializer, batch_handler, batchable, tuple(partner_kinds)
+    )
 
 
 def handler_for(event_type: str) -> EventHandler | None:
@@ -201,15 +210,29 @@ class Accepted:
 
 
 def _checked_event(
-    event_type: str, payload: dict, event_id: str, *, prefix: str = "", orders: dict[int, str] | None = None
+    partner: Partner,
+    event_type: str,
+    payload: dict,
+    event_id: str,
+    *,
+    prefix: str = "",
+    orders: dict[int, str] | None = None,
 ) -> tuple[str, str]:
-    """Refuse an unknown type or a bad payload (422, fields under `prefix`); returns (subject key, order number)."""
+    """Refuse an unknown type, one this partner may not post, or a bad payload (422, fields under `prefix`);
+    returns (subject key, order number)."""
     registered = handler_for(event_type)
     if registered is None:
         raise InvalidInput(
             f"Unknown event type {event_type!r}.",
             code="unknown_event_type",
             fields={f"{prefix}type": [f"One of: {', '.join(event_types())}."]},
+        )
+    if registered.partner_kinds and partner.kind not in registered.partner_kinds:
+        kinds = " or ".join(kind.upper() for kind in registered.partner_kinds)
+        raise InvalidInput(
+            f"{event_type} events come from the {kinds} alone; {partner.code} is a {partner.kind.upper()}.",
+            code="event_type_not_allowed",
+            fields={f"{prefix}type": [f"Only a {kinds} partner may post {event_type}."]},
         )
     if registered.payload_serializer is not None:
         checked = registered.payload_serializer(data=payload)
@@ -227,7 +250,7 @@ def event_accept(
     *, partner: Partner, event_id: str, event_type: str, occurred_at: dt.datetime, payload: dict
 ) -> Accepted:
     """Store a partner's event once (a repeated event id is counted and ignored); process it after commit."""
-    subject_key, order_number = _checked_event(event_type, payload, event_id)
+    subject_key, order_number = _checked_event(partner, event_type, payload, event_id)
     event = InboundEvent(
         partner=partner,
         event_id=event_id,
@@ -260,7 +283,7 @@ def events_accept_many(*, partner: Partner, events: list[dict]) -> list[Accepted
     orders = task_orders(item["payload"].get("task_id") for item in events if "task_id" in item["payload"])
     for index, item in enumerate(events):
         subject_key, order_number = _checked_event(
-            item["type"], item["payload"], item["event_id"], prefix=f"events.{index}.", orders=orders
+            partner, item["type"], item["payload"], item["event_id"], prefix=f"events.{index}.", orders=orders
         )
         rows.append(
             InboundEvent(
@@ -1074,6 +1097,70 @@ def handle_shipment_shipped(event) -> Outcome:
     return Outcome(True)
 
 
+class OrderInvoicedPayload(serializers.Serializer):
+    order = serializers.CharField(max_length=40)
+    invoice = serializers.CharField(max_length=40)
+    note = serializers.CharField(max_length=300, required=False, allow_blank=True)
+
+
+def handle_order_invoiced(event) -> Outcome:
+    """The ERP invoiced a shipped order: it leaves the credit in flight for the customer's open balance."""
+    from orchestration import services as orchestration
+    from orchestration.models import Order
+
+    payload = event.payload
+    order = _order(payload)
+    if order.status in (Order.Status.INVOICED, Order.Status.CLOSED):
+        return Outcome(False, f"order {order.number} is already {order.status}")
+    orchestration.order_invoice(
+        order=order,
+        invoice=payload["invoice"],
+        actor=_actor(event),
+        reason=_reason(event, f"Invoice {payload['invoice']}"),
+    )
+    return Outcome(True)
+
+
+class CustomerCreditPayload(serializers.Serializer):
+    customer = serializers.CharField(max_length=32)
+    open_balance = serializers.DecimalField(max_digits=14, decimal_places=2)
+    credit_limit = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=0, required=False)
+    credit_status = serializers.CharField(max_length=10, required=False)
+    note = serializers.CharField(max_length=300, required=False, allow_blank=True)
+
+    def validate_credit_status(self, value: str) -> str:
+        from orchestration.models import Customer
+
+        if value not in Customer.CreditStatus.values:
+            raise serializers.ValidationError(f"One of: {', '.join(Customer.CreditStatus.values)}.")
+        return value
+
+
+def handle_customer_credit(event) -> Outcome:
+    """The ERP's view of a customer's credit: open balance (invoiced, unpaid), and limit and status if it sends them."""
+    from decimal import Decimal
+
+    from orchestration import services as orchestration
+    from orchestration.models import Customer
+
+    payload = event.payload
+    customer = Customer.objects.filter(code=payload.get("customer")).first()
+    if customer is None:
+        raise NotFound(
+            f"Customer {payload.get('customer')!r} does not exist.", fields={"payload.customer": ["Unknown."]}
+        )
+    limit = payload.get("credit_limit")
+    orchestration.customer_update_credit(
+        customer=customer,
+        open_balance=Decimal(str(payload["open_balance"])),
+        credit_limit=Decimal(str(limit)) if limit is not None else None,
+        credit_status=payload.get("credit_status"),
+        actor=_actor(event),
+        reason=_reason(event, "Credit standing from the ERP"),
+    )
+    return Outcome(True)
+
+
 for _kind in ("acknowledged", "started", "completed"):
     register_event_handler(f"task.{_kind}", handle_task_event, payload_serializer=TaskPayload)
 register_event_handler("task.short", handle_task_event, payload_serializer=ShortPayload)
@@ -1087,6 +1174,16 @@ register_event_handler(
 register_event_handler("count.recorded", handle_count_recorded, payload_serializer=CountRecordedPayload)
 register_event_handler("shipment.packed", handle_shipment_packed, payload_serializer=ShipmentPackedPayload)
 register_event_handler("shipment.shipped", handle_shipment_shipped, payload_serializer=ShipmentShippedPayload)
+register_event_handler(
+    "order.invoiced", handle_order_invoiced, payload_serializer=OrderInvoicedPayload, partner_kinds=("erp",)
+)
+register_event_handler(
+    "customer.credit",
+    handle_customer_credit,
+    subject=lambda payload: f"customer:{payload.get('customer')}",
+    payload_serializer=CustomerCreditPayload,
+    partner_kinds=("erp",),
+)
 
 
 # --- orders from partners ---------------------------------------------------------------

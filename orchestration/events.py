@@ -31,6 +31,8 @@ TASK_FAILED = "task.failed"
 TASK_CANCELLED = "task.cancelled"
 TASK_FELL_BACK = "task.fell_back_to_manual"
 
+CUSTOMER_CREDIT_UPDATED = "customer.credit_updated"  # customer, changes {field: [before, after]}
+
 SHIPMENT_PACKED = "shipment.packed"  # ready for the carrier (TMS)
 SHIPMENT_SHIPPED = "shipment.shipped"  # shipment confirmation to the ERP, the invoice trigger
 SHIPMENT_CONFIRMED = "shipment.confirmed"

@@ -354,6 +354,56 @@ def credit_exposure(customer: Customer) -> Decimal:
     return customer.open_balance + in_flight
 
 
+def customer_update_credit(
+    *,
+    customer: Customer,
+    actor: Actor,
+    reason: str,
+    open_balance: Decimal | None = None,
+    credit_limit: Decimal | None = None,
+    credit_status: str | None = None,
+) -> Customer:
+    """Record the customer's credit standing as the ERP (or finance) states it; fields left None stay as they are.
+
+    The open balance is what the ERP has invoiced and not yet been paid: with orders not yet
+    invoiced, it is the exposure every credit check weighs. Only a real change is recorded
+    (history with who and why, and a ``customer.credit_updated`` event with each change).
+    """
+    require_reason(reason)
+    errors: dict[str, list[str]] = {}
+    if credit_limit is not None and credit_limit < 0:
+        errors["credit_limit"] = ["Must be zero or more."]
+    if credit_status is not None and credit_status not in Customer.CreditStatus.values:
+        errors["credit_status"] = [f"One of: {', '.join(Customer.CreditStatus.values)}."]
+    for name, value in (("open_balance", open_balance), ("credit_limit", credit_limit)):
+        if value is not None and abs(value) >= Decimal("1e12"):
+            errors[name] = ["Out of range."]
+    if errors:
+        raise InvalidInput("The credit figures have invalid values; nothing was changed.", fields=errors)
+    wanted = {"open_balance": open_balance, "credit_limit": credit_limit, "credit_status": credit_status}
+    with transaction.atomic():
+        customer = Customer.objects.select_for_update(no_key=True).get(pk=customer.pk)
+        changes = {
+            name: [str(getattr(customer, name)), str(value)]
+            for name, value in wanted.items()
+            if value is not None and value != getattr(customer, name)
+        }
+        if not changes:
+            return customer
+        for name in changes:
+            setattr(customer, name, wanted[name])
+        stamp_history(customer, actor=actor, reason=reason)
+        customer.save(update_fields=[*changes, "updated_at"])
+        _emit(
+            events.CUSTOMER_CREDIT_UPDATED,
+            subject=customer,
+            actor=actor,
+            reason=reason,
+            payload={"customer": customer.code, "customer_id": customer.pk, "changes": changes},
+        )
+    return customer
+
+
 def order_check_credit(*, order: Order, actor: Actor, reason: str = "Credit check") -> Order:
     """Hold a validated order when the customer is blocked or the order takes them over their limit."""
     with transaction.atomic():
@@ -1463,14 +1513,24 @@ def shipment_confirm(*, shipment: Shipment, actor: Actor, reason: str = "Deliver
     return shipment
 
 
-def order_invoice(*, order: Order, actor: Actor, reason: str = "Invoiced") -> Order:
-    """Mark the order invoiced; refused while any shipment is not yet shipped."""
+def order_invoice(*, order: Order, actor: Actor, reason: str = "Invoiced", invoice: str = "") -> Order:
+    """Mark the order invoiced (`invoice`: the ERP's invoice number); refused while any shipment is not yet shipped.
+
+    From here the order's value counts against the customer's credit through the ERP's open
+    balance, no longer as an order in flight.
+    """
     with transaction.atomic():
         order = _lock_order(order)
         if order.shipments.filter(status=Shipment.Status.PACKED).exists():
             raise TransitionRefused(f"Order {order.number} has a shipment not yet collected; invoice after shipping.")
         transition(order, "mark_invoiced", actor=actor, reason=reason)
-        _emit(events.ORDER_INVOICED, subject=order, actor=actor, reason=reason, payload=_order_payload(order))
+        _emit(
+            events.ORDER_INVOICED,
+            subject=order,
+            actor=actor,
+            reason=reason,
+            payload=_order_payload(order, **({"invoice": invoice} if invoice else {})),
+        )
     return order
 
 

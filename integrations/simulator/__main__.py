@@ -50,6 +50,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="comma-separated equipment codes the WCS reports heartbeats for (others are learned from instructions)",
     )
     parser.add_argument("--heartbeat-seconds", type=float, default=5.0, help="WCS heartbeat interval per unit")
+    parser.add_argument(
+        "--payment-seconds", type=float, default=300.0, help="how long after invoicing the ERP books the payment"
+    )
     parser.add_argument("--seed", type=int, default=None)
     for kind in KINDS:
         parser.add_argument(f"--{kind}-token", default=os.environ.get(f"SIMULATOR_{kind.upper()}_TOKEN", ""))
@@ -113,7 +116,7 @@ def start_driver(args: argparse.Namespace, state: SimulatorState) -> None:
     """Wait for the portal, get tokens and master data, then send orders and react to messages."""
     import httpx
 
-    from integrations.simulator.driver import Driver, issue_token, master_data
+    from integrations.simulator.driver import Driver, customer_balances, issue_token, master_data
 
     for _ in range(120):
         try:
@@ -127,9 +130,10 @@ def start_driver(args: argparse.Namespace, state: SimulatorState) -> None:
         logging.warning("no partner token for %s; those partners only receive", ", ".join(missing))
     try:
         customers, skus = master_data()
+        balances = customer_balances()
     except Exception as error:
         logging.warning("no master data (%s); not sending orders", error)
-        customers, skus = [], []
+        customers, skus, balances = [], [], {}
     driver = Driver(
         portal=args.portal,
         tokens=tokens,
@@ -143,6 +147,8 @@ def start_driver(args: argparse.Namespace, state: SimulatorState) -> None:
         seed=args.seed,
         wcs_units=wcs_units(args),
         heartbeat_seconds=args.heartbeat_seconds,
+        balances=balances,
+        payment_seconds=args.payment_seconds,
     )
     state.controls["wcs"] = driver.floor.control
     state.reports["wcs"] = driver.floor.stats

@@ -15,6 +15,8 @@ import sys
 import threading
 import time
 import uuid
+from collections import defaultdict
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -75,6 +77,17 @@ def master_data() -> tuple[list[str], list[str]]:
     return customers, skus
 
 
+def customer_balances() -> dict[str, Decimal]:
+    """Each customer's open balance as the ERP's receivables ledger starts the day."""
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+    django.setup()
+    from orchestration.models import Customer
+
+    return dict(Customer.objects.values_list("code", "open_balance"))
+
+
 def machine_units() -> list[str]:
     """The equipment the WCS runs, as the WCS's own configuration would list it."""
     import django
@@ -104,6 +117,8 @@ class Driver:
         seed: int | None = None,
         wcs_units: tuple[str, ...] = (),
         heartbeat_seconds: float = 5.0,
+        balances: dict[str, Decimal] | None = None,
+        payment_seconds: float = 300.0,
     ):
         self.portal = portal.rstrip("/")
         self.tokens = tokens
@@ -119,7 +134,10 @@ class Driver:
         self.agenda: list[tuple[float, int, object]] = []
         self.agenda_lock = threading.Condition()
         self.counter = 0
-        self.sent = {"orders": 0, "orders_refused": 0, "events": 0, "events_refused": 0}
+        self.sent = {"orders": 0, "orders_refused": 0, "events": 0, "events_refused": 0, "invoices": 0}
+        # The ERP's receivables: invoiced on the shipment confirmation, paid `payment_seconds` later.
+        self.balances: dict[str, Decimal] = defaultdict(Decimal, balances or {})
+        self.payment_seconds = payment_seconds
         self.stopping = threading.Event()
         self.machine_tasks: set[int] = set()  # tasks the WCS was given: the WMS leaves them to the machines
         self.floor = MachineFloor(
@@ -221,6 +239,8 @@ class Driver:
             self.later(pause, lambda: self.pick_order(data))
         elif kind == "tms" and message_type == "shipment.ready":
             self.later(pause, lambda: self.collect(data))
+        elif kind == "erp" and message_type == "shipment.confirmed":
+            self.later(pause, lambda: self.invoice(data))
         elif kind == "wcs":
             if message_type.endswith("instruction") and "task_id" in data:
                 self.machine_tasks.add(int(data["task_id"]))
@@ -251,6 +271,29 @@ class Driver:
                 "tracking_number": f"TRK{self.rng.randint(10**9, 10**10 - 1)}",
             },
         )
+
+    def invoice(self, data: dict) -> None:
+        """Invoice what was shipped, tell the portal, and book it on the customer's account until it is paid."""
+        customer, order = data.get("customer"), data.get("portal_order")
+        if not customer or not order:
+            return
+        amount = sum(
+            (
+                Decimal(str(line.get("unit_price") or 0)) * int(line.get("quantity") or 0)
+                for line in data.get("lines", [])
+            ),
+            Decimal("0"),
+        )
+        self.sent["invoices"] += 1
+        self.send_event("erp", "order.invoiced", {"order": order, "invoice": f"INV-{order}"}, attempts=5)
+        self.book(customer, amount)
+        self.later(self.payment_seconds, lambda: self.book(customer, -amount))
+
+    def book(self, customer: str, amount: Decimal) -> None:
+        """An invoice (positive) or a payment (negative) on the account, and the balance sent to the portal."""
+        self.balances[customer] = max(Decimal("0"), self.balances[customer] + amount)
+        balance = self.balances[customer].quantize(Decimal("0.01"))
+        self.send_event("erp", "customer.credit", {"customer": customer, "open_balance": str(balance)}, attempts=5)
 
     def run_orders(self) -> None:
         if self.order_rate <= 0:

@@ -159,3 +159,42 @@ def test_the_simulated_erp_asks_for_tomorrow_after_its_same_day_order_cutoff():
     assert requested_ship_date(morning, until) == dt.date(2026, 3, 10)
     assert requested_ship_date(evening, until) == dt.date(2026, 3, 11)
     assert requested_ship_date(dt.datetime(2026, 3, 10, 23, 30, tzinfo=dt.UTC), until) == dt.date(2026, 3, 11)
+
+
+def test_the_simulated_erp_invoices_what_shipped_and_books_the_payment_later():
+    from decimal import Decimal
+
+    from integrations.simulator.driver import Driver
+
+    driver = Driver(
+        portal="http://127.0.0.1:9",
+        tokens={},
+        secrets={},
+        order_rate=0,
+        short_rate=0,
+        work_seconds=1,
+        customers=[],
+        skus=[],
+        balances={"acme": Decimal("100.00")},
+        payment_seconds=600,
+    )
+    sent, scheduled = [], []
+    driver.send_event = lambda kind, event_type, payload, attempts=1: sent.append((kind, event_type, payload))
+    driver.later = lambda seconds, action: scheduled.append((seconds, action))
+    confirmation = {
+        "portal_order": "SO7",
+        "customer": "acme",
+        "lines": [{"quantity": 2, "unit_price": "12.50"}, {"quantity": 1, "unit_price": "5.00"}],
+    }
+
+    driver.on_message("erp", "shipment.confirmed", {"data": confirmation})
+    scheduled.pop()[1]()  # the invoicing run comes after a pause
+
+    assert sent == [
+        ("erp", "order.invoiced", {"order": "SO7", "invoice": "INV-SO7"}),
+        ("erp", "customer.credit", {"customer": "acme", "open_balance": "130.00"}),
+    ]
+    seconds, pay = scheduled.pop()
+    assert seconds == 600
+    pay()
+    assert sent[-1] == ("erp", "customer.credit", {"customer": "acme", "open_balance": "100.00"})
