@@ -25,7 +25,10 @@ a handler gets the ``InboundEvent`` (``.type``, ``.payload``, ``.partner``,
 raises ``DomainError`` to refuse: the event is then *failed* with the message and an
 ``integration_failure`` case is raised. A handler may return an object whose
 ``applied`` is False (a stale or repeated confirmation): the event is *ignored*, with
-the note. An unexpected error is retried with backoff, then failed the same way.
+the note. A handler that needs an event still queued under another subject (a receipt's
+close waits for the arrivals sent before it) raises ``Deferred``: the event stays pending
+and is tried again with backoff. An unexpected error is retried with backoff, then failed
+the same way (as is a deferral that outlasts the tries).
 
 Event types handled here (automation registers ``equipment.status`` and ``wcs.*``):
 
@@ -38,6 +41,9 @@ Event types handled here (automation registers ``equipment.status`` and ``wcs.*`
                        or {sku, warehouse, location, counted_quantity, lot?, note?}
     shipment.packed    {order, packages?, note?}
     shipment.shipped   {order, shipment?, carrier, tracking_number, note?}
+    receipt.expected   {receipt, warehouse, supplier, purchase_order?, kind?, dock?,
+                        lines: [{sku, expected_quantity, lot?}], note?}           (ERP, EDI)
+    receipt.closed     {receipt, note?}                                           (WMS only)
     order.invoiced     {order, invoice, note?}                                    (ERP only)
     customer.credit    {customer, open_balance, credit_limit?, credit_status?, note?}  (ERP only)
 """
@@ -126,6 +132,13 @@ def handler_for(event_type: str) -> EventHandler | None:
 
 def event_types() -> list[str]:
     return sorted(_handlers)
+
+
+class Deferred(DomainError):
+    """A handler's "not yet": what the event needs is still on its way in another subject's queue. The event stays
+    pending and is tried again with backoff (it fails, with this message, after MAX_ATTEMPTS tries)."""
+
+    code = "deferred"
 
 
 @dataclass(frozen=True)
@@ -493,6 +506,12 @@ def _apply(event: InboundEvent, now: dt.datetime) -> None:
         else:
             event.status = InboundEvent.Status.PROCESSED
             event.last_error = ""
+    except Deferred as waiting:
+        error = waiting.message
+        if event.attempts >= MAX_ATTEMPTS:
+            event.status = InboundEvent.Status.FAILED
+        else:
+            event.next_attempt_at = now + _backoff(event.attempts)
     except DomainError as refused:
         event.status = InboundEvent.Status.FAILED
         error = _refusal(refused)
@@ -1097,6 +1116,92 @@ def handle_shipment_shipped(event) -> Outcome:
     return Outcome(True)
 
 
+class ReceiptLinePayload(serializers.Serializer):
+    sku = serializers.CharField(max_length=40)
+    expected_quantity = serializers.IntegerField(min_value=1, max_value=10_000_000)
+    lot = serializers.CharField(max_length=40, required=False, allow_blank=True)
+
+
+class ReceiptExpectedPayload(serializers.Serializer):
+    receipt = serializers.CharField(max_length=40)
+    warehouse = serializers.CharField(max_length=16)
+    supplier = serializers.CharField(max_length=120)
+    purchase_order = serializers.CharField(max_length=40, required=False, allow_blank=True)
+    kind = serializers.ChoiceField(choices=["asn", "po"], required=False)
+    dock = serializers.CharField(max_length=32, required=False, allow_blank=True)
+    lines = ReceiptLinePayload(many=True, min_length=1, max_length=500)
+    note = serializers.CharField(max_length=300, required=False, allow_blank=True)
+
+
+def handle_receipt_expected(event) -> Outcome:
+    """The ERP announces a delivery (an ASN, or a purchase order to receive against) at one of our warehouses."""
+    from inventory import services as inventory
+    from inventory.models import Item, Receipt, Warehouse
+
+    payload = event.payload
+    known = Receipt.objects.filter(number=payload["receipt"]).first()
+    if known is not None:
+        return Outcome(False, f"receipt {known.number} is known already ({known.status})")
+    warehouse = Warehouse.objects.filter(code=payload["warehouse"]).first()
+    if warehouse is None:
+        raise NotFound(f"No warehouse {payload['warehouse']!r}.", fields={"payload.warehouse": ["Unknown."]})
+    dock = _location({"warehouse": warehouse.code, "location": payload["dock"]}) if payload.get("dock") else None
+    items = {item.sku: item for item in Item.objects.filter(sku__in={line["sku"] for line in payload["lines"]})}
+    unknown = {
+        f"payload.lines.{index}.sku": ["Unknown."]
+        for index, line in enumerate(payload["lines"])
+        if line["sku"] not in items
+    }
+    if unknown:
+        raise NotFound("The receipt names SKUs the portal does not know; nothing was recorded.", fields=unknown)
+    lines = [
+        {
+            "item": items[line["sku"]],
+            "expected_quantity": line["expected_quantity"],
+            "lot": _lot(items[line["sku"]], line),
+        }
+        for line in payload["lines"]
+    ]
+    inventory.receipt_create(
+        number=payload["receipt"],
+        warehouse=warehouse,
+        supplier=payload["supplier"],
+        lines=lines,
+        document_kind=payload.get("kind") or Receipt.DocumentKind.ASN,
+        purchase_order=payload.get("purchase_order") or "",
+        dock=dock,
+        actor=_actor(event),
+        reason=_reason(event, f"Delivery expected from {payload['supplier']}"),
+    )
+    return Outcome(True)
+
+
+class ReceiptClosedPayload(serializers.Serializer):
+    receipt = serializers.CharField(max_length=40)
+    note = serializers.CharField(max_length=300, required=False, allow_blank=True)
+
+
+def handle_receipt_closed(event) -> Outcome:
+    """The WMS finished unloading a delivery: the receipt closes and lines off beyond policy raise variances."""
+    from inventory import services as inventory
+    from inventory.models import Receipt
+
+    number = event.payload["receipt"]
+    receipt = Receipt.objects.filter(number=number).first()
+    if receipt is None:
+        raise NotFound(f"Receipt {number!r} does not exist.", fields={"payload.receipt": ["Unknown."]})
+    if receipt.status not in (Receipt.Status.EXPECTED, Receipt.Status.RECEIVING):
+        return Outcome(False, f"receipt {receipt.number} is already {receipt.status}")
+    # Arrivals go in order per stock item, the close per receipt: it waits for the arrivals sent before it.
+    waiting = InboundEvent.objects.filter(
+        status=InboundEvent.Status.PENDING, type="stock.received", payload__receipt=number, pk__lt=event.pk
+    ).count()
+    if waiting:
+        raise Deferred(f"Receipt {number} still has {waiting} arrival(s) sent before the close waiting to be booked.")
+    inventory.receipt_close(receipt=receipt, actor=_actor(event), reason=_reason(event, "Unloading finished"))
+    return Outcome(True)
+
+
 class OrderInvoicedPayload(serializers.Serializer):
     order = serializers.CharField(max_length=40)
     invoice = serializers.CharField(max_length=40)
@@ -1174,6 +1279,20 @@ register_event_handler(
 register_event_handler("count.recorded", handle_count_recorded, payload_serializer=CountRecordedPayload)
 register_event_handler("shipment.packed", handle_shipment_packed, payload_serializer=ShipmentPackedPayload)
 register_event_handler("shipment.shipped", handle_shipment_shipped, payload_serializer=ShipmentShippedPayload)
+register_event_handler(
+    "receipt.expected",
+    handle_receipt_expected,
+    subject=lambda payload: f"receipt:{payload.get('receipt')}",
+    payload_serializer=ReceiptExpectedPayload,
+    partner_kinds=("erp", "storefront"),
+)
+register_event_handler(
+    "receipt.closed",
+    handle_receipt_closed,
+    subject=lambda payload: f"receipt:{payload.get('receipt')}",
+    payload_serializer=ReceiptClosedPayload,
+    partner_kinds=("wms",),
+)
 register_event_handler(
     "order.invoiced", handle_order_invoiced, payload_serializer=OrderInvoicedPayload, partner_kinds=("erp",)
 )

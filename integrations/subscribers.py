@@ -93,3 +93,15 @@ def stock_adjusted(event: DomainEvent) -> None:
         ordering_key=f"stock:{payload.get('warehouse')}:{payload.get('sku')}",
         payload=payload,
     )
+
+
+@subscribe("inventory.receipt_expected", in_transaction=True, key="integrations.receipt_expected")
+def receipt_expected(event: DomainEvent) -> None:
+    """The WMS gets the delivery it should expect at its dock (in order per receipt)."""
+    send_for(
+        event,
+        partner_kind=WMS,
+        message_type="receipt.expected",
+        ordering_key=f"receipt:{event.payload.get('receipt')}",
+        payload=event.payload,
+    )

@@ -1,5 +1,6 @@
 """Names of the events the inventory app publishes, with the payload keys each carries."""
 
+RECEIPT_EXPECTED = "inventory.receipt_expected"  # receipt, warehouse, supplier, purchase_order, kind, dock, lines[]
 RECEIVING_VARIANCE = "inventory.receiving_variance"  # receipt, line_no, sku, expected, received, variance, value
 COUNT_VARIANCE = "inventory.count_variance"  # count_id, sku, location, expected, counted, variance, value
 STOCK_ADJUSTED = "inventory.stock_adjusted"  # sku, warehouse, location, on_hand_delta, kind

@@ -792,7 +792,10 @@ def receipt_create(
     purchase_order: str = "",
     dock: Location | None = None,
 ) -> Receipt:
-    """Record an expected inbound delivery; lines are {item, expected_quantity, lot?}."""
+    """Record an expected inbound delivery; lines are {item, expected_quantity, lot?}.
+
+    Publishes ``inventory.receipt_expected`` with the lines, so the warehouse hears of it.
+    """
     if not lines:
         raise InvalidInput("A receipt needs at least one line.", fields={"lines": ["Add a line."]})
     with transaction.atomic():
@@ -817,6 +820,30 @@ def receipt_create(
                 )
                 for index, line in enumerate(lines, start=1)
             ]
+        )
+        _emit(
+            events.RECEIPT_EXPECTED,
+            subject=receipt,
+            actor=actor,
+            reason=reason,
+            payload={
+                "receipt": receipt.number,
+                "receipt_id": receipt.pk,
+                "warehouse": warehouse.code,
+                "supplier": supplier,
+                "purchase_order": purchase_order,
+                "kind": document_kind,
+                "dock": dock.code if dock else "",
+                "lines": [
+                    {
+                        "line_no": index,
+                        "sku": line["item"].sku,
+                        "expected_quantity": line["expected_quantity"],
+                        "lot": line["lot"].code if line.get("lot") else "",
+                    }
+                    for index, line in enumerate(lines, start=1)
+                ],
+            },
         )
     return receipt
 

@@ -1,4 +1,4 @@
-"""WMS: released orders with their pick tasks, and cancellations."""
+"""WMS: released orders with their pick tasks, cancellations, and deliveries to expect at the dock."""
 
 from __future__ import annotations
 
@@ -7,7 +7,11 @@ from integrations.adapters.base import Adapter
 
 class WmsAdapter(Adapter):
     kind = "wms"
-    paths = {"order.released": "/orders/releases", "order.cancelled": "/orders/cancellations"}
+    paths = {
+        "order.released": "/orders/releases",
+        "order.cancelled": "/orders/cancellations",
+        "receipt.expected": "/receipts/expected",
+    }
 
     def translate(self, message_type: str, payload: dict) -> dict:
         if message_type == "order.released":
@@ -19,4 +23,9 @@ class WmsAdapter(Adapter):
             }
         if message_type == "order.cancelled":
             return {"order": payload.get("order"), "warehouse": payload.get("warehouse"), "action": "CANCEL"}
+        if message_type == "receipt.expected":
+            return {
+                key: payload.get(key)
+                for key in ("receipt", "warehouse", "supplier", "purchase_order", "kind", "dock", "lines")
+            }
         return payload

@@ -51,6 +51,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--heartbeat-seconds", type=float, default=5.0, help="WCS heartbeat interval per unit")
     parser.add_argument(
+        "--receipt-seconds",
+        type=float,
+        default=float(os.environ.get("SIMULATOR_RECEIPT_SECONDS", "120")),
+        help="how often the ERP announces a supplier delivery (0: never)",
+    )
+    parser.add_argument(
         "--payment-seconds", type=float, default=300.0, help="how long after invoicing the ERP books the payment"
     )
     parser.add_argument("--seed", type=int, default=None)
@@ -116,7 +122,7 @@ def start_driver(args: argparse.Namespace, state: SimulatorState) -> None:
     """Wait for the portal, get tokens and master data, then send orders and react to messages."""
     import httpx
 
-    from integrations.simulator.driver import Driver, customer_balances, issue_token, master_data
+    from integrations.simulator.driver import Driver, customer_balances, issue_token, master_data, pick_faces
 
     for _ in range(120):
         try:
@@ -130,10 +136,10 @@ def start_driver(args: argparse.Namespace, state: SimulatorState) -> None:
         logging.warning("no partner token for %s; those partners only receive", ", ".join(missing))
     try:
         customers, skus = master_data()
-        balances = customer_balances()
+        balances, faces = customer_balances(), pick_faces()
     except Exception as error:
         logging.warning("no master data (%s); not sending orders", error)
-        customers, skus, balances = [], [], {}
+        customers, skus, balances, faces = [], [], {}, {}
     driver = Driver(
         portal=args.portal,
         tokens=tokens,
@@ -149,6 +155,8 @@ def start_driver(args: argparse.Namespace, state: SimulatorState) -> None:
         heartbeat_seconds=args.heartbeat_seconds,
         balances=balances,
         payment_seconds=args.payment_seconds,
+        faces=faces,
+        receipt_seconds=args.receipt_seconds,
     )
     state.controls["wcs"] = driver.floor.control
     state.reports["wcs"] = driver.floor.stats

@@ -77,6 +77,28 @@ def master_data() -> tuple[list[str], list[str]]:
     return customers, skus
 
 
+def pick_faces() -> dict[tuple[str, str], str]:
+    """Where each SKU is put away at each warehouse, as the WMS's slotting would say: (warehouse, sku) -> location.
+
+    Lot-tracked items are left out: their deliveries come with the supplier's lots, which the simulator does not invent.
+    """
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+    django.setup()
+    from inventory.models import Location, StockLevel
+
+    faces: dict[tuple[str, str], str] = {}
+    rows = (
+        StockLevel.objects.filter(location__kind=Location.Kind.PICK, item__is_active=True, item__lot_tracked=False)
+        .order_by("location__pick_sequence", "pk")
+        .values_list("location__warehouse__code", "item__sku", "location__code")
+    )
+    for warehouse, sku, location in rows:
+        faces.setdefault((warehouse, sku), location)
+    return faces
+
+
 def customer_balances() -> dict[str, Decimal]:
     """Each customer's open balance as the ERP's receivables ledger starts the day."""
     import django
@@ -119,6 +141,8 @@ class Driver:
         heartbeat_seconds: float = 5.0,
         balances: dict[str, Decimal] | None = None,
         payment_seconds: float = 300.0,
+        faces: dict[tuple[str, str], str] | None = None,
+        receipt_seconds: float = 120.0,
     ):
         self.portal = portal.rstrip("/")
         self.tokens = tokens
@@ -138,6 +162,10 @@ class Driver:
         # The ERP's receivables: invoiced on the shipment confirmation, paid `payment_seconds` later.
         self.balances: dict[str, Decimal] = defaultdict(Decimal, balances or {})
         self.payment_seconds = payment_seconds
+        # Replenishment: the ERP announces a delivery every `receipt_seconds`; the WMS puts it away at the pick faces.
+        self.faces = faces or {}
+        self.receipt_seconds = receipt_seconds
+        self.receipts = 0
         self.stopping = threading.Event()
         self.machine_tasks: set[int] = set()  # tasks the WCS was given: the WMS leaves them to the machines
         self.floor = MachineFloor(
@@ -241,6 +269,8 @@ class Driver:
             self.later(pause, lambda: self.collect(data))
         elif kind == "erp" and message_type == "shipment.confirmed":
             self.later(pause, lambda: self.invoice(data))
+        elif kind == "wms" and message_type == "receipt.expected":
+            self.later(pause * 2, lambda: self.unload(data))
         elif kind == "wcs":
             if message_type.endswith("instruction") and "task_id" in data:
                 self.machine_tasks.add(int(data["task_id"]))
@@ -295,6 +325,58 @@ class Driver:
         balance = self.balances[customer].quantize(Decimal("0.01"))
         self.send_event("erp", "customer.credit", {"customer": customer, "open_balance": str(balance)}, attempts=5)
 
+    def announce_delivery(self) -> None:
+        """The ERP's purchasing: a supplier's delivery of a few SKUs to one warehouse."""
+        if not self.faces:
+            return
+        warehouse = self.rng.choice(sorted({warehouse for warehouse, _ in self.faces}))
+        skus = sorted(sku for place, sku in self.faces if place == warehouse)
+        self.receipts += 1
+        number = f"ASN-SIM-{uuid.uuid4().hex[:8].upper()}"
+        self.send_event(
+            "erp",
+            "receipt.expected",
+            {
+                "receipt": number,
+                "warehouse": warehouse,
+                "supplier": self.rng.choice(["Nordic Supply", "Harbour Wholesale", "Midlands Packaging"]),
+                "purchase_order": f"PO-SIM-{self.receipts:05d}",
+                "kind": "asn",
+                "lines": [
+                    {"sku": sku, "expected_quantity": self.rng.randint(20, 60)}
+                    for sku in self.rng.sample(skus, k=min(len(skus), self.rng.randint(2, 4)))
+                ],
+            },
+            attempts=5,
+        )
+
+    def unload(self, data: dict) -> None:
+        """The WMS receives what the truck brought (now and then a few short) at the pick faces, then closes it."""
+        warehouse, number = data.get("warehouse"), data.get("receipt")
+        for line in data.get("lines", []):
+            location = self.faces.get((warehouse, line.get("sku"))) or data.get("dock")
+            expected = int(line.get("expected_quantity") or 0)
+            quantity = expected - self.rng.randint(1, 3) if self.rng.random() < self.short_rate else expected
+            if not location or quantity <= 0:
+                continue
+            payload = {
+                "sku": line.get("sku"),
+                "warehouse": warehouse,
+                "location": location,
+                "quantity": quantity,
+                "receipt": number,
+                "receipt_line": line.get("line_no"),
+            }
+            self.send_event("wms", "stock.received", payload, attempts=5)
+        self.later(self.work_seconds, lambda: self.send_event("wms", "receipt.closed", {"receipt": number}, attempts=5))
+
+    def run_deliveries(self) -> None:
+        while not self.stopping.wait(self.receipt_seconds):
+            try:
+                self.announce_delivery()
+            except httpx.HTTPError as error:
+                logger.warning("delivery not announced: %s", error)
+
     def run_orders(self) -> None:
         if self.order_rate <= 0:
             return
@@ -308,3 +390,5 @@ class Driver:
         threading.Thread(target=self.run_agenda, name="agenda", daemon=True).start()
         self.floor.start()
         threading.Thread(target=self.run_orders, name="orders", daemon=True).start()
+        if self.receipt_seconds > 0:
+            threading.Thread(target=self.run_deliveries, name="deliveries", daemon=True).start()

@@ -30,7 +30,8 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def simulator():
+def simulator(django_db_setup):
+    """The simulator, started once the test database exists (creating it first would eat the 5-second outage)."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "integrations.simulator", "--no-drive", "--port", str(port), "--outage", "tms:0:5"],
@@ -133,7 +134,8 @@ def test_the_erp_adapter_reads_the_simulated_stock_book(simulator):
     from integrations.adapters import adapter_for
     from integrations.models import Partner
 
-    httpx.post(f"{simulator}/_control/reset", json={})
+    # A database test runs before the others (pytest-django's order): keep the outage window they test.
+    httpx.post(f"{simulator}/_control/reset", json={"faults": False})
     httpx.post(f"{simulator}/_control/stock", json={"DC1": {"SKU-1": 10, "SKU-2": 0}})
     partner = Partner(code="erp", kind="erp", outbound_base_url=f"{simulator}/erp", timeout_seconds=2)
 
@@ -198,3 +200,42 @@ def test_the_simulated_erp_invoices_what_shipped_and_books_the_payment_later():
     assert seconds == 600
     pay()
     assert sent[-1] == ("erp", "customer.credit", {"customer": "acme", "open_balance": "100.00"})
+
+
+def test_the_simulated_erp_announces_deliveries_and_the_wms_puts_them_away_at_the_pick_faces():
+    from integrations.simulator.driver import Driver
+
+    driver = Driver(
+        portal="http://127.0.0.1:9",
+        tokens={},
+        secrets={},
+        order_rate=0,
+        short_rate=0,
+        work_seconds=1,
+        customers=[],
+        skus=[],
+        faces={("DC1", "SKU-1"): "A-01", ("DC1", "SKU-2"): "A-02", ("DC2", "SKU-1"): "B-01"},
+        seed=7,
+    )
+    sent, scheduled = [], []
+    driver.send_event = lambda kind, event_type, payload, attempts=1: sent.append((kind, event_type, payload))
+    driver.later = lambda seconds, action: scheduled.append(action)
+
+    driver.announce_delivery()
+
+    ((kind, event_type, announced),) = sent
+    assert (kind, event_type) == ("erp", "receipt.expected")
+    faces_there = {sku for warehouse, sku in driver.faces if warehouse == announced["warehouse"]}
+    assert {line["sku"] for line in announced["lines"]} <= faces_there and announced["lines"]
+
+    told = {**announced, "lines": [{**line, "line_no": n} for n, line in enumerate(announced["lines"], 1)]}
+    driver.on_message("wms", "receipt.expected", {"data": told})
+    scheduled.pop()()  # the truck is unloaded after a pause
+    scheduled.pop()()  # then the receipt is closed
+
+    arrivals = [payload for _, event_type, payload in sent if event_type == "stock.received"]
+    assert [(a["sku"], a["quantity"], a["receipt_line"]) for a in arrivals] == [
+        (line["sku"], line["expected_quantity"], line["line_no"]) for line in told["lines"]
+    ]
+    assert all(a["location"] == driver.faces[(announced["warehouse"], a["sku"])] for a in arrivals)
+    assert sent[-1] == ("wms", "receipt.closed", {"receipt": announced["receipt"]})
