@@ -150,7 +150,7 @@ class AvailabilityQuerySerializer(serializers.Serializer):
 
 
 class EventSerializer(serializers.Serializer):
-    """A warehouse event. Sign `<X-Timestamp>.<raw body>` with HMAC-SHA256 and the partner's webhook secret."""
+    """A partner event (warehouse, carrier or ERP). Sign `<X-Timestamp>.<raw body>` with HMAC-SHA256 and the partner's webhook secret."""
 
     event_id = serializers.CharField(max_length=100, help_text="Unique per partner; a repeat is acknowledged only")
     type = serializers.ChoiceField(choices=event_types(), help_text="What happened; the payload depends on it")

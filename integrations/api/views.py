@@ -524,14 +524,14 @@ SIGNATURE_HEADERS = [
 
 
 class EventsView(PartnerAPIView):
-    """POST /api/v1/events: a signed warehouse event, stored and processed by a worker."""
+    """POST /api/v1/events: a signed partner event, stored and processed by a worker."""
 
     required_scope = Partner.Scope.EVENTS_WRITE
     log_success = False
 
     @extend_schema(
         operation_id="events_create",
-        summary="Send a warehouse event",
+        summary="Send a partner event",
         description=(
             "Signed: `X-Timestamp` (Unix seconds, within 5 minutes) and "
             '`X-Signature: sha256=<hex HMAC-SHA256 of "<X-Timestamp>.<raw body>" with the partner\'s webhook '
