@@ -41,6 +41,7 @@ Event types handled here (automation registers ``equipment.status`` and ``wcs.*`
                        or {sku, warehouse, location, counted_quantity, lot?, note?}
     shipment.packed    {order, packages?, note?}
     shipment.shipped   {order, shipment?, carrier, tracking_number, note?}
+    shipment.delivered {order, shipment, note?}                                   (TMS only)
     receipt.expected   {receipt, warehouse, supplier, purchase_order?, kind?, dock?,
                         lines: [{sku, expected_quantity, lot?}], note?}           (ERP, EDI)
     receipt.closed     {receipt, note?}                                           (WMS only)
@@ -1116,6 +1117,30 @@ def handle_shipment_shipped(event) -> Outcome:
     return Outcome(True)
 
 
+class ShipmentDeliveredPayload(serializers.Serializer):
+    order = serializers.CharField(max_length=40)
+    shipment = serializers.CharField(max_length=40)
+    note = serializers.CharField(max_length=300, required=False, allow_blank=True)
+
+
+def handle_shipment_delivered(event) -> Outcome:
+    """The carrier delivered a shipment (proof of delivery)."""
+    from orchestration import services as orchestration
+    from orchestration.models import Shipment
+
+    payload = event.payload
+    order = _order(payload)
+    shipment = Shipment.objects.filter(order=order, number=payload["shipment"]).first()
+    if shipment is None:
+        raise NotFound(
+            f"Order {order.number} has no shipment {payload['shipment']!r}.", fields={"payload.shipment": ["Unknown."]}
+        )
+    if shipment.status == Shipment.Status.CONFIRMED:
+        return Outcome(False, f"shipment {shipment.number} is already delivered")
+    orchestration.shipment_confirm(shipment=shipment, actor=_actor(event), reason=_reason(event, "Delivered"))
+    return Outcome(True)
+
+
 class ReceiptLinePayload(serializers.Serializer):
     sku = serializers.CharField(max_length=40)
     expected_quantity = serializers.IntegerField(min_value=1, max_value=10_000_000)
@@ -1279,6 +1304,9 @@ register_event_handler(
 register_event_handler("count.recorded", handle_count_recorded, payload_serializer=CountRecordedPayload)
 register_event_handler("shipment.packed", handle_shipment_packed, payload_serializer=ShipmentPackedPayload)
 register_event_handler("shipment.shipped", handle_shipment_shipped, payload_serializer=ShipmentShippedPayload)
+register_event_handler(
+    "shipment.delivered", handle_shipment_delivered, payload_serializer=ShipmentDeliveredPayload, partner_kinds=("tms",)
+)
 register_event_handler(
     "receipt.expected",
     handle_receipt_expected,

@@ -1500,7 +1500,9 @@ def shipment_ship(
 
 
 def shipment_confirm(*, shipment: Shipment, actor: Actor, reason: str = "Delivery confirmed by carrier") -> Shipment:
+    """The carrier delivered the shipment; an invoiced order whose every shipment is delivered closes."""
     with transaction.atomic():
+        order = _lock_order(shipment.order_id)
         shipment = Shipment.objects.select_for_update(no_key=True).get(pk=shipment.pk)
         transition(shipment, "confirm", actor=actor, reason=reason, update_fields=["confirmed_at"])
         _emit(
@@ -1508,9 +1510,27 @@ def shipment_confirm(*, shipment: Shipment, actor: Actor, reason: str = "Deliver
             subject=shipment,
             actor=actor,
             reason=reason,
-            payload={"shipment": shipment.number, "shipment_id": shipment.pk, "order_id": shipment.order_id},
+            payload={
+                "shipment": shipment.number,
+                "shipment_id": shipment.pk,
+                "order": order.number,
+                "order_id": shipment.order_id,
+            },
         )
+        _close_if_settled(order, actor=actor)
     return shipment
+
+
+def _close_if_settled(order: Order, *, actor: Actor) -> None:
+    """Close the (locked) order once it is invoiced and every one of its shipments was delivered."""
+    if order.status != Order.Status.INVOICED:
+        return
+    shipments = order.shipments.all()
+    if not shipments.exists() or shipments.exclude(status=Shipment.Status.CONFIRMED).exists():
+        return
+    reason = "Invoiced, and every shipment delivered"
+    transition(order, "close", actor=actor, reason=reason, update_fields=["closed_at"])
+    _emit(events.ORDER_CLOSED, subject=order, actor=actor, reason=reason, payload=_order_payload(order))
 
 
 def order_invoice(*, order: Order, actor: Actor, reason: str = "Invoiced", invoice: str = "") -> Order:
@@ -1531,6 +1551,7 @@ def order_invoice(*, order: Order, actor: Actor, reason: str = "Invoiced", invoi
             reason=reason,
             payload=_order_payload(order, **({"invoice": invoice} if invoice else {})),
         )
+        _close_if_settled(order, actor=actor)
     return order
 
 

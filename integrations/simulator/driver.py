@@ -291,16 +291,23 @@ class Driver:
         )
 
     def collect(self, data: dict) -> None:
+        """The carrier collects the shipment, and delivers it a while later."""
+        order, shipment = data.get("order"), data.get("shipment") or ""
         self.send_event(
             "tms",
             "shipment.shipped",
             {
-                "order": data.get("order"),
-                "shipment": data.get("shipment") or "",
+                "order": order,
+                "shipment": shipment,
                 "carrier": data.get("carrier") or "SIMCAR",
                 "tracking_number": f"TRK{self.rng.randint(10**9, 10**10 - 1)}",
             },
         )
+        if shipment:
+            delivered = {"order": order, "shipment": shipment}
+            self.later(
+                self.work_seconds * 12, lambda: self.send_event("tms", "shipment.delivered", delivered, attempts=5)
+            )
 
     def invoice(self, data: dict) -> None:
         """Invoice what was shipped, tell the portal, and book it on the customer's account until it is paid."""

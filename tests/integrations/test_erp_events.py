@@ -181,3 +181,53 @@ def test_credit_figures_from_finance_are_checked_and_need_a_reason(network):
         orchestration.customer_update_credit(customer=acme, open_balance=Decimal("1"), actor=FLOOR, reason="")
     acme.refresh_from_db()
     assert acme.open_balance == Decimal("0") and acme.history.count() == 1
+
+
+@pytest.fixture
+def tms(db):
+    return make_partner("tms-a", "tms", ["events:write"])  # noqa: F405
+
+
+@pytest.mark.django_db
+def test_an_invoiced_order_closes_when_the_carrier_delivers_its_last_shipment(placed, erp, tms, post):
+    from orchestration.models import Shipment
+
+    order = ship(placed)
+    shipment = Shipment.objects.get(order=order)
+    post(erp[1], event("order.invoiced", {"order": order.number, "invoice": "INV-5"}))
+    assert Order.objects.get(pk=order.pk).status == Order.Status.INVOICED  # still on its way to the customer
+
+    response = post(tms[1], event("shipment.delivered", {"order": order.number, "shipment": shipment.number}))
+
+    assert response.status_code == 202, response.content
+    shipment.refresh_from_db()
+    order.refresh_from_db()
+    assert shipment.status == Shipment.Status.CONFIRMED and shipment.confirmed_at is not None
+    assert order.status == Order.Status.CLOSED and order.closed_at is not None
+    assert order.history.latest("history_id").history_reason == "Invoiced, and every shipment delivered"
+
+
+@pytest.mark.django_db
+def test_a_delivered_order_closes_when_the_invoice_comes_last(placed, erp, tms, post):
+    from orchestration.models import Shipment
+
+    order = ship(placed)
+    shipment = Shipment.objects.get(order=order)
+    post(tms[1], event("shipment.delivered", {"order": order.number, "shipment": shipment.number}, event_id="pod-1"))
+    post(tms[1], event("shipment.delivered", {"order": order.number, "shipment": shipment.number}, event_id="pod-2"))
+    assert Order.objects.get(pk=order.pk).status == Order.Status.SHIPPED
+
+    post(erp[1], event("order.invoiced", {"order": order.number, "invoice": "INV-6"}))
+
+    assert Order.objects.get(pk=order.pk).status == Order.Status.CLOSED
+    assert dict(InboundEvent.objects.filter(type="shipment.delivered").values_list("event_id", "status")) == {
+        "pod-1": "processed",
+        "pod-2": "ignored",
+    }
+
+
+@pytest.mark.django_db
+def test_only_the_carrier_reports_a_delivery(placed, erp, post):
+    response = post(erp[1], event("shipment.delivered", {"order": placed.number, "shipment": "SH1"}))
+
+    assert response.status_code == 422 and response.json()["error"]["code"] == "event_type_not_allowed"

@@ -239,3 +239,30 @@ def test_the_simulated_erp_announces_deliveries_and_the_wms_puts_them_away_at_th
     ]
     assert all(a["location"] == driver.faces[(announced["warehouse"], a["sku"])] for a in arrivals)
     assert sent[-1] == ("wms", "receipt.closed", {"receipt": announced["receipt"]})
+
+
+def test_the_simulated_carrier_delivers_what_it_collected():
+    from integrations.simulator.driver import Driver
+
+    driver = Driver(
+        portal="http://127.0.0.1:9",
+        tokens={},
+        secrets={},
+        order_rate=0,
+        short_rate=0,
+        work_seconds=1,
+        customers=[],
+        skus=[],
+    )
+    sent, scheduled = [], []
+    driver.send_event = lambda kind, event_type, payload, attempts=1: sent.append((kind, event_type, payload))
+    driver.later = lambda seconds, action: scheduled.append(action)
+
+    driver.collect({"order": "SO9", "shipment": "SH9", "carrier": "DPD"})
+    scheduled.pop()()
+
+    assert [(kind, event_type) for kind, event_type, _ in sent] == [
+        ("tms", "shipment.shipped"),
+        ("tms", "shipment.delivered"),
+    ]
+    assert sent[-1][2] == {"order": "SO9", "shipment": "SH9"}
