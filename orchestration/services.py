@@ -1434,7 +1434,31 @@ def shipment_pack(*, order: Order, actor: Actor, reason: str = "Packed", package
             },
         )
         _emit(events.ORDER_PACKED, subject=order, actor=actor, reason=reason, payload=_order_payload(order))
+        _finish_pack_tasks(order, shipment, actor=actor)
     return shipment
+
+
+def _finish_pack_tasks(order: Order, shipment: Shipment, *, actor: Actor) -> None:
+    """The order's pack task, when the packing was reported without it (the WMS packed the order), is done.
+
+    Taken with SKIP LOCKED: a pack task held by another transaction is being finished by a person
+    right now (that path locks the task before the order, this one the order first), and never waited on.
+    """
+    reason = f"Packed as shipment {shipment.number}"
+    for task in Task.objects.select_for_update(no_key=True, skip_locked=True).filter(
+        order=order, kind=Task.Kind.PACK, status__in=Task.OPEN_STATES
+    ):
+        if task.status != Task.Status.IN_PROGRESS:
+            transition(task, "start", actor=actor, reason=reason, update_fields=["ack_deadline", "started_at"])
+        transition(
+            task,
+            "complete",
+            actor=actor,
+            reason=reason,
+            update_fields=["done_quantity", "finished_at"],
+            done_quantity=task.quantity,
+        )
+        _emit(events.TASK_COMPLETED, subject=task, actor=actor, reason=reason, payload=_task_payload(task))
 
 
 def shipment_ship(
