@@ -809,7 +809,7 @@ def receipt_create(
         )
         stamp_history(receipt, actor=actor, reason=reason)
         receipt.save()
-        ReceiptLine.objects.bulk_create(
+        receipt_lines = ReceiptLine.objects.bulk_create(
             [
                 ReceiptLine(
                     receipt=receipt,
@@ -836,12 +836,12 @@ def receipt_create(
                 "dock": dock.code if dock else "",
                 "lines": [
                     {
-                        "line_no": index,
-                        "sku": line["item"].sku,
-                        "expected_quantity": line["expected_quantity"],
-                        "lot": line["lot"].code if line.get("lot") else "",
+                        "line_no": line.line_no,
+                        "sku": line.item.sku,
+                        "expected_quantity": line.expected_quantity,
+                        "lot": line.lot.code if line.lot else "",
                     }
-                    for index, line in enumerate(lines, start=1)
+                    for line in receipt_lines
                 ],
             },
         )

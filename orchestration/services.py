@@ -1189,18 +1189,18 @@ def task_complete(
             raise TransitionRefused(f"Task {task.pk} is created but was never dispatched; dispatch or start it first.")
         if task.kind == Task.Kind.PICK:
             return _complete_pick(task, done, actor=actor, reason=reason)
-        transition(
-            task,
-            "complete",
-            actor=actor,
-            reason=reason,
-            update_fields=["done_quantity", "finished_at"],
-            done_quantity=done,
-        )
-        _emit(events.TASK_COMPLETED, subject=task, actor=actor, reason=reason, payload=_task_payload(task))
+        _mark_completed(task, done, actor=actor, reason=reason)
         if task.kind == Task.Kind.PACK and task.order_id:
             shipment_pack(order=task.order, actor=actor, reason=f"Packed (task {task.pk})")
     return task
+
+
+def _mark_completed(task: Task, done: int, *, actor: Actor, reason: str) -> None:
+    """The (locked) task's completion with `done` units: its transition, history and event."""
+    transition(
+        task, "complete", actor=actor, reason=reason, update_fields=["done_quantity", "finished_at"], done_quantity=done
+    )
+    _emit(events.TASK_COMPLETED, subject=task, actor=actor, reason=reason, payload=_task_payload(task))
 
 
 def _complete_pick(task: Task, done: int, *, actor: Actor, reason: str) -> Task:
@@ -1257,15 +1257,7 @@ def _complete_pick(task: Task, done: int, *, actor: Actor, reason: str) -> Task:
             ),
         )
     else:
-        transition(
-            task,
-            "complete",
-            actor=actor,
-            reason=reason,
-            update_fields=["done_quantity", "finished_at"],
-            done_quantity=done,
-        )
-        _emit(events.TASK_COMPLETED, subject=task, actor=actor, reason=reason, payload=_task_payload(task))
+        _mark_completed(task, done, actor=actor, reason=reason)
     if order is not None and not result.shortfall:
         _maybe_create_pack_task(order, actor=actor)
     return task
@@ -1450,15 +1442,7 @@ def _finish_pack_tasks(order: Order, shipment: Shipment, *, actor: Actor) -> Non
     ):
         if task.status != Task.Status.IN_PROGRESS:
             transition(task, "start", actor=actor, reason=reason, update_fields=["ack_deadline", "started_at"])
-        transition(
-            task,
-            "complete",
-            actor=actor,
-            reason=reason,
-            update_fields=["done_quantity", "finished_at"],
-            done_quantity=task.quantity,
-        )
-        _emit(events.TASK_COMPLETED, subject=task, actor=actor, reason=reason, payload=_task_payload(task))
+        _mark_completed(task, task.quantity, actor=actor, reason=reason)
 
 
 def shipment_ship(

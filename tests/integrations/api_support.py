@@ -46,12 +46,14 @@ __all__ = [
     "SKUS",
     "api_client",
     "erp",
+    "event",
     "free_port",
     "make_partner",
     "network",
     "order_body",
     "other_erp",
     "PartnerClient",
+    "post_as",
     "server_env",
     "sign",
     "start_process",
@@ -162,6 +164,29 @@ def order_body(external_ref: str | None = None, lines=None, **fields) -> dict:
         "lines": lines or [{"line_no": i, "sku": sku, "quantity": 2} for i, sku in enumerate(SKUS, start=1)],
         **fields,
     }
+
+
+def event(kind: str, payload: dict, *, event_id: str | None = None, occurred_at: str | None = None) -> dict:
+    """A partner event's body: `kind` with `payload`, a fresh event id unless given, happening now unless told."""
+    from django.utils import timezone
+
+    return {
+        "event_id": event_id or f"ev-{uuid.uuid4().hex[:12]}",
+        "type": kind,
+        "occurred_at": occurred_at or timezone.now().isoformat(),
+        "payload": payload,
+    }
+
+
+@pytest.fixture
+def post_as(api_client, django_capture_on_commit_callbacks):
+    """Post a signed event with a partner's token, then run what its commit schedules (the eager worker)."""
+
+    def send(token: str, body: dict):
+        with django_capture_on_commit_callbacks(execute=True):
+            return api_client(token).event(body)
+
+    return send
 
 
 # --- real servers and workers -----------------------------------------------------------

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import uuid
 from decimal import Decimal
 
 import pytest
-from django.utils import timezone
 
 from exceptions.models import Case
 from integrations.models import InboundEvent
@@ -14,28 +12,9 @@ from orchestration import services as orchestration
 from orchestration.models import Customer, Order, Task
 from portal.actors import Actor
 from tests.integrations.api_support import *  # noqa: F403
+from tests.integrations.api_support import event
 
 FLOOR = Actor.system("floor")
-
-
-def event(kind: str, payload: dict, event_id: str | None = None) -> dict:
-    return {
-        "event_id": event_id or f"erp-{uuid.uuid4().hex[:12]}",
-        "type": kind,
-        "occurred_at": timezone.now().isoformat(),
-        "payload": payload,
-    }
-
-
-@pytest.fixture
-def post(api_client, django_capture_on_commit_callbacks):
-    """Post a signed event as `partner` (its token) and run what its commit schedules (the eager worker)."""
-
-    def send(token: str, body: dict):
-        with django_capture_on_commit_callbacks(execute=True):
-            return api_client(token).event(body)
-
-    return send
 
 
 @pytest.fixture
@@ -55,13 +34,13 @@ def ship(order: Order) -> Order:
 
 
 @pytest.mark.django_db
-def test_an_invoice_from_the_erp_takes_the_order_out_of_the_credit_in_flight(placed, erp, post):
+def test_an_invoice_from_the_erp_takes_the_order_out_of_the_credit_in_flight(placed, erp, post_as):
     order = ship(placed)
     acme = Customer.objects.get(code="acme")
     assert order.status == Order.Status.SHIPPED
     assert orchestration.credit_exposure(acme) == Decimal("30.00")
 
-    response = post(erp[1], event("order.invoiced", {"order": order.number, "invoice": "INV-881"}))
+    response = post_as(erp[1], event("order.invoiced", {"order": order.number, "invoice": "INV-881"}))
 
     assert response.status_code == 202, response.content
     order.refresh_from_db()
@@ -73,8 +52,8 @@ def test_an_invoice_from_the_erp_takes_the_order_out_of_the_credit_in_flight(pla
 
 
 @pytest.mark.django_db
-def test_an_invoice_for_an_order_not_yet_shipped_fails_into_an_it_support_case(placed, erp, post):
-    post(erp[1], event("order.invoiced", {"order": placed.number, "invoice": "INV-EARLY"}, event_id="inv-early"))
+def test_an_invoice_for_an_order_not_yet_shipped_fails_into_an_it_support_case(placed, erp, post_as):
+    post_as(erp[1], event("order.invoiced", {"order": placed.number, "invoice": "INV-EARLY"}, event_id="inv-early"))
 
     stored = InboundEvent.objects.get(event_id="inv-early")
     placed.refresh_from_db()
@@ -85,10 +64,10 @@ def test_an_invoice_for_an_order_not_yet_shipped_fails_into_an_it_support_case(p
 
 
 @pytest.mark.django_db
-def test_an_invoice_sent_twice_under_new_ids_is_applied_once(placed, erp, post):
+def test_an_invoice_sent_twice_under_new_ids_is_applied_once(placed, erp, post_as):
     order = ship(placed)
-    post(erp[1], event("order.invoiced", {"order": order.number, "invoice": "INV-9"}, event_id="inv-a"))
-    post(erp[1], event("order.invoiced", {"order": order.number, "invoice": "INV-9"}, event_id="inv-b"))
+    post_as(erp[1], event("order.invoiced", {"order": order.number, "invoice": "INV-9"}, event_id="inv-a"))
+    post_as(erp[1], event("order.invoiced", {"order": order.number, "invoice": "INV-9"}, event_id="inv-b"))
 
     statuses = dict(InboundEvent.objects.values_list("event_id", "status"))
     assert statuses == {"inv-a": "processed", "inv-b": "ignored"}
@@ -96,12 +75,12 @@ def test_an_invoice_sent_twice_under_new_ids_is_applied_once(placed, erp, post):
 
 
 @pytest.mark.django_db
-def test_the_customers_balance_from_the_erp_is_what_the_next_credit_check_weighs(network, erp, api_client, post):
+def test_the_customers_balance_from_the_erp_is_what_the_next_credit_check_weighs(network, erp, api_client, post_as):
     acme = Customer.objects.get(code="acme")
     Customer.objects.filter(pk=acme.pk).update(credit_limit=Decimal("1000.00"))
     body = {"customer": "acme", "open_balance": "990.00", "credit_status": "watch", "note": "Dunning level 1"}
 
-    response = post(erp[1], event("customer.credit", body))
+    response = post_as(erp[1], event("customer.credit", body))
 
     assert response.status_code == 202, response.content
     acme.refresh_from_db()
@@ -111,18 +90,18 @@ def test_the_customers_balance_from_the_erp_is_what_the_next_credit_check_weighs
     number = api_client(erp[1]).post("/api/v1/orders", order_body("PO-OVER")).json()["number"]  # noqa: F405
     assert Order.objects.get(number=number).status == Order.Status.CREDIT_HOLD  # 990 + 30 over 1,000
 
-    post(erp[1], event("customer.credit", {"customer": "acme", "open_balance": "100.00"}))  # paid
+    post_as(erp[1], event("customer.credit", {"customer": "acme", "open_balance": "100.00"}))  # paid
 
     number = api_client(erp[1]).post("/api/v1/orders", order_body("PO-PAID")).json()["number"]  # noqa: F405
     assert Order.objects.get(number=number).status == Order.Status.RELEASED
 
 
 @pytest.mark.django_db
-def test_a_balance_report_that_changes_nothing_records_nothing(network, erp, post):
+def test_a_balance_report_that_changes_nothing_records_nothing(network, erp, post_as):
     acme = Customer.objects.get(code="acme")
     rows = acme.history.count()
 
-    post(erp[1], event("customer.credit", {"customer": "acme", "open_balance": str(acme.open_balance)}))
+    post_as(erp[1], event("customer.credit", {"customer": "acme", "open_balance": str(acme.open_balance)}))
 
     assert acme.history.count() == rows
     assert InboundEvent.objects.get(type="customer.credit").status == "processed"
@@ -130,10 +109,10 @@ def test_a_balance_report_that_changes_nothing_records_nothing(network, erp, pos
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("kind", ["order.invoiced", "customer.credit"])
-def test_only_the_erp_may_report_invoices_and_credit(network, wms, post, kind):
+def test_only_the_erp_may_report_invoices_and_credit(network, wms, post_as, kind):
     payload = {"order": "SO1", "invoice": "X"} if kind == "order.invoiced" else {"customer": "acme", "open_balance": 0}
 
-    response = post(wms[1], event(kind, payload))
+    response = post_as(wms[1], event(kind, payload))
 
     assert response.status_code == 422
     error = response.json()["error"]
@@ -153,8 +132,8 @@ def test_only_the_erp_may_report_invoices_and_credit(network, wms, post, kind):
         ({"customer": "acme", "open_balance": "1e20"}, "payload.open_balance"),
     ],
 )
-def test_bad_credit_figures_are_refused_at_the_door(network, erp, post, payload, field):
-    response = post(erp[1], event("customer.credit", payload))
+def test_bad_credit_figures_are_refused_at_the_door(network, erp, post_as, payload, field):
+    response = post_as(erp[1], event("customer.credit", payload))
 
     assert response.status_code == 422, response.content
     assert field in response.json()["error"]["fields"]
@@ -162,8 +141,8 @@ def test_bad_credit_figures_are_refused_at_the_door(network, erp, post, payload,
 
 
 @pytest.mark.django_db
-def test_a_balance_for_an_unknown_customer_fails_into_a_case(network, erp, post):
-    post(erp[1], event("customer.credit", {"customer": "nobody", "open_balance": 5}, event_id="bal-ghost"))
+def test_a_balance_for_an_unknown_customer_fails_into_a_case(network, erp, post_as):
+    post_as(erp[1], event("customer.credit", {"customer": "nobody", "open_balance": 5}, event_id="bal-ghost"))
 
     stored = InboundEvent.objects.get(event_id="bal-ghost")
     assert stored.status == "failed" and "nobody" in stored.last_error
@@ -189,15 +168,15 @@ def tms(db):
 
 
 @pytest.mark.django_db
-def test_an_invoiced_order_closes_when_the_carrier_delivers_its_last_shipment(placed, erp, tms, post):
+def test_an_invoiced_order_closes_when_the_carrier_delivers_its_last_shipment(placed, erp, tms, post_as):
     from orchestration.models import Shipment
 
     order = ship(placed)
     shipment = Shipment.objects.get(order=order)
-    post(erp[1], event("order.invoiced", {"order": order.number, "invoice": "INV-5"}))
+    post_as(erp[1], event("order.invoiced", {"order": order.number, "invoice": "INV-5"}))
     assert Order.objects.get(pk=order.pk).status == Order.Status.INVOICED  # still on its way to the customer
 
-    response = post(tms[1], event("shipment.delivered", {"order": order.number, "shipment": shipment.number}))
+    response = post_as(tms[1], event("shipment.delivered", {"order": order.number, "shipment": shipment.number}))
 
     assert response.status_code == 202, response.content
     shipment.refresh_from_db()
@@ -208,16 +187,16 @@ def test_an_invoiced_order_closes_when_the_carrier_delivers_its_last_shipment(pl
 
 
 @pytest.mark.django_db
-def test_a_delivered_order_closes_when_the_invoice_comes_last(placed, erp, tms, post):
+def test_a_delivered_order_closes_when_the_invoice_comes_last(placed, erp, tms, post_as):
     from orchestration.models import Shipment
 
     order = ship(placed)
     shipment = Shipment.objects.get(order=order)
-    post(tms[1], event("shipment.delivered", {"order": order.number, "shipment": shipment.number}, event_id="pod-1"))
-    post(tms[1], event("shipment.delivered", {"order": order.number, "shipment": shipment.number}, event_id="pod-2"))
+    post_as(tms[1], event("shipment.delivered", {"order": order.number, "shipment": shipment.number}, event_id="pod-1"))
+    post_as(tms[1], event("shipment.delivered", {"order": order.number, "shipment": shipment.number}, event_id="pod-2"))
     assert Order.objects.get(pk=order.pk).status == Order.Status.SHIPPED
 
-    post(erp[1], event("order.invoiced", {"order": order.number, "invoice": "INV-6"}))
+    post_as(erp[1], event("order.invoiced", {"order": order.number, "invoice": "INV-6"}))
 
     assert Order.objects.get(pk=order.pk).status == Order.Status.CLOSED
     assert dict(InboundEvent.objects.filter(type="shipment.delivered").values_list("event_id", "status")) == {
@@ -227,7 +206,7 @@ def test_a_delivered_order_closes_when_the_invoice_comes_last(placed, erp, tms, 
 
 
 @pytest.mark.django_db
-def test_only_the_carrier_reports_a_delivery(placed, erp, post):
-    response = post(erp[1], event("shipment.delivered", {"order": placed.number, "shipment": "SH1"}))
+def test_only_the_carrier_reports_a_delivery(placed, erp, post_as):
+    response = post_as(erp[1], event("shipment.delivered", {"order": placed.number, "shipment": "SH1"}))
 
     assert response.status_code == 422 and response.json()["error"]["code"] == "event_type_not_allowed"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-import uuid
 
 import pytest
 from django.urls import reverse
@@ -17,19 +16,11 @@ from inventory.models import Location, StockMovement
 from portal.models import DomainEvent
 from portal.roles import Role
 from tests.integrations.api_support import *  # noqa: F403
+from tests.integrations.api_support import event
 
 pytestmark = pytest.mark.django_db
 
 OTHERS = [Role.WAREHOUSE_SUPERVISOR, Role.CUSTOMER_SERVICE, Role.FINANCE, Role.PROCUREMENT, Role.TRANSPORTATION]
-
-
-def event(kind: str, payload: dict, *, event_id: str | None = None) -> dict:
-    return {
-        "event_id": event_id or f"ev-{uuid.uuid4().hex[:12]}",
-        "type": kind,
-        "occurred_at": timezone.now().isoformat(),
-        "payload": payload,
-    }
 
 
 @pytest.fixture

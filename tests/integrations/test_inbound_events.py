@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-import uuid
 from contextlib import contextmanager
 
 import psycopg
@@ -19,6 +18,7 @@ from integrations.models import InboundEvent, InboundRequest
 from inventory.models import CycleCount, Item, Location, StockLevel, StockMovement
 from orchestration.models import Order, Shipment, Task
 from tests.integrations.api_support import *  # noqa: F403
+from tests.integrations.api_support import event
 
 
 def assert_error(response, status: int, code: str) -> dict:
@@ -26,15 +26,6 @@ def assert_error(response, status: int, code: str) -> dict:
     body = response.json()
     assert set(body) == {"error"} and body["error"]["code"] == code, body
     return body["error"]
-
-
-def event(kind: str, payload: dict, *, event_id: str | None = None, occurred_at: str | None = None) -> dict:
-    return {
-        "event_id": event_id or f"ev-{uuid.uuid4().hex[:12]}",
-        "type": kind,
-        "occurred_at": occurred_at or timezone.now().isoformat(),
-        "payload": payload,
-    }
 
 
 @pytest.fixture

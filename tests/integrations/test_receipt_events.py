@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from django.utils import timezone
 
@@ -11,26 +9,7 @@ from exceptions.models import Case
 from integrations.models import InboundEvent, OutboundMessage, Partner
 from inventory.models import Receipt, StockLevel
 from tests.integrations.api_support import *  # noqa: F403
-
-
-def event(kind: str, payload: dict, event_id: str | None = None) -> dict:
-    return {
-        "event_id": event_id or f"ev-{uuid.uuid4().hex[:12]}",
-        "type": kind,
-        "occurred_at": timezone.now().isoformat(),
-        "payload": payload,
-    }
-
-
-@pytest.fixture
-def post(api_client, django_capture_on_commit_callbacks):
-    """Post a signed event with `token` and run what its commit schedules (the eager worker)."""
-
-    def send(token: str, body: dict):
-        with django_capture_on_commit_callbacks(execute=True):
-            return api_client(token).event(body)
-
-    return send
+from tests.integrations.api_support import event
 
 
 @pytest.fixture
@@ -53,10 +32,10 @@ def asn(number: str = "ASN-77", **fields) -> dict:
 
 
 @pytest.mark.django_db
-def test_a_delivery_announced_by_the_erp_is_received_and_closed_by_the_wms(network, erp, wms_receiver, post):
+def test_a_delivery_announced_by_the_erp_is_received_and_closed_by_the_wms(network, erp, wms_receiver, post_as):
     before = StockLevel.objects.get(item__sku="API-A", location__code="P-01").on_hand
 
-    response = post(erp[1], event("receipt.expected", asn(), event_id="asn-77"))
+    response = post_as(erp[1], event("receipt.expected", asn(), event_id="asn-77"))
 
     assert response.status_code == 202, response.content
     receipt = Receipt.objects.get(number="ASN-77")
@@ -71,9 +50,9 @@ def test_a_delivery_announced_by_the_erp_is_received_and_closed_by_the_wms(netwo
     assert receipt.history.latest("history_id").history_actor == "partner:erp-a"
 
     arrival = {"warehouse": "DCA", "location": "P-01", "receipt": "ASN-77"}
-    post(wms_receiver[1], event("stock.received", {**arrival, "sku": "API-A", "quantity": 40, "receipt_line": 1}))
-    post(wms_receiver[1], event("stock.received", {**arrival, "sku": "API-B", "quantity": 10, "receipt_line": 2}))
-    post(wms_receiver[1], event("receipt.closed", {"receipt": "ASN-77", "note": "Door 3 done"}))
+    post_as(wms_receiver[1], event("stock.received", {**arrival, "sku": "API-A", "quantity": 40, "receipt_line": 1}))
+    post_as(wms_receiver[1], event("stock.received", {**arrival, "sku": "API-B", "quantity": 10, "receipt_line": 2}))
+    post_as(wms_receiver[1], event("receipt.closed", {"receipt": "ASN-77", "note": "Door 3 done"}))
 
     receipt.refresh_from_db()
     assert receipt.status == "closed"
@@ -84,12 +63,12 @@ def test_a_delivery_announced_by_the_erp_is_received_and_closed_by_the_wms(netwo
 
 
 @pytest.mark.django_db
-def test_a_delivery_closed_short_raises_a_receiving_variance_for_procurement(network, erp, wms_receiver, post):
-    post(erp[1], event("receipt.expected", asn("ASN-SHORT")))
+def test_a_delivery_closed_short_raises_a_receiving_variance_for_procurement(network, erp, wms_receiver, post_as):
+    post_as(erp[1], event("receipt.expected", asn("ASN-SHORT")))
     arrival = {"warehouse": "DCA", "location": "P-01", "receipt": "ASN-SHORT"}
-    post(wms_receiver[1], event("stock.received", {**arrival, "sku": "API-A", "quantity": 25, "receipt_line": 1}))
+    post_as(wms_receiver[1], event("stock.received", {**arrival, "sku": "API-A", "quantity": 25, "receipt_line": 1}))
 
-    post(wms_receiver[1], event("receipt.closed", {"receipt": "ASN-SHORT"}))
+    post_as(wms_receiver[1], event("receipt.closed", {"receipt": "ASN-SHORT"}))
 
     case = Case.objects.get(type__code="receiving_variance")
     assert case.queue.role == "procurement" and "ASN-SHORT" in case.summary
@@ -97,9 +76,9 @@ def test_a_delivery_closed_short_raises_a_receiving_variance_for_procurement(net
 
 
 @pytest.mark.django_db
-def test_an_announcement_sent_again_under_a_new_id_changes_nothing(network, erp, wms_receiver, post):
-    post(erp[1], event("receipt.expected", asn("ASN-TWICE"), event_id="asn-a"))
-    post(erp[1], event("receipt.expected", asn("ASN-TWICE", supplier="Someone else"), event_id="asn-b"))
+def test_an_announcement_sent_again_under_a_new_id_changes_nothing(network, erp, wms_receiver, post_as):
+    post_as(erp[1], event("receipt.expected", asn("ASN-TWICE"), event_id="asn-a"))
+    post_as(erp[1], event("receipt.expected", asn("ASN-TWICE", supplier="Someone else"), event_id="asn-b"))
 
     assert dict(InboundEvent.objects.values_list("event_id", "status")) == {"asn-a": "processed", "asn-b": "ignored"}
     assert Receipt.objects.get(number="ASN-TWICE").supplier == "Nordic Supply"
@@ -107,10 +86,10 @@ def test_an_announcement_sent_again_under_a_new_id_changes_nothing(network, erp,
 
 
 @pytest.mark.django_db
-def test_a_delivery_naming_an_unknown_sku_records_nothing_and_raises_a_case(network, erp, wms_receiver, post):
+def test_a_delivery_naming_an_unknown_sku_records_nothing_and_raises_a_case(network, erp, wms_receiver, post_as):
     lines = [{"sku": "API-A", "expected_quantity": 5}, {"sku": "NOPE-1", "expected_quantity": 5}]
 
-    post(erp[1], event("receipt.expected", asn("ASN-BAD", lines=lines), event_id="asn-bad"))
+    post_as(erp[1], event("receipt.expected", asn("ASN-BAD", lines=lines), event_id="asn-bad"))
 
     stored = InboundEvent.objects.get(event_id="asn-bad")
     assert stored.status == "failed" and "payload.lines.1.sku" in stored.last_error
@@ -132,8 +111,8 @@ def test_a_delivery_naming_an_unknown_sku_records_nothing_and_raises_a_case(netw
         ),
     ],
 )
-def test_a_malformed_announcement_is_refused_at_the_door(network, erp, post, payload, field):
-    response = post(erp[1], event("receipt.expected", payload))
+def test_a_malformed_announcement_is_refused_at_the_door(network, erp, post_as, payload, field):
+    response = post_as(erp[1], event("receipt.expected", payload))
 
     assert response.status_code == 422, response.content
     assert field in response.json()["error"]["fields"]
@@ -141,9 +120,9 @@ def test_a_malformed_announcement_is_refused_at_the_door(network, erp, post, pay
 
 
 @pytest.mark.django_db
-def test_deliveries_are_announced_by_the_erp_and_closed_by_the_wms_alone(network, erp, wms_receiver, post):
-    refused_asn = post(wms_receiver[1], event("receipt.expected", asn()))
-    refused_close = post(erp[1], event("receipt.closed", {"receipt": "ASN-77"}))
+def test_deliveries_are_announced_by_the_erp_and_closed_by_the_wms_alone(network, erp, wms_receiver, post_as):
+    refused_asn = post_as(wms_receiver[1], event("receipt.expected", asn()))
+    refused_close = post_as(erp[1], event("receipt.closed", {"receipt": "ASN-77"}))
 
     assert (refused_asn.status_code, refused_close.status_code) == (422, 422)
     assert {refused_asn.json()["error"]["code"], refused_close.json()["error"]["code"]} == {"event_type_not_allowed"}
@@ -151,28 +130,28 @@ def test_deliveries_are_announced_by_the_erp_and_closed_by_the_wms_alone(network
 
 
 @pytest.mark.django_db
-def test_closing_a_receipt_twice_is_acknowledged_and_ignored(network, erp, wms_receiver, post):
-    post(erp[1], event("receipt.expected", asn("ASN-DONE", lines=[{"sku": "API-A", "expected_quantity": 1}])))
+def test_closing_a_receipt_twice_is_acknowledged_and_ignored(network, erp, wms_receiver, post_as):
+    post_as(erp[1], event("receipt.expected", asn("ASN-DONE", lines=[{"sku": "API-A", "expected_quantity": 1}])))
     arrival = {"sku": "API-A", "warehouse": "DCA", "location": "P-01", "quantity": 1, "receipt": "ASN-DONE"}
-    post(wms_receiver[1], event("stock.received", {**arrival, "receipt_line": 1}))
-    post(wms_receiver[1], event("receipt.closed", {"receipt": "ASN-DONE"}, event_id="close-1"))
-    post(wms_receiver[1], event("receipt.closed", {"receipt": "ASN-DONE"}, event_id="close-2"))
+    post_as(wms_receiver[1], event("stock.received", {**arrival, "receipt_line": 1}))
+    post_as(wms_receiver[1], event("receipt.closed", {"receipt": "ASN-DONE"}, event_id="close-1"))
+    post_as(wms_receiver[1], event("receipt.closed", {"receipt": "ASN-DONE"}, event_id="close-2"))
 
     statuses = dict(InboundEvent.objects.filter(type="receipt.closed").values_list("event_id", "status"))
     assert statuses == {"close-1": "processed", "close-2": "ignored"}
 
 
 @pytest.mark.django_db
-def test_a_close_that_overtakes_an_arrival_waits_for_it(network, erp, wms_receiver, api_client, post):
+def test_a_close_that_overtakes_an_arrival_waits_for_it(network, erp, wms_receiver, api_client, post_as):
     import datetime as dt
 
     from integrations import inbound
 
-    post(erp[1], event("receipt.expected", asn("ASN-RACE", lines=[{"sku": "API-A", "expected_quantity": 8}])))
+    post_as(erp[1], event("receipt.expected", asn("ASN-RACE", lines=[{"sku": "API-A", "expected_quantity": 8}])))
     arrival = {"sku": "API-A", "warehouse": "DCA", "location": "P-01", "quantity": 8, "receipt": "ASN-RACE"}
     api_client(wms_receiver[1]).event(event("stock.received", {**arrival, "receipt_line": 1}, event_id="arr"))
     # The arrival sits in its item's queue (no worker has run it) when the close is processed in the receipt's.
-    post(wms_receiver[1], event("receipt.closed", {"receipt": "ASN-RACE"}, event_id="close"))
+    post_as(wms_receiver[1], event("receipt.closed", {"receipt": "ASN-RACE"}, event_id="close"))
 
     close = InboundEvent.objects.get(event_id="close")
     assert (close.status, close.attempts) == ("pending", 1) and "1 arrival" in close.last_error
@@ -190,15 +169,15 @@ def test_a_close_that_overtakes_an_arrival_waits_for_it(network, erp, wms_receiv
 
 
 @pytest.mark.django_db
-def test_a_close_still_waiting_after_every_try_fails_into_a_case(network, erp, wms_receiver, api_client, post):
+def test_a_close_still_waiting_after_every_try_fails_into_a_case(network, erp, wms_receiver, api_client, post_as):
     import datetime as dt
 
     from integrations import inbound
 
-    post(erp[1], event("receipt.expected", asn("ASN-STUCK", lines=[{"sku": "API-A", "expected_quantity": 8}])))
+    post_as(erp[1], event("receipt.expected", asn("ASN-STUCK", lines=[{"sku": "API-A", "expected_quantity": 8}])))
     arrival = {"sku": "API-A", "warehouse": "DCA", "location": "P-01", "quantity": 8, "receipt": "ASN-STUCK"}
     api_client(wms_receiver[1]).event(event("stock.received", {**arrival, "receipt_line": 1}))  # never processed
-    post(wms_receiver[1], event("receipt.closed", {"receipt": "ASN-STUCK"}, event_id="close"))
+    post_as(wms_receiver[1], event("receipt.closed", {"receipt": "ASN-STUCK"}, event_id="close"))
     close = InboundEvent.objects.get(event_id="close")
 
     for minutes in range(1, inbound.MAX_ATTEMPTS + 1):

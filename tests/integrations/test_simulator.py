@@ -163,26 +163,25 @@ def test_the_simulated_erp_asks_for_tomorrow_after_its_same_day_order_cutoff():
     assert requested_ship_date(dt.datetime(2026, 3, 10, 23, 30, tzinfo=dt.UTC), until) == dt.date(2026, 3, 11)
 
 
-def test_the_simulated_erp_invoices_what_shipped_and_books_the_payment_later():
-    from decimal import Decimal
+def quiet_driver(**options):
+    """A simulator driver that records what it would post and schedule instead of doing it: (driver, sent, scheduled).
 
+    `scheduled` holds (seconds, action) pairs; run an action to move the simulated day on.
+    """
     from integrations.simulator.driver import Driver
 
-    driver = Driver(
-        portal="http://127.0.0.1:9",
-        tokens={},
-        secrets={},
-        order_rate=0,
-        short_rate=0,
-        work_seconds=1,
-        customers=[],
-        skus=[],
-        balances={"acme": Decimal("100.00")},
-        payment_seconds=600,
-    )
+    defaults = {"portal": "http://127.0.0.1:9", "tokens": {}, "secrets": {}, "order_rate": 0, "short_rate": 0}
+    driver = Driver(**{**defaults, "work_seconds": 1, "customers": [], "skus": [], **options})
     sent, scheduled = [], []
     driver.send_event = lambda kind, event_type, payload, attempts=1: sent.append((kind, event_type, payload))
     driver.later = lambda seconds, action: scheduled.append((seconds, action))
+    return driver, sent, scheduled
+
+
+def test_the_simulated_erp_invoices_what_shipped_and_books_the_payment_later():
+    from decimal import Decimal
+
+    driver, sent, scheduled = quiet_driver(balances={"acme": Decimal("100.00")}, payment_seconds=600)
     confirmation = {
         "portal_order": "SO7",
         "customer": "acme",
@@ -203,23 +202,8 @@ def test_the_simulated_erp_invoices_what_shipped_and_books_the_payment_later():
 
 
 def test_the_simulated_erp_announces_deliveries_and_the_wms_puts_them_away_at_the_pick_faces():
-    from integrations.simulator.driver import Driver
-
-    driver = Driver(
-        portal="http://127.0.0.1:9",
-        tokens={},
-        secrets={},
-        order_rate=0,
-        short_rate=0,
-        work_seconds=1,
-        customers=[],
-        skus=[],
-        faces={("DC1", "SKU-1"): "A-01", ("DC1", "SKU-2"): "A-02", ("DC2", "SKU-1"): "B-01"},
-        seed=7,
-    )
-    sent, scheduled = [], []
-    driver.send_event = lambda kind, event_type, payload, attempts=1: sent.append((kind, event_type, payload))
-    driver.later = lambda seconds, action: scheduled.append(action)
+    faces = {("DC1", "SKU-1"): "A-01", ("DC1", "SKU-2"): "A-02", ("DC2", "SKU-1"): "B-01"}
+    driver, sent, scheduled = quiet_driver(faces=faces, seed=7)
 
     driver.announce_delivery()
 
@@ -230,8 +214,8 @@ def test_the_simulated_erp_announces_deliveries_and_the_wms_puts_them_away_at_th
 
     told = {**announced, "lines": [{**line, "line_no": n} for n, line in enumerate(announced["lines"], 1)]}
     driver.on_message("wms", "receipt.expected", {"data": told})
-    scheduled.pop()()  # the truck is unloaded after a pause
-    scheduled.pop()()  # then the receipt is closed
+    scheduled.pop()[1]()  # the truck is unloaded after a pause
+    scheduled.pop()[1]()  # then the receipt is closed
 
     arrivals = [payload for _, event_type, payload in sent if event_type == "stock.received"]
     assert [(a["sku"], a["quantity"], a["receipt_line"]) for a in arrivals] == [
@@ -242,24 +226,10 @@ def test_the_simulated_erp_announces_deliveries_and_the_wms_puts_them_away_at_th
 
 
 def test_the_simulated_carrier_delivers_what_it_collected():
-    from integrations.simulator.driver import Driver
-
-    driver = Driver(
-        portal="http://127.0.0.1:9",
-        tokens={},
-        secrets={},
-        order_rate=0,
-        short_rate=0,
-        work_seconds=1,
-        customers=[],
-        skus=[],
-    )
-    sent, scheduled = [], []
-    driver.send_event = lambda kind, event_type, payload, attempts=1: sent.append((kind, event_type, payload))
-    driver.later = lambda seconds, action: scheduled.append(action)
+    driver, sent, scheduled = quiet_driver()
 
     driver.collect({"order": "SO9", "shipment": "SH9", "carrier": "DPD"})
-    scheduled.pop()()
+    scheduled.pop()[1]()
 
     assert [(kind, event_type) for kind, event_type, _ in sent] == [
         ("tms", "shipment.shipped"),
