@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from integrations.models import OutboundMessage
+from integrations.models import OutboundMessage, Partner
 from integrations.outbound import message_send
 from portal.actors import Actor
 from portal.events import subscribe
@@ -103,5 +103,20 @@ def receipt_expected(event: DomainEvent) -> None:
         partner_kind=WMS,
         message_type="receipt.expected",
         ordering_key=f"receipt:{event.payload.get('receipt')}",
+        payload=event.payload,
+    )
+
+
+@subscribe("inventory.count_requested", in_transaction=True, key="integrations.count_requested")
+def count_requested(event: DomainEvent) -> None:
+    """The WMS sends someone to count the location, unless the count is its own (an unplanned count it reported)."""
+    kind, _, name = event.actor.partition(":")
+    if kind == "partner" and Partner.objects.filter(code=name, kind=WMS).exists():
+        return
+    send_for(
+        event,
+        partner_kind=WMS,
+        message_type="count.requested",
+        ordering_key=f"count:{event.payload.get('count_id')}",
         payload=event.payload,
     )

@@ -950,7 +950,10 @@ def receipt_dispute(*, receipt: Receipt, actor: Actor, reason: str) -> Receipt:
 
 
 def count_request(*, stock_level: StockLevel, actor: Actor, reason: str) -> CycleCount:
-    """Open a cycle count for a stock row, or return the one already open."""
+    """Open a cycle count for a stock row, or return the one already open.
+
+    Publishes ``inventory.count_requested``, so the warehouse sends someone to count.
+    """
     with transaction.atomic():
         existing = CycleCount.objects.filter(stock_level=stock_level, status=CycleCount.Status.OPEN).first()
         if existing:
@@ -958,6 +961,21 @@ def count_request(*, stock_level: StockLevel, actor: Actor, reason: str) -> Cycl
         count = CycleCount(stock_level=stock_level, requested_reason=reason)
         stamp_history(count, actor=actor, reason=reason)
         count.save()
+        level = StockLevel.objects.select_related("item", "location__warehouse", "lot").get(pk=stock_level.pk)
+        _emit(
+            events.COUNT_REQUESTED,
+            subject=count,
+            actor=actor,
+            reason=reason,
+            payload={
+                "count_id": count.pk,
+                "sku": level.item.sku,
+                "warehouse": level.location.warehouse.code,
+                "location": level.location.code,
+                "lot": level.lot.code if level.lot else "",
+                "reason": reason,
+            },
+        )
     return count
 
 

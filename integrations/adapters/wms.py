@@ -1,4 +1,4 @@
-"""WMS: released orders with their pick tasks, cancellations, and deliveries to expect at the dock."""
+"""WMS: released orders with their pick tasks, cancellations, deliveries to expect at the dock, counts to make."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ class WmsAdapter(Adapter):
         "order.released": "/orders/releases",
         "order.cancelled": "/orders/cancellations",
         "receipt.expected": "/receipts/expected",
+        "count.requested": "/counts/requests",
     }
 
     def translate(self, message_type: str, payload: dict) -> dict:

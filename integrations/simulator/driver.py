@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -99,6 +100,19 @@ def pick_faces() -> dict[tuple[str, str], str]:
     return faces
 
 
+def on_hand(warehouse: str, location: str, sku: str, lot: str = "") -> int | None:
+    """What is physically at the location: the simulated floor holds what the portal's ledger says it does."""
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+    django.setup()
+    from inventory.models import StockLevel
+
+    rows = StockLevel.objects.filter(location__warehouse__code=warehouse, location__code=location, item__sku=sku)
+    rows = rows.filter(lot__code=lot) if lot else rows.filter(lot__isnull=True)
+    return rows.values_list("on_hand", flat=True).first()
+
+
 def customer_balances() -> dict[str, Decimal]:
     """Each customer's open balance as the ERP's receivables ledger starts the day."""
     import django
@@ -143,6 +157,7 @@ class Driver:
         payment_seconds: float = 300.0,
         faces: dict[tuple[str, str], str] | None = None,
         receipt_seconds: float = 120.0,
+        shelf: Callable[..., int | None] = on_hand,
     ):
         self.portal = portal.rstrip("/")
         self.tokens = tokens
@@ -166,6 +181,7 @@ class Driver:
         self.faces = faces or {}
         self.receipt_seconds = receipt_seconds
         self.receipts = 0
+        self.shelf = shelf  # what a counter finds at a location
         self.stopping = threading.Event()
         self.machine_tasks: set[int] = set()  # tasks the WCS was given: the WMS leaves them to the machines
         self.floor = MachineFloor(
@@ -271,6 +287,8 @@ class Driver:
             self.later(pause, lambda: self.invoice(data))
         elif kind == "wms" and message_type == "receipt.expected":
             self.later(pause * 2, lambda: self.unload(data))
+        elif kind == "wms" and message_type == "count.requested":
+            self.later(pause, lambda: self.count(data))
         elif kind == "wcs":
             if message_type.endswith("instruction") and "task_id" in data:
                 self.machine_tasks.add(int(data["task_id"]))
@@ -376,6 +394,15 @@ class Driver:
             }
             self.send_event("wms", "stock.received", payload, attempts=5)
         self.later(self.work_seconds, lambda: self.send_event("wms", "receipt.closed", {"receipt": number}, attempts=5))
+
+    def count(self, data: dict) -> None:
+        """A counter goes to the location and reports what is there (now and then one unit is missing)."""
+        found = self.shelf(data.get("warehouse"), data.get("location"), data.get("sku"), data.get("lot") or "")
+        if found is None or not data.get("count_id"):
+            return
+        if found > 0 and self.rng.random() < self.short_rate:
+            found -= 1
+        self.send_event("wms", "count.recorded", {"count_id": data["count_id"], "counted_quantity": found}, attempts=5)
 
     def run_deliveries(self) -> None:
         while not self.stopping.wait(self.receipt_seconds):

@@ -236,3 +236,19 @@ def test_the_simulated_carrier_delivers_what_it_collected():
         ("tms", "shipment.delivered"),
     ]
     assert sent[-1][2] == {"order": "SO9", "shipment": "SH9"}
+
+
+def test_the_simulated_wms_counts_what_is_on_the_shelf():
+    shelves = {("DC1", "A-01", "SKU-1", ""): 12}
+    driver, sent, scheduled = quiet_driver(shelf=lambda *where: shelves.get(where))
+
+    driver.on_message(
+        "wms", "count.requested", {"data": {"count_id": 5, "warehouse": "DC1", "location": "A-01", "sku": "SKU-1"}}
+    )
+    driver.on_message(
+        "wms", "count.requested", {"data": {"count_id": 6, "warehouse": "DC1", "location": "Z-99", "sku": "SKU-1"}}
+    )
+    for _, action in scheduled:
+        action()
+
+    assert sent == [("wms", "count.recorded", {"count_id": 5, "counted_quantity": 12})]  # no shelf, no count

@@ -1,4 +1,4 @@
-"""Deliveries between the systems: the ERP announces one, the WMS hears of it, unloads it and closes it."""
+"""Hand-offs with the warehouse: the ERP announces a delivery, the WMS unloads and closes it; counts asked for go out."""
 
 from __future__ import annotations
 
@@ -187,3 +187,34 @@ def test_a_close_still_waiting_after_every_try_fails_into_a_case(network, erp, w
     assert (close.status, close.attempts) == ("failed", inbound.MAX_ATTEMPTS)
     assert Case.objects.filter(type__code="integration_failure", subject_id=str(close.pk)).exists()
     assert Receipt.objects.get(number="ASN-STUCK").status == "expected"
+
+
+@pytest.mark.django_db
+def test_a_count_asked_for_in_the_portal_is_sent_to_the_wms_and_its_answer_applied(
+    network, wms_receiver, post_as, user_with_role
+):
+    from inventory import services as inventory
+    from inventory.models import CycleCount
+    from portal.actors import Actor
+    from portal.roles import Role
+
+    level = StockLevel.objects.get(item__sku="API-C", location__code="P-01")
+    supervisor = Actor.for_user(user_with_role(Role.WAREHOUSE_SUPERVISOR))
+
+    count = inventory.count_request(stock_level=level, actor=supervisor, reason="Bin looks light")
+
+    told = OutboundMessage.objects.get(partner=wms_receiver[0], message_type="count.requested")
+    assert (told.ordering_key, told.payload["count_id"]) == (f"count:{count.pk}", count.pk)
+    assert {told.payload[k] for k in ("sku", "warehouse", "location")} == {"API-C", "DCA", "P-01"}
+    post_as(wms_receiver[1], event("count.recorded", {"count_id": count.pk, "counted_quantity": level.on_hand}))
+    assert CycleCount.objects.get(pk=count.pk).status == CycleCount.Status.APPROVED
+
+
+@pytest.mark.django_db
+def test_a_count_the_wms_reported_unasked_is_not_sent_back_to_it(network, wms_receiver, post_as):
+    body = {"sku": "API-C", "warehouse": "DCA", "location": "P-01", "counted_quantity": 100}
+
+    post_as(wms_receiver[1], event("count.recorded", body))
+
+    assert InboundEvent.objects.get(type="count.recorded").status == "processed"
+    assert not OutboundMessage.objects.filter(message_type="count.requested").exists()
