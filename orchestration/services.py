@@ -3,8 +3,9 @@
 Each public function is one business action: keyword-only, takes the actor and a
 reason, runs in one transaction, locks what it changes (order → reservations → stock,
 each by primary key), records history and publishes its events through the outbox.
-A task's completion locks the task, then its order; a change that holds the order first
-takes the order's tasks with SKIP LOCKED, so neither ever waits on the other.
+Completing a task locks the task, then its order. A pack the WMS reports holds the order
+first, so it takes the order's pack tasks with SKIP LOCKED and never waits on one that a
+person is finishing.
 """
 
 from __future__ import annotations
