@@ -453,7 +453,7 @@ class Shipment(ConcurrentTransitionMixin, TimeStampedModel):
     class Status(models.TextChoices):
         PACKED = "packed", "Packed"
         SHIPPED = "shipped", "Shipped"
-        CONFIRMED = "confirmed", "Confirmed"
+        CONFIRMED = "confirmed", "Delivered"  # the carrier confirmed the delivery
 
     number = models.CharField(max_length=40, unique=True)
     order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="shipments")
