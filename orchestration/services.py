@@ -21,7 +21,7 @@ from django.db.models import Exists, F, OuterRef, Q, Sum
 from django.utils import timezone
 
 from inventory import services as inventory
-from inventory.models import Item, Reservation, Warehouse
+from inventory.models import Item, Location, Reservation, StockLevel, Warehouse
 from orchestration import events
 from orchestration.models import Customer, Order, OrderLine, ReleasePolicy, Shipment, ShipmentLine, Task
 from portal.actors import Actor, stamp_history
@@ -1599,15 +1599,55 @@ def orders_fill_backorders(*, item_id: int, warehouse_id: int, actor: Actor, lim
     return filled
 
 
-def orders_release_due(*, actor: Actor, now: dt.datetime | None = None, limit: int = 200) -> int:
-    """Release every order the policy now allows, highest priority and risk first."""
+def orders_fill_backorders_due(*, actor: Actor, limit: int = 200) -> int:
+    """Allocate waiting orders wherever their item has free stock again (arrivals, cancellations, counts).
+
+    One read finds each (item, warehouse) with a backordered or partly allocated line and stock
+    free to allocate there; each is then filled in release order. Returns the orders now fully allocated.
+    """
+    free_stock = StockLevel.objects.filter(  # what the reservation statement may take (its candidate rows)
+        item_id=OuterRef("item_id"),
+        location__warehouse_id=OuterRef("order__warehouse_id"),
+        location__kind__in=Location.ALLOCATABLE_KINDS,
+        location__is_active=True,
+        location__warehouse__is_active=True,
+        on_hand__gt=F("reserved") + F("quarantined"),
+    )
+    waiting = (
+        OrderLine.objects.filter(
+            order__status__in=[Order.Status.BACKORDERED, Order.Status.PARTIALLY_ALLOCATED],
+            status__in=[OrderLine.Status.BACKORDERED, OrderLine.Status.PARTIAL],
+        )
+        .filter(Exists(free_stock))
+        .values_list("item_id", "order__warehouse_id")
+        .distinct()[:limit]
+    )
+    return sum(
+        orders_fill_backorders(item_id=item_id, warehouse_id=warehouse_id, actor=actor)
+        for item_id, warehouse_id in list(waiting)
+    )
+
+
+def orders_release_due(*, actor: Actor, now: dt.datetime | None = None, limit: int = 200, examine: int = 5000) -> int:
+    """Release every order the policy now allows (its ship window opened, its stock came), highest priority first.
+
+    Looks at up to `examine` waiting orders, so orders still blocked (due next week) do not keep
+    those behind them waiting; releases at most `limit`.
+    """
+    policies: dict[int, ReleasePolicy] = {}
     released = 0
-    for order in Order.objects.releasable().select_related("customer", "warehouse").in_release_order()[:limit]:
-        if release_blockers(order, now=now):
+    waiting = Order.objects.releasable().select_related("customer", "warehouse").in_release_order()[:examine]
+    for order in waiting.iterator(chunk_size=500):
+        if order.warehouse_id not in policies:
+            policies[order.warehouse_id] = release_policy_for(order.warehouse)
+        policy = policies[order.warehouse_id]
+        if not policy.auto_release or release_blockers(order, now=now, policy=policy):
             continue
         try:
             order_release(order=order, actor=actor, reason="Released by policy", now=now)
-            released += 1
         except DomainError:
             continue
+        released += 1
+        if released >= limit:
+            break
     return released

@@ -263,6 +263,10 @@ CELERY_BEAT_SCHEDULE: dict = {
     },
     "exceptions-check-sla": {"task": "exceptions.tasks.check_sla", "schedule": 30.0},
     "orchestration-watch-cutoffs": {"task": "orchestration.tasks.watch_cutoffs", "schedule": 60.0},
+    "orchestration-release-due": {
+        "task": "orchestration.tasks.release_due",
+        "schedule": float(os.environ.get("RELEASE_INTERVAL_SECONDS", "60")),
+    },
     "integrations-outbound-tick": {
         "task": "integrations.tasks.outbound_tick",
         "schedule": float(os.environ.get("OUTBOUND_TICK_SECONDS", "2")),
