@@ -1,6 +1,7 @@
 """Inbound partner events: accepted once, stored first, processed in order per subject.
 
-The WMS, WCS and TMS report the floor and the carriers; the ERP reports invoices and customers' credit.
+The WMS, WCS and TMS report the floor and the carriers; the ERP announces deliveries and reports invoices
+and customers' credit.
 
 Flow::
 
