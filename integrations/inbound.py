@@ -908,6 +908,15 @@ def _lot(item, payload: dict, known: dict | None = None):
     return lot
 
 
+def _lots_named(items, codes: set[str]) -> dict:
+    """The lots of `items` with these codes, keyed (item id, lot code) as `_lot` reads them (no query for none)."""
+    from inventory.models import Lot
+
+    if not codes:
+        return {}
+    return {(lot.item_id, lot.code): lot for lot in Lot.objects.filter(item__in=list(items), code__in=codes)}
+
+
 def _item(payload: dict, known: dict | None = None):
     """The payload's item; `known` maps SKUs to items read for a batch."""
     from inventory.models import Item
@@ -971,7 +980,7 @@ def handle_stock_received_batch(events: list) -> list:
     Returns per event its ``Outcome``, or the ``NotFound`` / ``InvalidInput`` that refuses it alone.
     """
     from inventory import services as inventory
-    from inventory.models import Item, Location, Lot
+    from inventory.models import Item, Location
 
     payloads = [event.payload for event in events]
     items = {item.sku: item for item in Item.objects.filter(sku__in={p.get("sku") for p in payloads})}
@@ -981,12 +990,7 @@ def handle_stock_received_batch(events: list) -> list:
             warehouse__code__in={p.get("warehouse") for p in payloads}, code__in={p.get("location") for p in payloads}
         )
     }
-    lot_codes = {p["lot"] for p in payloads if p.get("lot")}
-    lots = (
-        {(lot.item_id, lot.code): lot for lot in Lot.objects.filter(item__in=list(items.values()), code__in=lot_codes)}
-        if lot_codes
-        else {}
-    )
+    lots = _lots_named(items.values(), {p["lot"] for p in payloads if p.get("lot")})
     outcomes: list = []
     arrivals: dict[str, list] = {}
     for event in events:
@@ -1180,11 +1184,12 @@ def handle_receipt_expected(event) -> Outcome:
     }
     if unknown:
         raise NotFound("The receipt names SKUs the portal does not know; nothing was recorded.", fields=unknown)
+    lots = _lots_named(items.values(), {line["lot"] for line in payload["lines"] if line.get("lot")})
     lines = [
         {
             "item": items[line["sku"]],
             "expected_quantity": line["expected_quantity"],
-            "lot": _lot(items[line["sku"]], line),
+            "lot": _lot(items[line["sku"]], line, lots),
         }
         for line in payload["lines"]
     ]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef, Q, Sum
+from django.db.models import Count, Exists, F, OuterRef, Q, Sum
 from django.utils import timezone
 
 from inventory import services as inventory
@@ -1536,8 +1536,10 @@ def _close_if_settled(order: Order, *, actor: Actor) -> None:
     """Close the (locked) order once it is invoiced and every one of its shipments was delivered."""
     if order.status != Order.Status.INVOICED:
         return
-    shipments = order.shipments.all()
-    if not shipments.exists() or shipments.exclude(status=Shipment.Status.CONFIRMED).exists():
+    shipments = order.shipments.aggregate(
+        all=Count("pk"), undelivered=Count("pk", filter=~Q(status=Shipment.Status.CONFIRMED))
+    )
+    if not shipments["all"] or shipments["undelivered"]:
         return
     reason = "Invoiced, and every shipment delivered"
     transition(order, "close", actor=actor, reason=reason, update_fields=["closed_at"])
@@ -1579,20 +1581,17 @@ def order_close(*, order: Order, actor: Actor, reason: str = "Closed") -> Order:
 
 def orders_fill_backorders(*, item_id: int, warehouse_id: int, actor: Actor, limit: int = 50) -> int:
     """Stock arrived: try again to allocate waiting orders for that item, in release order."""
-    order_ids = list(
+    waiting = list(
         Order.objects.filter(
+            Exists(OrderLine.objects.filter(order_id=OuterRef("pk"), item_id=item_id)),
             warehouse_id=warehouse_id,
             status__in=[Order.Status.BACKORDERED, Order.Status.PARTIALLY_ALLOCATED],
-            lines__item_id=item_id,
-        )
-        .in_release_order()
-        .values_list("pk", flat=True)
-        .distinct()[:limit]
+        ).in_release_order()[:limit]
     )
     filled = 0
-    for order_id in order_ids:
+    for order in waiting:
         try:
-            order = order_allocate(order=Order.objects.get(pk=order_id), actor=actor, reason="Stock arrived")
+            order = order_allocate(order=order, actor=actor, reason="Stock arrived")
         except DomainError:
             continue
         filled += order.status == Order.Status.ALLOCATED

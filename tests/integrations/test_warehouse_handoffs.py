@@ -218,3 +218,19 @@ def test_a_count_the_wms_reported_unasked_is_not_sent_back_to_it(network, wms_re
 
     assert InboundEvent.objects.get(type="count.recorded").status == "processed"
     assert not OutboundMessage.objects.filter(message_type="count.requested").exists()
+
+
+@pytest.mark.django_db
+def test_a_delivery_names_the_suppliers_lots_the_portal_knows(network, erp, wms_receiver, post_as):
+    from inventory.models import Item, Lot
+
+    lot = Lot.objects.create(item=Item.objects.get(sku="API-A"), code="L-2026-11")
+    lines = [{"sku": "API-A", "expected_quantity": 5, "lot": "L-2026-11"}, {"sku": "API-B", "expected_quantity": 5}]
+
+    post_as(erp[1], event("receipt.expected", asn("ASN-LOT", lines=lines)))
+    post_as(erp[1], event("receipt.expected", asn("ASN-NOLOT", lines=[{**lines[0], "lot": "L-NONE"}]), event_id="bad"))
+
+    receipt = Receipt.objects.get(number="ASN-LOT")
+    assert list(receipt.lines.order_by("line_no").values_list("lot_id", flat=True)) == [lot.pk, None]
+    assert not Receipt.objects.filter(number="ASN-NOLOT").exists()
+    assert "L-NONE" in InboundEvent.objects.get(event_id="bad").last_error
