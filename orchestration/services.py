@@ -3,9 +3,9 @@
 Each public function is one business action: keyword-only, takes the actor and a
 reason, runs in one transaction, locks what it changes (order → reservations → stock,
 each by primary key), records history and publishes its events through the outbox.
-Completing a task locks the task, then its order. A pack the WMS reports holds the order
-first, so it takes the order's pack tasks with SKIP LOCKED and never waits on one that a
-person is finishing.
+Every change to a task locks its order first, then the task (``_lock_task``), as cancelling
+an order and a pack the WMS reports do: a person and a partner acting on one order at once
+take turns on the order row and never deadlock.
 """
 
 from __future__ import annotations
@@ -1103,10 +1103,8 @@ def _task_payload(task: Task, **extra) -> dict:
 def _lock_task(task: Task | int) -> Task:
     pk = task.pk if isinstance(task, Task) else task
     order_id = Task.objects.values_list("order_id", flat=True).get(pk=pk)
-    if order_id:
-        Order.objects.select_for_update(no_key=True).filter(
-            pk=order_id
-        ).first()  # order before task: the fixed lock order
+    if order_id:  # the order before the task: the fixed lock order
+        Order.objects.select_for_update(no_key=True).filter(pk=order_id).first()
     return Task.objects.select_for_update(no_key=True).get(pk=pk)
 
 
@@ -1436,11 +1434,11 @@ def shipment_pack(*, order: Order, actor: Actor, reason: str = "Packed", package
 def _finish_pack_tasks(order: Order, shipment: Shipment, *, actor: Actor) -> None:
     """The order's pack task, when the packing was reported without it (the WMS packed the order), is done.
 
-    Taken with SKIP LOCKED: a pack task held by another transaction is being finished by a person
-    right now (that path locks the task before the order, this one the order first), and never waited on.
+    The caller holds the order, which whoever else changes the task locks first: the task is this
+    transaction's to take, and one a person finished meanwhile is no longer open.
     """
     reason = f"Packed as shipment {shipment.number}"
-    for task in Task.objects.select_for_update(no_key=True, skip_locked=True).filter(
+    for task in Task.objects.select_for_update(no_key=True).filter(
         order=order, kind=Task.Kind.PACK, status__in=Task.OPEN_STATES
     ):
         if task.status != Task.Status.IN_PROGRESS:

@@ -263,32 +263,6 @@ def test_a_pack_reported_by_the_wms_finishes_the_orders_pack_task(released, post
     assert not Task.objects.filter(order=order, status__in=Task.OPEN_STATES).exists()
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_pack_task_a_person_is_finishing_is_not_waited_on(released, post):
-    """The WMS's pack and a person's completion of the pack task lock in opposite orders: the pack skips the task."""
-    from tests.sessions import other_session
-
-    order, tasks = released
-    for task in tasks:
-        post(event("task.completed", {"task_id": task.pk}))
-    pack = Task.objects.get(order=order, kind=Task.Kind.PACK)
-    person = other_session()
-    try:
-        with person.transaction():
-            person.execute("SELECT id FROM orchestration_task WHERE id = %s FOR NO KEY UPDATE", [pack.pk])
-            with connection.cursor() as cursor:
-                cursor.execute("SET lock_timeout = '3s'")  # a wait here would be the bug: fail, do not hang
-            post(event("shipment.packed", {"order": order.number}, event_id="ev-pack"))
-    finally:
-        person.close()
-        with connection.cursor() as cursor:
-            cursor.execute("SET lock_timeout = 0")
-
-    assert InboundEvent.objects.get(event_id="ev-pack").status == "processed"
-    assert Order.objects.get(pk=order.pk).status == Order.Status.PACKED
-    assert Task.objects.get(pk=pack.pk).status == Task.Status.CREATED  # left to the person holding it
-
-
 @pytest.mark.django_db
 def test_a_short_confirmation_short_picks_the_task(released, post):
     order, tasks = released

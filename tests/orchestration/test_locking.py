@@ -1,13 +1,24 @@
-"""What processing an order holds locked while its transaction is open, seen from another database session."""
+"""What order services hold locked, seen from another database session, and services racing in processes."""
 
 from __future__ import annotations
 
 import pytest
 from django.db import transaction
 
+from inventory.models import Reservation
+from inventory.selectors import stock_discrepancies
 from orchestration import services
-from orchestration.models import Order
-from tests.orchestration.factories import ACTOR, CustomerFactory, ItemFactory, LocationFactory, order_for, stock
+from orchestration.models import Order, Shipment, Task
+from tests.exceptions.processes import run_in_processes
+from tests.orchestration.factories import (
+    ACTOR,
+    CustomerFactory,
+    ItemFactory,
+    LocationFactory,
+    order_for,
+    processed_order,
+    stock,
+)
 from tests.sessions import can_lock, other_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -35,3 +46,76 @@ def test_processing_an_order_locks_its_own_row_and_customer_but_never_the_shared
         assert can_lock(other, "orchestration_order", order.pk)
     finally:
         other.close()
+
+
+RACED_ORDERS = 8
+
+
+def _released_orders(sku: str, *, lines: int = 1) -> list[Order]:
+    """RACED_ORDERS released orders of `lines` lines of one unit each, their pick tasks dispatched."""
+    location = LocationFactory(code=f"{sku}-01")
+    items = [ItemFactory(sku=f"{sku}-{n}") for n in range(lines)]
+    for item in items:
+        stock(item, location, RACED_ORDERS)
+    customer = CustomerFactory(code=f"{sku.lower()}-buyer")
+    orders = [
+        processed_order(customer, location.warehouse, [(item.sku, 1) for item in items]) for _ in range(RACED_ORDERS)
+    ]
+    assert {order.status for order in orders} == {Order.Status.RELEASED}
+    for task in Task.objects.filter(order__in=orders):
+        services.task_dispatch(task=task, actor=ACTOR)
+    return orders
+
+
+@pytest.mark.slow
+def test_a_person_finishing_the_pack_task_while_the_wms_reports_the_pack_never_deadlocks_nor_packs_twice():
+    # Given: picked orders whose pack tasks wait, dispatched, at the bench
+    orders = _released_orders("PACKRACE")
+    for task in Task.objects.filter(order__in=orders, kind=Task.Kind.PICK):
+        services.task_complete(task=task, actor=ACTOR)
+    packs = list(Task.objects.filter(order__in=orders, kind=Task.Kind.PACK).order_by("order_id"))
+    assert len(packs) == RACED_ORDERS
+
+    # When: a person completes each pack task while the WMS reports each order packed, at the same moment
+    person, wms = run_in_processes(
+        "tests.orchestration.races:act",
+        [("complete_tasks", [task.pk for task in packs]), ("report_packs", [order.pk for order in orders])],
+    )
+
+    # Then: neither side failed (a deadlock would have), each order was packed once, by one side or the other
+    assert person["done"] + wms["done"] == RACED_ORDERS
+    assert person["refused"] + wms["refused"] == RACED_ORDERS
+    for order in orders:
+        order.refresh_from_db()
+        assert order.status == Order.Status.PACKED
+        assert Shipment.objects.filter(order=order).count() == 1
+    # ... and every pack task is done, completed once and not left open behind the pack
+    for pack in packs:
+        pack.refresh_from_db()
+        assert (pack.status, pack.done_quantity) == (Task.Status.COMPLETED, pack.quantity)
+        assert [h.status for h in pack.history.order_by("history_id")].count(Task.Status.COMPLETED) == 1
+
+
+@pytest.mark.slow
+def test_cancelling_orders_while_their_picks_are_completed_never_deadlocks_and_leaves_no_stock_promised():
+    # Given: released orders of two lines, their picks dispatched to a picker
+    orders = _released_orders("CANCELRACE", lines=2)
+    first_picks = [Task.objects.filter(order=order, kind=Task.Kind.PICK).order_by("pk").first().pk for order in orders]
+
+    # When: customer service cancels every order while the picker completes each one's first pick
+    agent, picker = run_in_processes(
+        "tests.orchestration.races:act",
+        [("cancel_orders", [order.pk for order in orders]), ("complete_tasks", first_picks)],
+    )
+
+    # Then: every cancel went through (a pick does not stop one), and no process failed on a deadlock
+    assert agent == {"done": RACED_ORDERS, "refused": 0}
+    assert picker["done"] + picker["refused"] == RACED_ORDERS
+    assert set(Order.objects.filter(pk__in=[o.pk for o in orders]).values_list("status", flat=True)) == {
+        Order.Status.CANCELLED
+    }
+    # ... nothing stays promised or open for them, and every stock row still agrees with its ledger
+    numbers = [order.number for order in orders]
+    assert not Reservation.objects.filter(order_number__in=numbers, status=Reservation.Status.RESERVED).exists()
+    assert not Task.objects.filter(order__in=orders, status__in=Task.OPEN_STATES).exists()
+    assert stock_discrepancies() == []
