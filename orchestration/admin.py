@@ -42,6 +42,7 @@ class ReleasePolicyAdmin(admin.ModelAdmin):
         "ship_window_days",
         "cutoff_buffer_minutes",
         "credit_hold_over_limit",
+        "release_credit_holds_when_clear",
     ]
     list_filter = ["auto_release", "allow_partial_release"]
 

@@ -70,6 +70,11 @@ class ReleasePolicy(models.Model):
     credit_hold_over_limit = models.BooleanField(
         default=True, help_text="Hold orders that take the customer over limit"
     )
+    release_credit_holds_when_clear = models.BooleanField(
+        default=True,
+        help_text="When the customer's credit changes (a payment, a higher limit, a block lifted), let their "
+        "credit-held orders that fit go ahead without waiting for finance",
+    )
 
     class Meta:
         verbose_name_plural = "release policies"

@@ -422,14 +422,7 @@ def _check_credit(order: Order, *, actor: Actor, reason: str, policy: ReleasePol
     customer = Customer.objects.select_for_update(no_key=True).get(pk=order.customer_id)
     policy = policy or release_policy_for(order.warehouse)
     exposure = credit_exposure(customer)
-    note = ""
-    if customer.credit_status == Customer.CreditStatus.BLOCKED:
-        note = f"Customer {customer.code} is credit-blocked"
-    elif policy.credit_hold_over_limit and exposure + order.total_value > customer.credit_limit:
-        note = (
-            f"Order value {order.total_value} takes {customer.code} to {exposure + order.total_value} "
-            f"against a credit limit of {customer.credit_limit}"
-        )
+    note = _credit_hold_reason(order, customer, exposure, policy)
     if note:
         transition(order, "hold_for_credit", actor=actor, reason=note, update_fields=["hold_reason"], note=note)
         _emit(
@@ -442,6 +435,60 @@ def _check_credit(order: Order, *, actor: Actor, reason: str, policy: ReleasePol
             ),
         )
     return order
+
+
+def _credit_hold_reason(order: Order, customer: Customer, exposure: Decimal, policy: ReleasePolicy) -> str:
+    """Why the order may not go ahead on the customer's credit (empty: it may)."""
+    if customer.credit_status == Customer.CreditStatus.BLOCKED:
+        return f"Customer {customer.code} is credit-blocked"
+    if policy.credit_hold_over_limit and exposure + order.total_value > customer.credit_limit:
+        return (
+            f"Order value {order.total_value} takes {customer.code} to {exposure + order.total_value} "
+            f"against a credit limit of {customer.credit_limit}"
+        )
+    return ""
+
+
+def orders_recheck_credit_holds(*, customer: Customer | int, actor: Actor, reason: str, limit: int = 200) -> int:
+    """Let the customer's credit-held orders go ahead that fit their credit now; returns how many did.
+
+    For a change to the customer's credit (a payment the ERP booked, a higher limit, a block
+    lifted). Highest priority first, then oldest; an order that does not fit stays held while a
+    smaller one after it may go. Only where the warehouse's release policy says so
+    (``release_credit_holds_when_clear``). Each order in its own transaction, locked as the credit
+    check locks it (the order, then the customer); a released order is allocated at once, as
+    finance's release allocates it, and its credit-hold case closes as its cause is gone.
+    """
+    require_reason(reason)
+    customer_id = customer.pk if isinstance(customer, Customer) else customer
+    held = Order.objects.filter(customer_id=customer_id, status=Order.Status.CREDIT_HOLD).order_by(
+        "-priority", "created_at", "pk"
+    )
+    released = 0
+    policies: dict[int, ReleasePolicy] = {}
+    for order_id in held.values_list("pk", flat=True)[:limit]:
+        with transaction.atomic():
+            order = _lock_order(order_id)
+            if order.status != Order.Status.CREDIT_HOLD:
+                continue  # finance or a cancellation got there first
+            if order.warehouse_id not in policies:
+                policies[order.warehouse_id] = release_policy_for(order.warehouse)
+            policy = policies[order.warehouse_id]
+            if not policy.release_credit_holds_when_clear:
+                continue
+            current = Customer.objects.select_for_update(no_key=True).get(pk=customer_id)
+            exposure = credit_exposure(current)
+            if _credit_hold_reason(order, current, exposure, policy):
+                continue
+            note = (
+                f"{reason}: order value {order.total_value} takes {current.code} to "
+                f"{exposure + order.total_value} within a credit limit of {current.credit_limit}"
+            )
+            transition(order, "release_credit_hold", actor=actor, reason=note, update_fields=["hold_reason"])
+            _emit(events.ORDER_CREDIT_RELEASED, subject=order, actor=actor, reason=note, payload=_order_payload(order))
+            _allocate(order, actor=actor, reason=f"Allocated after credit release: {reason}")
+            released += 1
+    return released
 
 
 def order_release_credit_hold(*, order: Order, actor: Actor, reason: str) -> Order:

@@ -1,0 +1,18 @@
+"""What the order flow does when other parts of the portal publish events (after commit, in a worker)."""
+
+from __future__ import annotations
+
+from orchestration import events, services
+from portal.actors import Actor
+from portal.events import subscribe
+
+
+@subscribe(events.CUSTOMER_CREDIT_UPDATED, key="orchestration.recheck_credit_holds")
+def recheck_credit_holds(event) -> None:
+    """The customer's credit changed: held orders that fit it now go ahead, where policy lets them."""
+    payload = event.payload or {}
+    services.orders_recheck_credit_holds(
+        customer=payload["customer_id"],
+        actor=Actor.policy("credit-recheck"),
+        reason=f"Credit of {payload.get('customer')} changed ({event.reason or 'no reason given'})",
+    )
