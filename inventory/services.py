@@ -170,7 +170,7 @@ inserted AS (
     INSERT INTO inventory_reservation (id, created_at, updated_at, stock_level_id, item_id, warehouse_id,
                                        order_line_id, order_number, quantity, picked_quantity, status,
                                        expires_at, closed_at)
-    SELECT p.id, $3::timestamptz, $3::timestamptz, p.stock_level_id, p.item_id, $2::bigint, p.order_line_id,
+    SELECT p.id, %(now)s::timestamptz, %(now)s::timestamptz, p.stock_level_id, p.item_id, %(warehouse_id)s::bigint, p.order_line_id,
            p.order_number, p.quantity, 0, 'reserved', NULL, NULL
     FROM plan p
     RETURNING *
@@ -181,21 +181,21 @@ recorded AS (
                                                  expires_at, closed_at, history_date, history_type,
                                                  history_change_reason, history_user_id, history_actor, history_reason)
     SELECT i.id, i.created_at, i.updated_at, i.stock_level_id, i.item_id, i.warehouse_id, i.order_line_id,
-           i.order_number, i.quantity, i.picked_quantity, i.status, i.expires_at, i.closed_at, $3::timestamptz, '+',
-           $7::text, $5::integer, $4::text, $6::text
+           i.order_number, i.quantity, i.picked_quantity, i.status, i.expires_at, i.closed_at, %(now)s::timestamptz, '+',
+           %(change_reason)s::text, %(user_id)s::integer, %(actor)s::text, %(reason)s::text
     FROM inserted i
 )
 SELECT p.line_no, p.id, p.stock_level_id, p.quantity FROM plan p ORDER BY p.id
 """
 
-# The stock rows an item may be reserved from at a warehouse ($2), and the order they are used in: FEFO for
+# The stock rows an item may be reserved from at a warehouse (warehouse_id), and the order they are used in: FEFO for
 # lots, then pick sequence, location code and row id.
 _CANDIDATES_SQL = """
     FROM inventory_stocklevel s
     JOIN inventory_location l ON l.id = s.location_id
     JOIN inventory_warehouse w ON w.id = l.warehouse_id
     LEFT JOIN inventory_lot lot ON lot.id = s.lot_id
-    WHERE l.warehouse_id = $2::bigint AND l.kind IN ('pick', 'reserve') AND l.is_active AND w.is_active
+    WHERE l.warehouse_id = %(warehouse_id)s::bigint AND l.kind IN ('pick', 'reserve') AND l.is_active AND w.is_active
 """
 _WALK_ORDER_SQL = "expires_on NULLS LAST, pick_sequence, code, id"
 
@@ -203,7 +203,7 @@ RESERVE_LINES_SQL = f"""
 WITH demand AS MATERIALIZED (
     SELECT d.line_no, d.order_line_id, d.order_number, d.item_id, d.quantity,
            SUM(d.quantity) OVER (PARTITION BY d.item_id ORDER BY d.line_no) - d.quantity AS need_start
-    FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS (order_line_id bigint, order_number text, item_id bigint, quantity integer))
+    FROM ROWS FROM (jsonb_to_recordset(%(lines)s::jsonb) AS (order_line_id bigint, order_number text, item_id bigint, quantity integer))
          WITH ORDINALITY AS d(order_line_id, order_number, item_id, quantity, line_no)
 ),
 candidate AS MATERIALIZED (
@@ -232,7 +232,7 @@ plan AS MATERIALIZED (
     ) split
 ),
 raised AS (
-    UPDATE inventory_stocklevel s SET reserved = s.reserved + t.quantity, updated_at = $3::timestamptz
+    UPDATE inventory_stocklevel s SET reserved = s.reserved + t.quantity, updated_at = %(now)s::timestamptz
     FROM (SELECT stock_level_id, SUM(quantity) AS quantity FROM plan GROUP BY stock_level_id) t
     WHERE s.id = t.stock_level_id
 ),
@@ -244,7 +244,7 @@ raised AS (
 RESERVE_ONE_FROM_HEAD_SQL = f"""
 WITH demand AS MATERIALIZED (
     SELECT d.order_line_id, d.order_number, d.item_id, d.quantity
-    FROM jsonb_to_record($1::jsonb -> 0) AS d(order_line_id bigint, order_number text, item_id bigint, quantity integer)
+    FROM jsonb_to_record(%(lines)s::jsonb -> 0) AS d(order_line_id bigint, order_number text, item_id bigint, quantity integer)
 ),
 head AS MATERIALIZED (
     SELECT s.id, lot.expires_on, l.pick_sequence, l.code
@@ -254,7 +254,7 @@ head AS MATERIALIZED (
     LIMIT 1
 ),
 raised AS (
-    UPDATE inventory_stocklevel s SET reserved = s.reserved + d.quantity, updated_at = $3::timestamptz
+    UPDATE inventory_stocklevel s SET reserved = s.reserved + d.quantity, updated_at = %(now)s::timestamptz
     FROM head h, demand d
     WHERE s.id = h.id AND s.on_hand - s.reserved - s.quarantined >= d.quantity
     RETURNING s.id
@@ -267,8 +267,8 @@ plan AS MATERIALIZED (
 {_WRITE_PLAN_SQL}"""
 
 
-class _PreparedCursor(psycopg.RawCursor):
-    """A server-side binding cursor whose statements psycopg prepares once per connection.
+class _PreparedCursor(psycopg.Cursor):
+    """A server-side binding cursor whose statements psycopg prepares at once, not after a few runs.
 
     The reservation statement is the hot path of allocation: prepared, it is planned once
     per connection and its lines travel as one bound parameter instead of SQL literals.
@@ -280,7 +280,7 @@ class _PreparedCursor(psycopg.RawCursor):
         return super().execute(query, params, prepare=True, binary=binary)
 
 
-def _execute_reserve_lines(params: list, db, *, single_line: bool) -> list[tuple]:
+def _execute_reserve_lines(params: dict, db, *, single_line: bool) -> list[tuple]:
     """Reserve on the current connection: a single line from the head of its walk if it can, else RESERVE_LINES_SQL.
 
     In the caller's transaction both run in one savepoint, which is rolled back between them.
@@ -305,7 +305,7 @@ def _execute_reserve_lines(params: list, db, *, single_line: bool) -> list[tuple
     return rows
 
 
-def _execute_prepared(sql: str, params: list, db) -> list[tuple]:
+def _execute_prepared(sql: str, params: dict, db) -> list[tuple]:
     """Run a reservation statement, prepared once per connection (through Django's cursor wrapper: logged, counted)."""
     db.ensure_connection()
     raw = db.connection
@@ -346,8 +346,8 @@ def reservation_reserve_lines(
         return allocations
     now = timezone.now()
     # The lines travel as one JSON document (one cheap parameter rather than four typed arrays).
-    params = [
-        json.dumps(
+    params = {
+        "lines": json.dumps(
             [
                 {
                     "order_line_id": d.order_line_id,
@@ -358,13 +358,13 @@ def reservation_reserve_lines(
                 for d in demands
             ]
         ),
-        warehouse.pk,
-        now,
-        actor.label,
-        actor.user_id if actor.kind == "user" else None,
-        reason,
-        reason[:100],
-    ]
+        "warehouse_id": warehouse.pk,
+        "now": now,
+        "actor": actor.label,
+        "user_id": actor.user_id if actor.kind == "user" else None,
+        "reason": reason,
+        "change_reason": reason[:100],
+    }
     db = connections[DEFAULT_DB_ALIAS]  # looked up once: the proxy costs a context-local lookup per use
     try:
         rows = _execute_reserve_lines(params, db, single_line=len(demands) == 1)

@@ -25,9 +25,14 @@ SERVICE_VARIABLES = (
     "EMBEDDED_PG_PORT",
     "EMBEDDED_REDIS_PORT",
 )
+PREPARED = {"server_side_binding": True, "prepare_threshold": 5}  # the defaults every URL gets
 
 
 class TestDatabaseFromUrl:
+    @pytest.fixture(autouse=True)
+    def default_preparation(self, monkeypatch):
+        monkeypatch.delenv("DATABASE_PREPARE_THRESHOLD", raising=False)
+
     def test_every_part_of_the_url_is_used(self, monkeypatch):
         monkeypatch.delenv("DATABASE_CONN_MAX_AGE", raising=False)
         monkeypatch.delenv("DATABASE_TEST_NAME", raising=False)
@@ -46,7 +51,7 @@ class TestDatabaseFromUrl:
             "PORT": "6543",
             "CONN_MAX_AGE": 0,
             "CONN_HEALTH_CHECKS": True,
-            "OPTIONS": {"sslmode": "require", "connect_timeout": "5"},
+            "OPTIONS": {"sslmode": "require", "connect_timeout": "5", **PREPARED},
             "TEST": {"NAME": None},
         }
 
@@ -57,7 +62,8 @@ class TestDatabaseFromUrl:
 
     def test_a_repeated_query_option_keeps_the_last_value(self):
         assert database_from_url("postgres://h/x?sslmode=disable&sslmode=verify-full")["OPTIONS"] == {
-            "sslmode": "verify-full"
+            "sslmode": "verify-full",
+            **PREPARED,
         }
 
     def test_missing_parts_fall_back_to_defaults(self):
@@ -70,7 +76,7 @@ class TestDatabaseFromUrl:
             "localhost",
             "",
         )
-        assert config["OPTIONS"] == {}
+        assert config["OPTIONS"] == PREPARED
 
     def test_connection_age_and_test_database_name_come_from_the_environment(self, monkeypatch):
         monkeypatch.setenv("DATABASE_CONN_MAX_AGE", "60")
@@ -88,8 +94,43 @@ class TestDatabaseFromUrl:
 
         config = database_from_url("postgres://h/x?sslmode=disable")
 
-        assert config["OPTIONS"] == {"sslmode": "disable", "pool": {"min_size": 1, "max_size": 8, "timeout": 2.5}}
+        assert config["OPTIONS"] == {
+            "sslmode": "disable",
+            "pool": {"min_size": 1, "max_size": 8, "timeout": 2.5},
+            **PREPARED,
+        }
         assert config["CONN_MAX_AGE"] == 0  # Django refuses persistent connections beside a pool
+
+    def test_statements_are_bound_on_the_server_and_prepared_unless_turned_off(self, monkeypatch):
+        monkeypatch.setenv("DATABASE_PREPARE_THRESHOLD", "off")  # behind PgBouncer in transaction mode
+
+        assert database_from_url("postgres://h/x")["OPTIONS"] == {
+            "server_side_binding": True,
+            "prepare_threshold": None,
+        }
+        assert database_from_url("postgres://h/x?prepare_threshold=0")["OPTIONS"]["prepare_threshold"] == 0
+        with pytest.raises(ValueError, match="whole number or off"):
+            database_from_url("postgres://h/x?prepare_threshold=soon")
+
+    @pytest.mark.django_db
+    def test_a_statement_run_often_on_a_connection_is_prepared_there_and_planned_once(self):
+        from django.db import connection
+
+        from orchestration.models import Customer
+
+        def prepared() -> int:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
+                    ["%orchestration_customer%code%"],
+                )
+                return cursor.fetchone()[0]
+
+        before = prepared()
+        for code in ("a", "b", "c", "d", "e", "f"):
+            Customer.objects.filter(code=code).first()  # one statement, six sets of parameters
+
+        assert prepared() == before + 1
 
     def test_without_a_pool_size_there_is_no_pool(self, monkeypatch):
         monkeypatch.delenv("DATABASE_POOL_SIZE", raising=False)
