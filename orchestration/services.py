@@ -569,7 +569,7 @@ def _allocate(order: Order, *, actor: Actor, reason: str, lines: list[OrderLine]
         line.allocated_quantity += by_line[line.pk].reserved
     for line in lines:
         line.status = _line_status(line)
-    OrderLine.objects.bulk_update(lines, ["allocated_quantity", "status"])
+    _save_line_allocations(lines)
     outcome = _allocation_outcome(lines)
     was = order.status
     transition(order, OUTCOME_TRANSITION[outcome], actor=actor, reason=reason)
@@ -601,6 +601,27 @@ def _allocate(order: Order, *, actor: Actor, reason: str, lines: list[OrderLine]
     if was in (Order.Status.BACKORDERED, Order.Status.PARTIALLY_ALLOCATED) and outcome == Order.Status.ALLOCATED:
         _emit(events.ORDER_BACKORDER_FILLED, subject=order, actor=actor, reason=reason, payload=_order_payload(order))
     return order
+
+
+def _save_line_allocations(lines: list[OrderLine]) -> None:
+    """Write the lines' allocated quantities and statuses in one UPDATE.
+
+    What ``bulk_update`` would write, without the CASE expression per field and line it
+    builds in Python (the costliest statement of taking in an order).
+    """
+    if not lines:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE orchestration_orderline AS line SET allocated_quantity = given.allocated, status = given.status "
+            "FROM unnest(%s::bigint[], %s::integer[], %s::text[]) AS given(id, allocated, status) "
+            "WHERE line.id = given.id",
+            [
+                [line.pk for line in lines],
+                [line.allocated_quantity for line in lines],
+                [line.status for line in lines],
+            ],
+        )
 
 
 # --- release -------------------------------------------------------------------------
