@@ -13,11 +13,13 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.functions import Upper
 from django.utils import timezone
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 from simple_history.models import HistoricalRecords
 
 from inventory.querysets import StockLevelQuerySet
+from portal.db import trigram_index
 from portal.models import HistoryActorFields, TimeStampedModel
 
 
@@ -96,6 +98,8 @@ class Item(TimeStampedModel):
 
     class Meta:
         ordering = ["sku"]
+        # The stock pages' and the top bar's search: any part of the SKU or description.
+        indexes = [trigram_index(Upper("sku"), Upper("description"), name="item_search_trgm")]
 
     def __str__(self) -> str:
         return self.sku

@@ -7,11 +7,13 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.functions import Upper
 from django.utils import timezone
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 from simple_history.models import HistoricalRecords
 
 from orchestration.querysets import OrderQuerySet, TaskQuerySet
+from portal.db import trigram_index
 from portal.models import HistoryActorFields, TimeStampedModel
 
 
@@ -44,6 +46,7 @@ class Customer(TimeStampedModel):
 
     class Meta:
         ordering = ["code"]
+        indexes = [trigram_index(Upper("code"), Upper("name"), name="customer_search_trgm")]
 
     def __str__(self) -> str:
         return f"{self.code} {self.name}"
@@ -175,6 +178,8 @@ class Order(ConcurrentTransitionMixin, TimeStampedModel):
             models.Index(fields=["status", "requested_ship_date"], name="order_status_ship_idx"),
             # The top bar's search finds an order by the partner's reference whichever partner sent it.
             models.Index(fields=["external_ref"], name="order_external_ref_idx"),
+            # The order list's search: any part of the number or the partner's reference.
+            trigram_index(Upper("number"), Upper("external_ref"), name="order_search_trgm"),
         ]
         permissions = [
             ("release_credit_hold", "Can release an order from credit hold"),
