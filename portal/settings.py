@@ -59,7 +59,12 @@ def database_from_url(url: str) -> dict:
     options["prepare_threshold"] = _prepare_threshold(
         options.get("prepare_threshold", os.environ.get("DATABASE_PREPARE_THRESHOLD", "5"))
     )
-    options.setdefault("server_side_binding", True)
+    options["server_side_binding"] = str(options.get("server_side_binding", "true")).lower() in (
+        "1",
+        "true",
+        "yes",
+        "on",
+    )
     return {
         "ENGINE": "django.db.backends.postgresql",
         "NAME": unquote(parsed.path.lstrip("/")) or "portal",

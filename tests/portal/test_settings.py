@@ -109,6 +109,7 @@ class TestDatabaseFromUrl:
             "prepare_threshold": None,
         }
         assert database_from_url("postgres://h/x?prepare_threshold=0")["OPTIONS"]["prepare_threshold"] == 0
+        assert database_from_url("postgres://h/x?server_side_binding=false")["OPTIONS"]["server_side_binding"] is False
         with pytest.raises(ValueError, match="whole number or off"):
             database_from_url("postgres://h/x?prepare_threshold=soon")
 
