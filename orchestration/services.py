@@ -455,19 +455,24 @@ def orders_recheck_credit_holds(*, customer: Customer | int, actor: Actor, reaso
     For a change to the customer's credit (a payment the ERP booked, a higher limit, a block
     lifted). Highest priority first, then oldest; an order that does not fit stays held while a
     smaller one after it may go. Only where the warehouse's release policy says so
-    (``release_credit_holds_when_clear``). Each order in its own transaction, locked as the credit
-    check locks it (the order, then the customer); a released order is allocated at once, as
-    finance's release allocates it, and its credit-hold case closes as its cause is gone.
+    (``release_credit_holds_when_clear``). A released order is allocated at once, as finance's
+    release allocates it, and its credit-hold case closes as its cause is gone.
+
+    One transaction that locks the customer first, so two re-checks of one customer take turns
+    and each weighs the exposure the last one left; then each held order. Nobody locks a held
+    order and then waits for its customer: the credit check, which takes an order before its
+    customer, runs on validated orders only.
     """
     require_reason(reason)
     customer_id = customer.pk if isinstance(customer, Customer) else customer
-    held = Order.objects.filter(customer_id=customer_id, status=Order.Status.CREDIT_HOLD).order_by(
-        "-priority", "created_at", "pk"
-    )
     released = 0
     policies: dict[int, ReleasePolicy] = {}
-    for order_id in held.values_list("pk", flat=True)[:limit]:
-        with transaction.atomic():
+    with transaction.atomic():
+        current = Customer.objects.select_for_update(no_key=True).get(pk=customer_id)
+        held = Order.objects.filter(customer_id=customer_id, status=Order.Status.CREDIT_HOLD).order_by(
+            "-priority", "created_at", "pk"
+        )
+        for order_id in held.values_list("pk", flat=True)[:limit]:
             order = _lock_order(order_id)
             if order.status != Order.Status.CREDIT_HOLD:
                 continue  # finance or a cancellation got there first
@@ -476,7 +481,6 @@ def orders_recheck_credit_holds(*, customer: Customer | int, actor: Actor, reaso
             policy = policies[order.warehouse_id]
             if not policy.release_credit_holds_when_clear:
                 continue
-            current = Customer.objects.select_for_update(no_key=True).get(pk=customer_id)
             exposure = credit_exposure(current)
             if _credit_hold_reason(order, current, exposure, policy):
                 continue

@@ -52,3 +52,15 @@ def cancel_orders(order_ids: list[int]) -> dict[str, int]:
 
     agent = Actor.system("race-service")
     return _each(order_ids, lambda pk: services.order_cancel(order=pk, actor=agent, reason="Customer withdrew"))
+
+
+def recheck_credit(customer_ids: list[int]) -> dict[str, int]:
+    """A worker re-checking customers' credit holds after a payment (the count is of orders released)."""
+    from orchestration import services
+    from portal.actors import Actor
+
+    policy = Actor.policy("race-credit")
+    released = sum(
+        services.orders_recheck_credit_holds(customer=pk, actor=policy, reason="Payment booked") for pk in customer_ids
+    )
+    return {"done": released, "refused": 0}

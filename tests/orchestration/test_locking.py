@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from django.db import transaction
 
 from inventory.models import Reservation
 from inventory.selectors import stock_discrepancies
 from orchestration import services
-from orchestration.models import Order, Shipment, Task
+from orchestration.models import Customer, Order, Shipment, Task
 from tests.exceptions.processes import run_in_processes
 from tests.orchestration.factories import (
     ACTOR,
@@ -119,3 +121,25 @@ def test_cancelling_orders_while_their_picks_are_completed_never_deadlocks_and_l
     assert not Reservation.objects.filter(order_number__in=numbers, status=Reservation.Status.RESERVED).exists()
     assert not Task.objects.filter(order__in=orders, status__in=Task.OPEN_STATES).exists()
     assert stock_discrepancies() == []
+
+
+@pytest.mark.slow
+def test_two_workers_rechecking_one_customers_credit_never_release_past_the_limit():
+    # Given: six orders of 30.00 held while the customer owed 90.00 of a 100.00 limit, then a payment of it all
+    location = LocationFactory(code="CREDIT-01")
+    stock(ItemFactory(sku="CREDITRACE"), location, 100)
+    customer = CustomerFactory(code="racing-payer", credit_limit=Decimal("100"), open_balance=Decimal("90"))
+    orders = [processed_order(customer, location.warehouse, [("CREDITRACE", 3)]) for _ in range(6)]
+    assert {order.status for order in orders} == {Order.Status.CREDIT_HOLD}
+    Customer.objects.filter(pk=customer.pk).update(open_balance=0)
+
+    # When: two workers re-check the customer's holds at the same moment (two credit reports, say)
+    first, second = run_in_processes(
+        "tests.orchestration.races:act", [("recheck_credit", [customer.pk]), ("recheck_credit", [customer.pk])]
+    )
+
+    # Then: together they released what fits (3 × 30.00 of 100.00), not what each would have alone twice over
+    assert first["done"] + second["done"] == 3
+    statuses = sorted(Order.objects.filter(pk__in=[o.pk for o in orders]).values_list("status", flat=True))
+    assert statuses == [Order.Status.ALLOCATED] * 3 + [Order.Status.CREDIT_HOLD] * 3
+    assert services.credit_exposure(Customer.objects.get(pk=customer.pk)) == Decimal("90")
