@@ -37,16 +37,24 @@ def main(argv: list[str]) -> int:
     if wanted:
         modules = [m for m in modules if m.removeprefix("bench_") in wanted or m in wanted]
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    # How busy the shared host was around each module (1-minute load average before and after):
+    # a ratio read on a host busy with other work is noisier than one read on a quiet host.
+    load = dict(results.get("machine", {}).get("load_average", {}))
     with BenchContext.start() as context:
         for name in modules:
-            print(f"\n== {name.removeprefix('bench_')} ==", flush=True)
-            started = time.monotonic()
+            module = name.removeprefix("bench_")
+            print(f"\n== {module} ==", flush=True)
+            started, load_before = time.monotonic(), os.getloadavg()[0]
             figures = importlib.import_module(f"bench.{name}").run(context)
             for key, value in figures.items():
                 print(f"  {key:<52} {value:>12.3f}" if isinstance(value, float) else f"  {key:<52} {value!s:>12}")
-            print(f"  ({time.monotonic() - started:.0f} s)", flush=True)
+            load[module] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+            print(
+                f"  ({time.monotonic() - started:.0f} s; load average {load[module][0]} → {load[module][1]})",
+                flush=True,
+            )
             results.update(figures)
-    results["machine"] = machine()
+    results["machine"] = {**machine(), "load_average": load}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     print(f"\nWrote {RESULTS.relative_to(BENCH_DIR.parent)}")
