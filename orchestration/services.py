@@ -80,8 +80,8 @@ def _order_payload(order: Order, **extra) -> dict:
     }
 
 
-def release_policy_for(warehouse: Warehouse) -> ReleasePolicy:
-    """The warehouse's own policy, else the global one, else the built-in default (one query)."""
+def release_policy_for(warehouse: Warehouse | int) -> ReleasePolicy:
+    """The warehouse's (or warehouse id's) own policy, else the global one, else the built-in default (one query)."""
     return (
         ReleasePolicy.objects.filter(Q(warehouse=warehouse) | Q(warehouse__isnull=True))
         .order_by(F("warehouse_id").asc(nulls_last=True), "pk")
@@ -459,9 +459,9 @@ def orders_recheck_credit_holds(*, customer: Customer | int, actor: Actor, reaso
     release allocates it, and its credit-hold case closes as its cause is gone.
 
     One transaction that locks the customer first, so two re-checks of one customer take turns
-    and each weighs the exposure the last one left; then each held order. Nobody locks a held
-    order and then waits for its customer: the credit check, which takes an order before its
-    customer, runs on validated orders only.
+    and each weighs the exposure the last one left; then only the held orders that may fit the
+    room left (a balance that grew locks none). Nobody locks a held order and then waits for its
+    customer: the credit check, which takes an order before its customer, runs on validated orders.
     """
     require_reason(reason)
     customer_id = customer.pk if isinstance(customer, Customer) else customer
@@ -469,18 +469,23 @@ def orders_recheck_credit_holds(*, customer: Customer | int, actor: Actor, reaso
     policies: dict[int, ReleasePolicy] = {}
     with transaction.atomic():
         current = Customer.objects.select_for_update(no_key=True).get(pk=customer_id)
-        held = Order.objects.filter(customer_id=customer_id, status=Order.Status.CREDIT_HOLD).order_by(
-            "-priority", "created_at", "pk"
+        if current.credit_status == Customer.CreditStatus.BLOCKED:
+            return 0
+        room = current.credit_limit - credit_exposure(current)
+        held = (
+            Order.objects.filter(customer_id=customer_id, status=Order.Status.CREDIT_HOLD)
+            .order_by("-priority", "created_at", "pk")
+            .values_list("pk", "warehouse_id", "total_value")
         )
-        for order_id in held.values_list("pk", flat=True)[:limit]:
+        for order_id, warehouse_id, value in held[:limit]:
+            if warehouse_id not in policies:
+                policies[warehouse_id] = release_policy_for(warehouse_id)
+            policy = policies[warehouse_id]
+            if not policy.release_credit_holds_when_clear or (policy.credit_hold_over_limit and value > room):
+                continue
             order = _lock_order(order_id)
             if order.status != Order.Status.CREDIT_HOLD:
                 continue  # finance or a cancellation got there first
-            if order.warehouse_id not in policies:
-                policies[order.warehouse_id] = release_policy_for(order.warehouse)
-            policy = policies[order.warehouse_id]
-            if not policy.release_credit_holds_when_clear:
-                continue
             exposure = credit_exposure(current)
             if _credit_hold_reason(order, current, exposure, policy):
                 continue
@@ -491,6 +496,7 @@ def orders_recheck_credit_holds(*, customer: Customer | int, actor: Actor, reaso
             transition(order, "release_credit_hold", actor=actor, reason=note, update_fields=["hold_reason"])
             _emit(events.ORDER_CREDIT_RELEASED, subject=order, actor=actor, reason=note, payload=_order_payload(order))
             _allocate(order, actor=actor, reason=f"Allocated after credit release: {reason}")
+            room = current.credit_limit - exposure - order.total_value
             released += 1
     return released
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 
 from inventory.models import Reservation
 from inventory.selectors import stock_discrepancies
@@ -143,3 +143,31 @@ def test_two_workers_rechecking_one_customers_credit_never_release_past_the_limi
     statuses = sorted(Order.objects.filter(pk__in=[o.pk for o in orders]).values_list("status", flat=True))
     assert statuses == [Order.Status.ALLOCATED] * 3 + [Order.Status.CREDIT_HOLD] * 3
     assert services.credit_exposure(Customer.objects.get(pk=customer.pk)) == Decimal("90")
+
+
+def test_a_credit_recheck_locks_only_the_held_orders_that_may_fit():
+    # Given: a customer who owed 90.00 of 100.00 when two orders were held: 80.00, placed first, and 30.00
+    location = LocationFactory(code="ROOM-01")
+    stock(ItemFactory(sku="ROOM"), location, 100)
+    customer = CustomerFactory(code="roomy", credit_limit=Decimal("100"), open_balance=Decimal("90"))
+    large = processed_order(customer, location.warehouse, [("ROOM", 8)])
+    small = processed_order(customer, location.warehouse, [("ROOM", 3)])
+    assert {large.status, small.status} == {Order.Status.CREDIT_HOLD}
+    Customer.objects.filter(pk=customer.pk).update(open_balance=Decimal("50"))  # room for 50.00 now
+    other = other_session()
+    try:
+        # When: someone has the large order open while the re-check runs
+        with other.transaction():
+            other.execute("SELECT id FROM orchestration_order WHERE id = %s FOR NO KEY UPDATE", [large.pk])
+            with connection.cursor() as cursor:
+                cursor.execute("SET lock_timeout = '2s'")  # a wait here would be the flaw: fail, do not hang
+            released = services.orders_recheck_credit_holds(customer=customer, actor=ACTOR, reason="Payment")
+    finally:
+        other.close()
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = 0")
+
+    # Then: the small order went ahead without waiting for the large one, which could not fit anyway
+    assert released == 1
+    assert Order.objects.get(pk=small.pk).status == Order.Status.ALLOCATED
+    assert Order.objects.get(pk=large.pk).status == Order.Status.CREDIT_HOLD
