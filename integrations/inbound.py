@@ -1350,44 +1350,40 @@ class DuplicateOrder(DomainError):
 def partner_order_submit(*, partner: Partner, data: dict, actor: Actor):
     """Receive an order from a partner and take it as far as policy allows (validate, credit, allocate, release).
 
-    `data` is the validated API payload (customer resolved). One transaction: a refusal
-    anywhere leaves no order behind. The partner's code is the order's source, so its
-    external reference is unique per partner.
+    `data` is the validated API payload (customer resolved, each line with its item). One
+    transaction: a refusal anywhere leaves no order behind. The partner's code is the order's
+    source, so its external reference is unique per partner: the database's unique constraint
+    refuses a second order with it (no read before every insert), and the order that has it is
+    looked up only then, for the answer.
     """
     from orchestration import services as orchestration
     from orchestration.models import Order
 
     reference = data["external_ref"]
-    existing = Order.objects.filter(source=partner.code, external_ref=reference).values_list("number", flat=True)
-    if existing:
-        raise DuplicateOrder(
-            f"Order {reference} was received already (portal order {existing[0]}).",
-            fields={"external_ref": ["Already used by an earlier order of this partner."]},
-        )
     try:
-        with transaction.atomic(savepoint=False):
-            order = orchestration.order_create(
-                customer=data["customer"],
-                lines=[
-                    orchestration.LineInput(line_no=line["line_no"], sku=line["sku"], quantity=line["quantity"])
-                    for line in data["lines"]
-                ],
-                actor=actor,
-                reason=f"Order {reference} received from {partner.code}",
-                external_ref=reference,
-                source=partner.code,
-                ship_to=data["ship_to"],
-                requested_ship_date=data.get("requested_ship_date"),
-                service_level=data.get("service_level") or "standard",
-                priority=data.get("priority") or Order.Priority.NORMAL,
-                process=True,
-            )
-            return order
+        return orchestration.order_create(
+            customer=data["customer"],
+            lines=[
+                orchestration.LineInput(line_no=line["line_no"], sku=line["sku"], quantity=line["quantity"])
+                for line in data["lines"]
+            ],
+            items={line["sku"]: line["item"] for line in data["lines"] if "item" in line} or None,
+            actor=actor,
+            reason=f"Order {reference} received from {partner.code}",
+            external_ref=reference,
+            source=partner.code,
+            ship_to=data["ship_to"],
+            requested_ship_date=data.get("requested_ship_date"),
+            service_level=data.get("service_level") or "standard",
+            priority=data.get("priority") or Order.Priority.NORMAL,
+            process=True,
+        )
     except IntegrityError as error:
-        # A copy of this order committed between the check above and the insert.
-        if "order_external_ref_unique" in str(error):
-            raise DuplicateOrder(
-                f"Order {reference} was received already.",
-                fields={"external_ref": ["Already used by an earlier order of this partner."]},
-            ) from error
-        raise
+        if "order_external_ref_unique" not in str(error):
+            raise
+        # order_create's own transaction (a savepoint in the caller's) is gone: the caller's is usable.
+        existing = Order.objects.filter(source=partner.code, external_ref=reference).values_list("number", flat=True)
+        raise DuplicateOrder(
+            f"Order {reference} was received already" + (f" (portal order {existing[0]})." if existing else "."),
+            fields={"external_ref": ["Already used by an earlier order of this partner."]},
+        ) from error

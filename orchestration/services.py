@@ -221,16 +221,19 @@ def order_create(
     priority: int = Order.Priority.NORMAL,
     process: bool = False,
     now: dt.datetime | None = None,
+    items: dict[str, Item] | None = None,
 ) -> Order:
     """Record a received order with its lines; unknown SKUs and bad quantities are refused with field errors.
 
     With `process`, the order is then taken as far as policy allows (order_process) in the same transaction.
+    `items`: the active items of the lines by SKU, when the caller has just read them (else read here).
     """
     errors: dict[str, list[str]] = {}
     if not lines:
         errors["lines"] = ["An order needs at least one line."]
-    skus = {line.sku for line in lines}
-    items = {item.sku: item for item in Item.objects.filter(sku__in=skus, is_active=True)}
+    if items is None:
+        skus = {line.sku for line in lines}
+        items = {item.sku: item for item in Item.objects.filter(sku__in=skus, is_active=True)}
     seen: set[int] = set()
     for index, line in enumerate(lines):
         if line.sku not in items:

@@ -125,16 +125,19 @@ class OrderCreateSerializer(serializers.Serializer):
         return customer
 
     def validate_lines(self, lines: list[dict]) -> list[dict]:
+        """Line numbers unique, SKUs known and sold; each line carries its item on (read once, for the order too)."""
         errors: list[dict] = [{} for _ in lines]
         seen: set[int] = set()
         skus = {line["sku"] for line in lines}
-        known = set(Item.objects.filter(sku__in=skus, is_active=True).values_list("sku", flat=True))
+        items = {item.sku: item for item in Item.objects.filter(sku__in=skus, is_active=True)}
         for index, line in enumerate(lines):
             if line["line_no"] in seen:
                 errors[index]["line_no"] = [f"Line number {line['line_no']} is used twice."]
             seen.add(line["line_no"])
-            if line["sku"] not in known:
+            if line["sku"] not in items:
                 errors[index]["sku"] = [f"Unknown or inactive SKU {line['sku']!r}."]
+            else:
+                line["item"] = items[line["sku"]]
         if any(errors):
             raise serializers.ValidationError(errors)
         return lines

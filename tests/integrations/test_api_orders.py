@@ -126,11 +126,12 @@ def test_order_intake_stays_within_its_query_budget(network, erp, api_client, dj
 
 def test_the_same_reference_twice_is_409_without_a_second_order(network, erp, api_client):
     _, token = erp
-    api_client(token).post("/api/v1/orders", order_body("PO-3"))  # noqa: F405
+    first = api_client(token).post("/api/v1/orders", order_body("PO-3")).json()["number"]  # noqa: F405
 
     response = api_client(token).post("/api/v1/orders", order_body("PO-3"))  # noqa: F405
 
-    assert_error(response, 409, "duplicate_external_ref", {"external_ref"})
+    error = assert_error(response, 409, "duplicate_external_ref", {"external_ref"})
+    assert f"portal order {first}" in error["message"]  # where the partner finds the order it sent before
     assert Order.objects.filter(external_ref="PO-3").count() == 1
 
 
