@@ -38,3 +38,32 @@ def seed(*, stdout=None, **_options) -> list[Partner]:
     if stdout is not None:
         stdout.write(f"  {len(partners)} partners pointing at the simulator on port {settings.SIMULATOR_PORT}")
     return partners
+
+
+def repoint(*, stdout=None) -> list[Partner]:
+    """On a demo database loaded before: the demo partners point at this run's simulator again.
+
+    Its address and signing secrets may have changed (another ``SIMULATOR_PORT``), and a newer
+    simulator may post what an older demo partner was not allowed to: scopes it needs are added,
+    none taken away, and a partner an operations admin disabled stays disabled. A missing demo
+    partner is created as ``seed`` creates it.
+    """
+    partners = []
+    for code, name, kind, scopes in PARTNERS:
+        partner = Partner.objects.filter(code=code).first()
+        if partner is None:
+            partner = Partner(code=code, name=name, kind=kind, is_enabled=True)
+        wanted = {
+            "scopes": sorted(set(partner.scopes or []) | set(scopes)),
+            "webhook_secret": f"simulator-{kind}-secret",
+            "outbound_base_url": simulator_url(kind),
+        }
+        if partner.pk is None or any(getattr(partner, field) != value for field, value in wanted.items()):
+            for field, value in wanted.items():
+                setattr(partner, field, value)
+            stamp_history(partner, actor=DEMO_ACTOR, reason="Demo partner pointed at this run's simulator")
+            partner.save()
+        partners.append(partner)
+    if stdout is not None:
+        stdout.write(f"Demo partners point at the simulator on port {settings.SIMULATOR_PORT}.")
+    return partners

@@ -31,3 +31,26 @@ def test_the_demo_loads_once_with_cases_for_every_role_and_the_cutoff_case_comes
     call_command("seed_demo", if_empty=True, orders=20, stdout=again)
     assert "already loaded" in again.getvalue()
     assert Case.objects.filter(type__code="carrier_cutoff_miss", order_number=late.number).count() == 1
+
+
+def test_a_demo_loaded_before_points_its_partners_at_this_runs_simulator_again(settings):
+    from integrations.models import Partner
+
+    call_command("seed_demo", orders=5, stdout=io.StringIO())
+    # An older demo: the ERP could not post events, the WMS was disabled by an admin, the simulator moved
+    Partner.objects.filter(code="erp").update(scopes=["orders:write", "orders:read"], outbound_base_url="http://old/")
+    Partner.objects.filter(code="wms").update(is_enabled=False)
+    settings.SIMULATOR_PORT = 18999
+
+    again = io.StringIO()
+    call_command("seed_demo", if_empty=True, stdout=again)
+
+    assert "already loaded" in again.getvalue() and "port 18999" in again.getvalue()
+    erp, wms = Partner.objects.get(code="erp"), Partner.objects.get(code="wms")
+    assert set(erp.scopes) == {"orders:write", "orders:read", "availability:read", "events:write"}
+    assert (erp.outbound_base_url, wms.outbound_base_url) == (
+        "http://127.0.0.1:18999/erp",
+        "http://127.0.0.1:18999/wms",
+    )
+    assert wms.is_enabled is False  # the admin's decision stands
+    assert erp.history.latest("history_id").history_reason == "Demo partner pointed at this run's simulator"

@@ -35,7 +35,10 @@ class Command(BaseCommand):
         password = os.environ.get("DEMO_PASSWORD", "portal-demo")
         User = get_user_model()
         if if_empty and User.objects.filter(username="supervisor").exists():
+            from integrations import demo as integrations_demo
+
             self.stdout.write("Demo data already loaded.")
+            integrations_demo.repoint(stdout=self.stdout)
             self.print_logins(password)
             return
         with transaction.atomic():
