@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from functools import lru_cache
 
@@ -11,6 +12,8 @@ from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+
+logger = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=1)
@@ -68,4 +71,11 @@ def healthz(request):
         "failing": failing,
         "checks": {name: {"ok": ok, "detail": detail} for name, (ok, detail) in results.items()},
     }
-    return JsonResponse(body, status=200 if not failing else 503)
+    response = JsonResponse(body, status=200 if not failing else 503)
+    if failing:
+        # Said once, naming what is down (while a stack starts, the worker is simply not up yet),
+        # instead of Django's bare "Service Unavailable" server error for the same answer.
+        details = "; ".join(f"{name}: {results[name][1]}" for name in failing)
+        logger.warning("health degraded: %s", details, extra={"failing": failing})
+        response._has_been_logged = True  # django.utils.log.log_response's own marker
+    return response

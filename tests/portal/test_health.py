@@ -84,7 +84,7 @@ def test_two_workers_are_counted(client):
     assert body["checks"]["worker"]["detail"].startswith("ok (2 workers, ")
 
 
-def test_no_worker_heartbeat_is_503(client):
+def test_no_worker_heartbeat_is_503(client, caplog):
     response = client.get("/healthz")
 
     assert response.status_code == 503
@@ -92,6 +92,10 @@ def test_no_worker_heartbeat_is_503(client):
     assert body["status"] == "degraded"
     assert body["failing"] == ["worker"]
     assert body["checks"]["worker"] == {"ok": False, "detail": "no worker heartbeat"}
+    # One warning naming what is down, not a bare server error
+    logged = [(record.name, record.levelname, record.getMessage()) for record in caplog.records]
+    assert ("portal.health", "WARNING", "health degraded: worker: no worker heartbeat") in logged
+    assert not [entry for entry in logged if entry[0] == "django.request"]
 
 
 def test_stale_worker_heartbeat_is_503(client, monkeypatch, settings):
