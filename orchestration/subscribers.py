@@ -16,3 +16,14 @@ def recheck_credit_holds(event) -> None:
         actor=Actor.policy("credit-recheck"),
         reason=f"Credit of {payload.get('customer')} changed ({event.reason or 'no reason given'})",
     )
+
+
+@subscribe(events.ORDER_CANCELLED, key="orchestration.recheck_credit_after_cancel")
+def recheck_credit_after_cancel(event) -> None:
+    """A cancelled order no longer weighs on its customer's credit: held orders may fit in the room it left."""
+    payload = event.payload or {}
+    services.orders_recheck_credit_holds(
+        customer=payload["customer_id"],
+        actor=Actor.policy("credit-recheck"),
+        reason=f"Order {payload.get('order')} of {payload.get('customer')} was cancelled",
+    )

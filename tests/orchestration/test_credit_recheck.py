@@ -110,3 +110,20 @@ def test_an_order_finance_released_meanwhile_is_left_as_it_is(warehouse, tape, t
     order.refresh_from_db()
     assert order.status == Order.Status.ALLOCATED
     assert order.history.filter(history_actor="partner:erp").count() == 0
+
+
+def test_a_cancelled_order_makes_room_for_a_held_one(warehouse, tape, tight):
+    # Given: a 30.00 order allocated while the customer owed nothing, then one held at 90 + 30 + 30
+    Customer.objects.filter(pk=tight.pk).update(open_balance=Decimal("40"))
+    placed = factories.processed_order(tight, warehouse, [("TAPE", 3)])
+    assert placed.status in (Order.Status.ALLOCATED, Order.Status.RELEASED)
+    waiting = held(tight, warehouse, 4)  # 40 + 30 + 40 > 100
+
+    # When: the first order is cancelled, and the worker runs what subscribes to that
+    services.order_cancel(order=placed, actor=ERP, reason="Customer withdrew")
+    events.dispatch(DomainEvent.objects.filter(name="order.cancelled").latest("pk").pk)
+
+    # Then: the held order fits in the room the cancellation left (40 + 40)
+    waiting.refresh_from_db()
+    assert waiting.status == Order.Status.ALLOCATED
+    assert "was cancelled" in waiting.history.filter(status=Order.Status.VALIDATED).latest("history_id").history_reason
