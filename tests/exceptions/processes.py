@@ -29,7 +29,8 @@ def _child(env: dict, database_name: str, target: str, argument, barrier, result
 
 
 def run_in_processes(target: str, arguments: list) -> list:
-    """Run ``module:function(argument)`` in one process per argument, all starting at once; their results."""
+    """Run ``module:function(argument)`` in one process per argument, all starting at once; their results,
+    in the order the processes finished (not the order of the arguments)."""
     from django.db import connections
 
     database_name = connections["default"].settings_dict["NAME"]

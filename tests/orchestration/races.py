@@ -8,10 +8,15 @@ fails the test with the child's traceback.
 from __future__ import annotations
 
 
-def act(spec: tuple[str, list[int]]) -> dict[str, int]:
-    """Run the named action of this module over its ids."""
+def act(spec: tuple[str, list[int]]) -> dict:
+    """Run the named action of this module over its ids; its counts, named (processes finish in any order)."""
     name, ids = spec
-    return globals()[name](ids)
+    return {"action": name, **globals()[name](ids)}
+
+
+def by_action(outcomes: list[dict]) -> dict[str, dict[str, int]]:
+    """The racing processes' counts by action (for two processes with different actions)."""
+    return {outcome.pop("action"): outcome for outcome in outcomes}
 
 
 def _each(ids: list[int], action) -> dict[str, int]:

@@ -12,6 +12,7 @@ from inventory.selectors import stock_discrepancies
 from orchestration import services
 from orchestration.models import Customer, Order, Shipment, Task
 from tests.exceptions.processes import run_in_processes
+from tests.orchestration import races
 from tests.orchestration.factories import (
     ACTOR,
     CustomerFactory,
@@ -79,10 +80,13 @@ def test_a_person_finishing_the_pack_task_while_the_wms_reports_the_pack_never_d
     assert len(packs) == RACED_ORDERS
 
     # When: a person completes each pack task while the WMS reports each order packed, at the same moment
-    person, wms = run_in_processes(
-        "tests.orchestration.races:act",
-        [("complete_tasks", [task.pk for task in packs]), ("report_packs", [order.pk for order in orders])],
+    outcomes = races.by_action(
+        run_in_processes(
+            "tests.orchestration.races:act",
+            [("complete_tasks", [task.pk for task in packs]), ("report_packs", [order.pk for order in orders])],
+        )
     )
+    person, wms = outcomes["complete_tasks"], outcomes["report_packs"]
 
     # Then: neither side failed (a deadlock would have), each order was packed once, by one side or the other
     assert person["done"] + wms["done"] == RACED_ORDERS
@@ -105,10 +109,13 @@ def test_cancelling_orders_while_their_picks_are_completed_never_deadlocks_and_l
     first_picks = [Task.objects.filter(order=order, kind=Task.Kind.PICK).order_by("pk").first().pk for order in orders]
 
     # When: customer service cancels every order while the picker completes each one's first pick
-    agent, picker = run_in_processes(
-        "tests.orchestration.races:act",
-        [("cancel_orders", [order.pk for order in orders]), ("complete_tasks", first_picks)],
+    outcomes = races.by_action(
+        run_in_processes(
+            "tests.orchestration.races:act",
+            [("cancel_orders", [order.pk for order in orders]), ("complete_tasks", first_picks)],
+        )
     )
+    agent, picker = outcomes["cancel_orders"], outcomes["complete_tasks"]
 
     # Then: every cancel went through (a pick does not stop one), and no process failed on a deadlock
     assert agent == {"done": RACED_ORDERS, "refused": 0}
