@@ -6,24 +6,24 @@ from orchestration import events, services
 from portal.actors import Actor
 from portal.events import subscribe
 
+CREDIT_RECHECK = Actor.policy("credit-recheck")
+
+
+def _recheck_credit_holds(event, reason: str) -> None:
+    services.orders_recheck_credit_holds(
+        customer=(event.payload or {})["customer_id"], actor=CREDIT_RECHECK, reason=reason
+    )
+
 
 @subscribe(events.CUSTOMER_CREDIT_UPDATED, key="orchestration.recheck_credit_holds")
 def recheck_credit_holds(event) -> None:
     """The customer's credit changed: held orders that fit it now go ahead, where policy lets them."""
-    payload = event.payload or {}
-    services.orders_recheck_credit_holds(
-        customer=payload["customer_id"],
-        actor=Actor.policy("credit-recheck"),
-        reason=f"Credit of {payload.get('customer')} changed ({event.reason or 'no reason given'})",
-    )
+    customer = (event.payload or {}).get("customer")
+    _recheck_credit_holds(event, f"Credit of {customer} changed ({event.reason or 'no reason given'})")
 
 
 @subscribe(events.ORDER_CANCELLED, key="orchestration.recheck_credit_after_cancel")
 def recheck_credit_after_cancel(event) -> None:
     """A cancelled order no longer weighs on its customer's credit: held orders may fit in the room it left."""
     payload = event.payload or {}
-    services.orders_recheck_credit_holds(
-        customer=payload["customer_id"],
-        actor=Actor.policy("credit-recheck"),
-        reason=f"Order {payload.get('order')} of {payload.get('customer')} was cancelled",
-    )
+    _recheck_credit_holds(event, f"Order {payload.get('order')} of {payload.get('customer')} was cancelled")
