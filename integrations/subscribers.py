@@ -110,8 +110,8 @@ def receipt_expected(event: DomainEvent) -> None:
 @subscribe("inventory.count_requested", in_transaction=True, key="integrations.count_requested")
 def count_requested(event: DomainEvent) -> None:
     """The WMS sends someone to count the location, unless the count is its own (an unplanned count it reported)."""
-    kind, _, name = event.actor.partition(":")
-    if kind == "partner" and Partner.objects.filter(code=name, kind=WMS).exists():
+    actor = actor_of(event)
+    if actor.kind == "partner" and Partner.objects.filter(code=actor.name, kind=WMS).exists():
         return
     send_for(
         event,

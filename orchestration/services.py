@@ -11,6 +11,7 @@ take turns on the order row and never deadlock.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import threading
 import zoneinfo
 from dataclasses import dataclass
@@ -469,7 +470,7 @@ def orders_recheck_credit_holds(*, customer: Customer | int, actor: Actor, reaso
     require_reason(reason)
     customer_id = customer.pk if isinstance(customer, Customer) else customer
     released = 0
-    policies: dict[int, ReleasePolicy] = {}
+    policy_for = functools.cache(release_policy_for)  # one read per warehouse
     with transaction.atomic():
         current = Customer.objects.select_for_update(no_key=True).get(pk=customer_id)
         if current.credit_status == Customer.CreditStatus.BLOCKED:
@@ -481,9 +482,7 @@ def orders_recheck_credit_holds(*, customer: Customer | int, actor: Actor, reaso
             .values_list("pk", "warehouse_id", "total_value")
         )
         for order_id, warehouse_id, value in held[:limit]:
-            if warehouse_id not in policies:
-                policies[warehouse_id] = release_policy_for(warehouse_id)
-            policy = policies[warehouse_id]
+            policy = policy_for(warehouse_id)
             if not policy.release_credit_holds_when_clear or (policy.credit_hold_over_limit and value > room):
                 continue
             order = _lock_order(order_id)
@@ -496,9 +495,7 @@ def orders_recheck_credit_holds(*, customer: Customer | int, actor: Actor, reaso
                 f"{reason}: order value {order.total_value} takes {current.code} to "
                 f"{exposure + order.total_value} within a credit limit of {current.credit_limit}"
             )
-            transition(order, "release_credit_hold", actor=actor, reason=note, update_fields=["hold_reason"])
-            _emit(events.ORDER_CREDIT_RELEASED, subject=order, actor=actor, reason=note, payload=_order_payload(order))
-            _allocate(order, actor=actor, reason=f"Allocated after credit release: {reason}")
+            _release_credit_hold(order, actor=actor, reason=reason, note=note)
             room = current.credit_limit - exposure - order.total_value
             released += 1
     return released
@@ -509,10 +506,15 @@ def order_release_credit_hold(*, order: Order, actor: Actor, reason: str) -> Ord
     require_reason(reason)
     with transaction.atomic():
         order = _lock_order(order)
-        transition(order, "release_credit_hold", actor=actor, reason=reason, update_fields=["hold_reason"])
-        _emit(events.ORDER_CREDIT_RELEASED, subject=order, actor=actor, reason=reason, payload=_order_payload(order))
-        order_allocate(order=order, actor=actor, reason=f"Allocated after credit release: {reason}")
+        _release_credit_hold(order, actor=actor, reason=reason, note=reason)
     return order
+
+
+def _release_credit_hold(order: Order, *, actor: Actor, reason: str, note: str) -> None:
+    """The locked order leaves its credit hold (`note` for its history and event) and is allocated at once."""
+    transition(order, "release_credit_hold", actor=actor, reason=note, update_fields=["hold_reason"])
+    _emit(events.ORDER_CREDIT_RELEASED, subject=order, actor=actor, reason=note, payload=_order_payload(order))
+    order_allocate(order=order, actor=actor, reason=f"Allocated after credit release: {reason}")
 
 
 # --- allocation ----------------------------------------------------------------------
@@ -1712,13 +1714,11 @@ def orders_release_due(*, actor: Actor, now: dt.datetime | None = None, limit: i
     Looks at up to `examine` waiting orders, so orders still blocked (due next week) do not keep
     those behind them waiting; releases at most `limit`.
     """
-    policies: dict[int, ReleasePolicy] = {}
+    policy_for = functools.cache(release_policy_for)  # one read per warehouse
     released = 0
     waiting = Order.objects.releasable().select_related("customer", "warehouse").in_release_order()[:examine]
     for order in waiting.iterator(chunk_size=500):
-        if order.warehouse_id not in policies:
-            policies[order.warehouse_id] = release_policy_for(order.warehouse)
-        policy = policies[order.warehouse_id]
+        policy = policy_for(order.warehouse_id)
         if not policy.auto_release or release_blockers(order, now=now, policy=policy):
             continue
         try:

@@ -64,12 +64,17 @@ def issue_token(partner_code: str) -> str | None:
     return tokens[-1] if tokens else None
 
 
-def master_data() -> tuple[list[str], list[str]]:
-    """Customer codes and active SKUs, as the ERP's own master data would have them."""
+def _django() -> None:
+    """Set Django up in this process (idempotent): the simulator reads master data straight from the portal's database."""
     import django
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
     django.setup()
+
+
+def master_data() -> tuple[list[str], list[str]]:
+    """Customer codes and active SKUs, as the ERP's own master data would have them."""
+    _django()
     from inventory.models import Item
     from orchestration.models import Customer
 
@@ -83,10 +88,7 @@ def pick_faces() -> dict[tuple[str, str], str]:
 
     Lot-tracked items are left out: their deliveries come with the supplier's lots, which the simulator does not invent.
     """
-    import django
-
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-    django.setup()
+    _django()
     from inventory.models import Location, StockLevel
 
     faces: dict[tuple[str, str], str] = {}
@@ -102,10 +104,7 @@ def pick_faces() -> dict[tuple[str, str], str]:
 
 def on_hand(warehouse: str, location: str, sku: str, lot: str = "") -> int | None:
     """What is physically at the location: the simulated floor holds what the portal's ledger says it does."""
-    import django
-
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-    django.setup()
+    _django()
     from inventory.models import StockLevel
 
     rows = StockLevel.objects.filter(location__warehouse__code=warehouse, location__code=location, item__sku=sku)
@@ -115,10 +114,7 @@ def on_hand(warehouse: str, location: str, sku: str, lot: str = "") -> int | Non
 
 def customer_balances() -> dict[str, Decimal]:
     """Each customer's open balance as the ERP's receivables ledger starts the day."""
-    import django
-
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-    django.setup()
+    _django()
     from orchestration.models import Customer
 
     return dict(Customer.objects.values_list("code", "open_balance"))
@@ -126,10 +122,7 @@ def customer_balances() -> dict[str, Decimal]:
 
 def machine_units() -> list[str]:
     """The equipment the WCS runs, as the WCS's own configuration would list it."""
-    import django
-
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-    django.setup()
+    _django()
     from automation.models import Equipment
 
     return list(Equipment.objects.filter(is_active=True).order_by("code").values_list("code", flat=True))
