@@ -973,6 +973,20 @@ def _emit_line_change(order: Order, line: OrderLine, change: str, *, actor: Acto
     )
 
 
+def _revalue(order: Order, *, actor: Actor, reason: str) -> None:
+    """Set the locked order's value to what its lines still carry, after a line was cancelled or shortened.
+
+    The value is what the customer's credit carries while the order is open. An order whose
+    every line is cancelled keeps its last value, as a cancelled order does.
+    """
+    live = [line for line in order.lines.all() if line.status != OrderLine.Status.CANCELLED]
+    value = sum((line.value for line in live), Decimal("0"))
+    if live and value != order.total_value:
+        order.total_value = value
+        stamp_history(order, actor=actor, reason=reason)
+        order.save(update_fields=["total_value", "updated_at"])
+
+
 def order_line_cancel(*, line: OrderLine, actor: Actor, reason: str) -> OrderLine:
     """Cancel the unshipped rest of a line; its reservations and open tasks go too."""
     require_reason(reason)
@@ -986,6 +1000,7 @@ def order_line_cancel(*, line: OrderLine, actor: Actor, reason: str) -> OrderLin
         line.status = OrderLine.Status.CANCELLED if not line.picked_quantity else OrderLine.Status.PICKED
         line.quantity = max(line.picked_quantity, line.shipped_quantity) or line.quantity
         line.save(update_fields=["allocated_quantity", "status", "quantity"])
+        _revalue(order, actor=actor, reason=reason)
         _emit_line_change(order, line, "cancelled", actor=actor, reason=reason)
         _settle_order_after_line_change(order, actor=actor, reason=reason)
     return line
@@ -1008,6 +1023,7 @@ def order_line_reduce_to_allocated(*, line: OrderLine, actor: Actor, reason: str
         line.quantity = line.allocated_quantity
         line.status = _line_status(line)
         line.save(update_fields=["quantity", "status"])
+        _revalue(order, actor=actor, reason=reason)
         _emit_line_change(
             order, line, "reduced", actor=actor, reason=reason, quantity=line.quantity, cancelled_quantity=dropped
         )

@@ -27,3 +27,13 @@ def recheck_credit_after_cancel(event) -> None:
     """A cancelled order no longer weighs on its customer's credit: held orders may fit in the room it left."""
     payload = event.payload or {}
     _recheck_credit_holds(event, f"Order {payload.get('order')} of {payload.get('customer')} was cancelled")
+
+
+@subscribe(events.ORDER_LINE_CHANGED, key="orchestration.recheck_credit_after_line_change")
+def recheck_credit_after_line_change(event) -> None:
+    """A cancelled or shortened line lowers its order's value: held orders of the customer may fit now."""
+    payload = event.payload or {}
+    if payload.get("change") in ("cancelled", "reduced"):
+        _recheck_credit_holds(
+            event, f"Line {payload.get('line_no')} of {payload.get('order')} was {payload.get('change')}"
+        )

@@ -127,3 +127,79 @@ def test_a_cancelled_order_makes_room_for_a_held_one(warehouse, tape, tight):
     waiting.refresh_from_db()
     assert waiting.status == Order.Status.ALLOCATED
     assert "was cancelled" in waiting.history.filter(status=Order.Status.VALIDATED).latest("history_id").history_reason
+
+
+SERVICE = Actor.system("cleo")
+
+
+def line_changed(change: str) -> None:
+    """The worker's run of what subscribes to the latest order.line_changed event."""
+    event = DomainEvent.objects.filter(name="order.line_changed").latest("pk")
+    assert event.payload["change"] == change
+    events.dispatch(event.pk)
+
+
+def test_a_cancelled_line_lowers_the_order_value_and_makes_room_for_a_held_order(warehouse, tape, gloves, tight):
+    # Given: 30.00 of tape and 20.00 of gloves allocated while the customer owed 40.00; then 40.00 held (40 + 50 + 40)
+    Customer.objects.filter(pk=tight.pk).update(open_balance=Decimal("40"))
+    placed = factories.processed_order(tight, warehouse, [("TAPE", 3), ("GLOVES", 2)])
+    assert (placed.status, placed.total_value) == (Order.Status.RELEASED, Decimal("50.00"))
+    waiting = held(tight, warehouse, 4)
+
+    # When: customer service cancels the tape line, and the worker runs what subscribes to that
+    services.order_line_cancel(line=placed.lines.get(line_no=1), actor=SERVICE, reason="No longer needs tape")
+    line_changed("cancelled")
+
+    # Then: the order is worth what its other line carries, and the change is explained
+    placed.refresh_from_db()
+    assert placed.total_value == Decimal("20.00")
+    revalued = placed.history.filter(total_value=Decimal("20.00")).earliest("history_id")
+    assert (revalued.history_actor, revalued.history_reason) == ("system:cleo", "No longer needs tape")
+    assert DomainEvent.objects.filter(name="order.line_changed").latest("pk").payload["value"] == "20.00"
+    # ... and the held order fits in the room it left (40 + 20 + 40 within 100)
+    waiting.refresh_from_db()
+    assert waiting.status == Order.Status.ALLOCATED
+    reason = waiting.history.filter(status=Order.Status.VALIDATED).latest("history_id").history_reason
+    assert f"Line 1 of {placed.number} was cancelled" in reason
+
+
+def test_a_held_order_shortened_to_fit_goes_ahead(warehouse, tape, gloves, tight):
+    # Given: the customer owes 60.00; 50.00 of tape is held (110), and so is 20.00 of tape with 80.00 of gloves (160)
+    Customer.objects.filter(pk=tight.pk).update(open_balance=Decimal("60"))
+    first = held(tight, warehouse, 5)
+    mixed = factories.processed_order(tight, warehouse, [("TAPE", 2), ("GLOVES", 8)])
+    assert mixed.status == Order.Status.CREDIT_HOLD
+
+    # When: the customer drops the gloves
+    services.order_line_cancel(line=mixed.lines.get(line_no=2), actor=SERVICE, reason="Gloves dropped")
+    line_changed("cancelled")
+
+    # Then: the shortened order fits (60 + 20) and goes ahead; the first one, older, still does not (60 + 20 + 50)
+    mixed.refresh_from_db()
+    first.refresh_from_db()
+    assert (mixed.total_value, mixed.status) == (Decimal("20.00"), Order.Status.ALLOCATED)
+    assert (first.total_value, first.status) == (Decimal("50.00"), Order.Status.CREDIT_HOLD)
+
+
+def test_a_line_shortened_to_what_is_reserved_is_worth_less(warehouse, gloves, customer):
+    # Given: 60 gloves ordered, 50 on the shelf: partly allocated, worth 600.00
+    order = factories.processed_order(customer, warehouse, [("GLOVES", 60)])
+    line = order.lines.get()
+    assert (line.allocated_quantity, order.total_value) == (50, Decimal("600.00"))
+
+    services.order_line_reduce_to_allocated(line=line, actor=SERVICE, reason="Customer takes 50")
+
+    order.refresh_from_db()
+    assert order.total_value == Decimal("500.00")
+    assert DomainEvent.objects.filter(name="order.line_changed").latest("pk").payload["value"] == "500.00"
+
+
+def test_a_backorder_decision_changes_no_value_and_releases_nothing(warehouse, tape, tight):
+    waiting = held(tight, warehouse, 3)
+    Customer.objects.filter(pk=tight.pk).update(open_balance=Decimal("0"))  # room now, but no credit event said so
+
+    services.order_line_backorder(line=waiting.lines.get(), actor=SERVICE, reason="Wait for stock")
+    line_changed("backordered")
+
+    waiting.refresh_from_db()
+    assert (waiting.status, waiting.total_value) == (Order.Status.CREDIT_HOLD, Decimal("30.00"))
