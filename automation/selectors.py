@@ -11,6 +11,7 @@ from django.db.models import Count
 
 from automation.models import Equipment, EquipmentFault, HandOff, Recommendation, RuleFiring
 from orchestration.models import Task
+from portal.formatting import duration
 
 STATUS_BADGE = {
     Equipment.Status.ONLINE: "ok",
@@ -20,17 +21,6 @@ STATUS_BADGE = {
     Equipment.Status.MAINTENANCE: "info",
 }
 MACHINE_OPEN = [Task.Status.DISPATCHED, Task.Status.ACKNOWLEDGED, Task.Status.IN_PROGRESS]
-
-
-def age_words(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    if seconds < 90:
-        return f"{seconds} s"
-    if seconds < 90 * 60:
-        return f"{seconds // 60} min"
-    if seconds < 48 * 3600:
-        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
-    return f"{seconds // 86400} d"
 
 
 @dataclass
@@ -97,7 +87,7 @@ def equipment_board(*, now: dt.datetime, warehouse: str | None = None) -> Board:
             {
                 "kind": fault.get_kind_display(),
                 "code": fault.code,
-                "age": age_words(age),
+                "age": duration(age),
                 "case_id": fault.case_id,
                 "tasks": len(fault.affected_tasks),
                 "message": fault.message,
@@ -130,7 +120,7 @@ def equipment_board(*, now: dt.datetime, warehouse: str | None = None) -> Board:
             UnitCard(
                 equipment=unit,
                 badge=badge,
-                heartbeat_age=age_words((now - seen).total_seconds()) if seen else "never",
+                heartbeat_age=duration((now - seen).total_seconds()) if seen else "never",
                 in_flight=in_flight.get(unit.code, {}),
                 in_flight_total=sum(in_flight.get(unit.code, {}).values()),
                 faults=faults.get(unit.pk, []),
@@ -145,7 +135,7 @@ def equipment_board(*, now: dt.datetime, warehouse: str | None = None) -> Board:
         counts=counts,
         in_flight_total=sum(sum(v.values()) for v in in_flight.values()),
         open_faults=sum(len(v) for v in faults.values()),
-        oldest_fault_age=age_words(oldest) if oldest is not None else "",
+        oldest_fault_age=duration(oldest) if oldest is not None else "",
         manual_fallbacks=sum(r.manual_fallbacks for r in zones.values()),
         seq=seq,
     )
@@ -300,7 +290,7 @@ def unit_detail(equipment: Equipment, *, now: dt.datetime, hours: int = STRIP_HO
     faults = [
         {
             "fault": fault,
-            "lasted": age_words(((fault.cleared_at or now) - fault.opened_at).total_seconds()),
+            "lasted": duration(((fault.cleared_at or now) - fault.opened_at).total_seconds()),
             "tasks": len(fault.affected_tasks),
         }
         for fault in equipment.faults.filter(opened_at__gte=now - dt.timedelta(days=FAULT_DAYS)).order_by("-opened_at")[
@@ -314,7 +304,7 @@ def unit_detail(equipment: Equipment, *, now: dt.datetime, hours: int = STRIP_HO
         handoff.overdue = (
             handoff.status == HandOff.Status.SENT and handoff.ack_deadline is not None and handoff.ack_deadline < now
         )
-        handoff.age = age_words((now - handoff.sent_at).total_seconds())
+        handoff.age = duration((now - handoff.sent_at).total_seconds())
     counted = dict(
         equipment.handoffs.filter(sent_at__gte=since).values_list("status").annotate(n=Count("id")).order_by()
     )
@@ -327,12 +317,12 @@ def unit_detail(equipment: Equipment, *, now: dt.datetime, hours: int = STRIP_HO
     return UnitDetail(
         equipment=equipment,
         badge=STATUS_BADGE[equipment.status],
-        heartbeat_age=age_words((now - seen).total_seconds()) if seen else "never",
+        heartbeat_age=duration((now - seen).total_seconds()) if seen else "never",
         since=since,
         spans=spans,
         ticks=_hour_ticks(since, now, zone=equipment.warehouse.time_zone),
         available_share=round(100 * available / recorded) if recorded else 0,
-        stopped_for=age_words(stopped) if stopped else "",
+        stopped_for=duration(stopped) if stopped else "",
         changes=list(reversed(changes))[:UNIT_ROWS],
         faults=faults,
         open_handoffs=open_handoffs,
@@ -419,7 +409,7 @@ def equipment_summary(*, now: dt.datetime) -> dict:
             {
                 "unit": unit,
                 "badge": STATUS_BADGE[unit.status],
-                "for": age_words((now - unit.status_changed_at).total_seconds()),
+                "for": duration((now - unit.status_changed_at).total_seconds()),
                 "faults": open_faults.get(unit.pk, 0),
             }
             for unit in attention[:HOME_UNITS]

@@ -17,6 +17,7 @@ from inventory.models import CarrierCutoff, Reservation, Warehouse
 from orchestration import events
 from orchestration.models import Customer, Order, OrderLine, Shipment, ShipmentLine, Task
 from orchestration.services import carrier_cutoff, local_now, pickup_cutoff
+from portal.formatting import duration
 from portal.models import DomainEvent
 from portal.roles import Role, allowed
 from portal.timeline import TimelineEntry
@@ -382,13 +383,8 @@ class CutoffRow:
     def time_left_label(self) -> str:
         minutes = self.minutes_left
         if minutes < 0:
-            return f"left {_duration(-minutes)} ago"
-        return f"in {_duration(minutes)}"
-
-
-def _duration(minutes: int) -> str:
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
+            return f"left {duration(-minutes * 60)} ago"
+        return f"in {duration(minutes * 60)}"
 
 
 def cutoff_board(*, now: dt.datetime | None = None, warning_minutes: int | None = None) -> list[CutoffRow]:
@@ -477,7 +473,7 @@ class ZoneWork:
 
     @property
     def oldest_label(self) -> str:
-        return "—" if self.oldest_minutes is None else _duration(self.oldest_minutes)
+        return "—" if self.oldest_minutes is None else duration(self.oldest_minutes * 60)
 
     @property
     def stale(self) -> bool:

@@ -4,23 +4,9 @@ from __future__ import annotations
 
 from django import template
 
+from portal.formatting import duration
+
 register = template.Library()
 
 
-@register.filter
-def duration(seconds) -> str:
-    """A span of seconds as people say it: "45 s", "12 min", "2 h 05 min", "3 d 4 h"."""
-    try:
-        total = max(0, int(float(seconds)))
-    except (TypeError, ValueError):
-        return ""
-    if total < 60:
-        return f"{total} s"
-    minutes = total // 60
-    if minutes < 60:
-        return f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours} h {minutes:02d} min"
-    days, hours = divmod(hours, 24)
-    return f"{days} d {hours} h"
+register.filter("duration", duration)

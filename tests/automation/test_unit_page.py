@@ -87,10 +87,10 @@ def test_the_day_is_cut_into_stretches_with_the_share_able_to_take_work(warehous
     ]
     assert round(sum(span.width for span in detail.spans), 1) == 100.0
     assert detail.available_share == 92  # 22 of 24 hours
-    assert detail.stopped_for == "60 min"
+    assert detail.stopped_for == "1 h 00 min"
     assert [row.status for row in detail.changes] == ["online", "maintenance", "online", "faulted"]  # newest first
     (fault,) = detail.faults
-    assert (fault["fault"].code, fault["lasted"]) == ("E42", "60 min")
+    assert (fault["fault"].code, fault["lasted"]) == ("E42", "1 h 00 min")
 
 
 def test_a_unit_added_during_the_day_is_judged_from_then_on(warehouse):

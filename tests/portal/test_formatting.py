@@ -1,10 +1,10 @@
-"""The portal's shared template filters."""
+"""How the portal words a span of time, everywhere it shows one."""
 
 from __future__ import annotations
 
 import pytest
 
-from portal.templatetags.portal_format import duration
+from portal.formatting import duration
 
 
 @pytest.mark.parametrize(
