@@ -139,7 +139,7 @@ def start_driver(args: argparse.Namespace, state: SimulatorState) -> None:
         balances, faces = customer_balances(), pick_faces()
     except Exception as error:
         logging.warning("no master data (%s); not sending orders", error)
-        customers, skus, balances, faces = [], [], {}, {}
+        customers, skus, balances, faces = {}, [], {}, {}
     driver = Driver(
         portal=args.portal,
         tokens=tokens,

@@ -72,13 +72,19 @@ def _django() -> None:
     django.setup()
 
 
-def master_data() -> tuple[list[str], list[str]]:
-    """Customer codes and active SKUs, as the ERP's own master data would have them."""
+def master_data() -> tuple[dict[str, float], list[str]]:
+    """Customers with how much of the order flow each sends, and active SKUs, as the ERP's master data has them.
+
+    A customer orders roughly in step with the size of their account (the square root of their
+    credit limit): key accounts send most of the orders, a small account now and then, so a
+    living demo puts a credit hold in front of finance every few minutes rather than every few seconds.
+    """
     _django()
     from inventory.models import Item
     from orchestration.models import Customer
 
-    customers = list(Customer.objects.order_by("code").values_list("code", flat=True)[:50])
+    limits = Customer.objects.order_by("code").values_list("code", "credit_limit")[:50]
+    customers = {code: max(1.0, float(limit)) ** 0.5 for code, limit in limits}
     skus = list(Item.objects.filter(is_active=True).order_by("sku").values_list("sku", flat=True)[:200])
     return customers, skus
 
@@ -141,7 +147,7 @@ class Driver:
         short_rate: float,
         same_day_until: dt.time = dt.time(14, 0),
         work_seconds: float,
-        customers: list[str],
+        customers: list[str] | dict[str, float],
         skus: list[str],
         seed: int | None = None,
         wcs_units: tuple[str, ...] = (),
@@ -159,7 +165,9 @@ class Driver:
         self.same_day_until = same_day_until
         self.short_rate = short_rate
         self.work_seconds = work_seconds
-        self.customers = customers
+        # Who orders, and how large a share of the orders each sends (even shares for a plain list).
+        self.customers = list(customers)
+        self.order_shares = list(customers.values()) if isinstance(customers, dict) else None
         self.skus = skus
         self.rng = random.Random(seed)
         self.client = httpx.Client(timeout=10.0)
@@ -216,7 +224,7 @@ class Driver:
         skus = self.rng.sample(self.skus, k=min(len(self.skus), self.rng.randint(1, 3)))
         body = {
             "external_ref": f"SIM-{uuid.uuid4().hex[:12].upper()}",
-            "customer": self.rng.choice(self.customers),
+            "customer": self.rng.choices(self.customers, weights=self.order_shares)[0],
             "ship_to": {
                 "name": "Simulated customer",
                 "lines": ["1 Harbour Road"],

@@ -252,3 +252,28 @@ def test_the_simulated_wms_counts_what_is_on_the_shelf():
         action()
 
     assert sent == [("wms", "count.recorded", {"count_id": 5, "counted_quantity": 12})]  # no shelf, no count
+
+
+@pytest.mark.django_db
+def test_the_simulated_erp_sends_most_orders_for_the_largest_accounts():
+    from decimal import Decimal
+
+    from integrations.simulator.driver import master_data
+    from tests.orchestration.factories import CustomerFactory
+
+    # Given: a key account with a credit limit 100 times a small one's
+    CustomerFactory(code="key", credit_limit=Decimal("250000"))
+    CustomerFactory(code="small", credit_limit=Decimal("2500"))
+    customers, _ = master_data()
+    assert customers["key"] == pytest.approx(10 * customers["small"])
+
+    # When: the ERP sends a thousand orders
+    driver, _, _ = quiet_driver(customers=customers, skus=["TAPE"], tokens={"erp": "token"}, seed=5)
+    posted = []
+    driver.client.post = lambda url, json, headers: posted.append(json["customer"]) or httpx.Response(201)
+    for _ in range(1000):
+        driver.send_order()
+
+    # Then: about one in eleven is the small account's (the square root of the limits: 10 to 1)
+    assert 50 <= posted.count("small") <= 140
+    assert posted.count("key") + posted.count("small") == 1000
