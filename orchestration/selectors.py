@@ -214,8 +214,34 @@ TIMELINE_EVENTS = {
 }
 
 
-def _history_entries(rows, *, kind: str, label, url: str = "") -> list[TimelineEntry]:
-    """One entry per history row: a creation, a status change, or another recorded change."""
+# What an order's history row may change besides its status, in the timeline's words.
+ORDER_CHANGES = {
+    "total_value": "value",
+    "priority": "priority",
+    "carrier": "carrier",
+    "service_level": "service",
+    "requested_ship_date": "ship date",
+}
+
+
+def _changes(before, row, fields: dict[str, str]) -> str:
+    """What changed between two history rows of one thing, in words: "value 50.00 → 20.00"."""
+
+    def shown(record, field):
+        display = getattr(record, f"get_{field}_display", None)  # a field with choices says its label
+        return (display() if display else getattr(record, field)) or "—"
+
+    return "; ".join(
+        f"{words} {shown(before, field)} → {shown(row, field)}"
+        for field, words in fields.items()
+        if getattr(before, field) != getattr(row, field)
+    )
+
+
+def _history_entries(
+    rows, *, kind: str, label, url: str = "", changes: dict[str, str] | None = None
+) -> list[TimelineEntry]:
+    """One entry per history row: a creation, a status change, or another recorded change (`changes`: worth naming)."""
     entries = []
     previous: dict = {}
     for row in rows:
@@ -229,7 +255,8 @@ def _history_entries(rows, *, kind: str, label, url: str = "") -> list[TimelineE
         elif before is None:  # rows created in bulk have no creation row: say where the first record finds them
             title = f"{label(row)} {row.get_status_display().lower()}"
         else:
-            title = f"{label(row)} updated"
+            changed = _changes(before, row, changes or {})
+            title = f"{label(row)}: {changed}" if changed else f"{label(row)} updated"
         entries.append(
             TimelineEntry(
                 at=row.history_date,
@@ -269,7 +296,10 @@ def _event_title(event: DomainEvent) -> str:
 def order_timeline(order: Order) -> list[TimelineEntry]:
     """The order's own story: its history, line changes, tasks, shipments and its events (5 queries)."""
     entries = _history_entries(
-        order.history.order_by("history_date", "history_id"), kind="order", label=lambda row: f"Order {row.number}"
+        order.history.order_by("history_date", "history_id"),
+        kind="order",
+        label=lambda row: f"Order {row.number}",
+        changes=ORDER_CHANGES,
     )
     task_rows = Task.history.filter(order_id=order.pk).order_by("history_date", "history_id")
     entries += _history_entries(task_rows, kind="task", label=lambda row: f"{row.get_kind_display()} task {row.id}")

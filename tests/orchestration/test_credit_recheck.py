@@ -9,6 +9,7 @@ import pytest
 from exceptions.models import Case
 from orchestration import services
 from orchestration.models import Customer, Order, ReleasePolicy
+from orchestration.selectors import order_timeline
 from portal import events
 from portal.actors import Actor
 from portal.models import DomainEvent
@@ -156,6 +157,8 @@ def test_a_cancelled_line_lowers_the_order_value_and_makes_room_for_a_held_order
     revalued = placed.history.filter(total_value=Decimal("20.00")).earliest("history_id")
     assert (revalued.history_actor, revalued.history_reason) == ("system:cleo", "No longer needs tape")
     assert DomainEvent.objects.filter(name="order.line_changed").latest("pk").payload["value"] == "20.00"
+    titles = [entry.title for entry in order_timeline(placed)]
+    assert f"Order {placed.number}: value 50.00 → 20.00" in titles
     # ... and the held order fits in the room it left (40 + 20 + 40 within 100)
     waiting.refresh_from_db()
     assert waiting.status == Order.Status.ALLOCATED

@@ -93,6 +93,16 @@ def test_detail_shows_lines_reservations_tasks_and_the_timeline(client, user_wit
     assert "system:test" in page
 
 
+def test_the_timeline_says_what_a_change_changed(client, user_with_role, released):
+    services.order_set_priority(order=released, priority=4, actor=factories.ACTOR, reason="Customer escalated")
+    _signed_in(client, user_with_role, Role.CUSTOMER_SERVICE)
+
+    page = client.get(reverse("orchestration:order-detail", args=[released.number])).content.decode()
+
+    assert f"Order {released.number}: priority Normal → Urgent" in page
+    assert "Customer escalated" in page
+
+
 def test_a_short_order_shows_the_stock_on_its_way_and_free_elsewhere(client, user_with_role, warehouse, customer, tape):
     from inventory import services as inventory
 
