@@ -13,7 +13,7 @@ from automation.models import Equipment, EquipmentFault, HandOff, Recommendation
 from orchestration.models import Task
 from portal.formatting import duration
 
-STATUS_BADGE = {
+STATUS_BADGE: dict[str, str] = {
     Equipment.Status.ONLINE: "ok",
     Equipment.Status.DEGRADED: "warn",
     Equipment.Status.OFFLINE: "bad",
@@ -63,12 +63,12 @@ def equipment_board(*, now: dt.datetime, warehouse: str | None = None) -> Board:
     """Everything the board shows, in a constant number of queries whatever the number of units and tasks."""
     from portal.models import DomainEvent
 
-    units = (
+    active = (
         Equipment.objects.filter(is_active=True).select_related("warehouse").order_by("warehouse__code", "zone", "code")
     )
     if warehouse:
-        units = units.filter(warehouse__code=warehouse)
-    units = list(units)
+        active = active.filter(warehouse__code=warehouse)
+    units = list(active)
     codes = [u.code for u in units]
     in_flight: dict[str, dict[str, int]] = defaultdict(dict)
     for code, status, count in (

@@ -501,7 +501,10 @@ def candidates_for(task: Task, *, exclude: tuple[int, ...] = ()) -> list[Equipme
         .annotate(in_flight=Count("handoffs", filter=Q(handoffs__status__in=HandOff.OPEN)))
     )
     usable = [unit for unit in rows if unit.in_flight < unit.max_tasks_in_flight]
-    return sorted(usable, key=lambda u: (u.status != Equipment.Status.ONLINE, u.in_flight, u.code))
+    return sorted(
+        usable,
+        key=lambda unit: (unit.status != Equipment.Status.ONLINE, unit.in_flight, unit.code),  # type: ignore[attr-defined]
+    )
 
 
 def _instruction_payload(task: Task, equipment: Equipment, ack_deadline: dt.datetime) -> dict:
@@ -509,15 +512,15 @@ def _instruction_payload(task: Task, equipment: Equipment, ack_deadline: dt.date
         "instruction": "task.assign",
         "task_id": task.pk,
         "order_id": task.order_id,
-        "order_number": task.order.number if task.order_id else "",
+        "order_number": task.order.number if task.order else "",
         "instruction_seq": task.instruction_seq,
         "equipment": equipment.code,
         "kind": task.kind,
         "warehouse": equipment.warehouse.code,
         "zone": task.zone,
-        "location": task.location.code if task.location_id else "",
-        "to_location": task.to_location.code if task.to_location_id else "",
-        "sku": task.item.sku if task.item_id else "",
+        "location": task.location.code if task.location else "",
+        "to_location": task.to_location.code if task.to_location else "",
+        "sku": task.item.sku if task.item else "",
         "quantity": task.quantity,
         "priority": task.priority,
         "ack_deadline": ack_deadline.isoformat(),
@@ -539,7 +542,7 @@ def _send_instruction(task: Task, equipment: Equipment, *, now: dt.datetime, act
     task.instruction_seq, task.dispatch_attempts = dispatched.instruction_seq, dispatched.dispatch_attempts
     task.ack_deadline, task.equipment_code = dispatched.ack_deadline, dispatched.equipment_code
     task.performer = dispatched.performer
-    order_number = task.order.number if task.order_id else ""
+    order_number = task.order.number if task.order else ""
     message = _send_to_wcs(
         message_type=events.WCS_WORK_INSTRUCTION,
         task=task,
@@ -584,7 +587,7 @@ def _cancel_instruction(task: Task, *, equipment_code: str, instruction_seq: int
     _send_to_wcs(
         message_type=events.WCS_INSTRUCTION_CANCEL,
         task=task,
-        order_number=task.order.number if task.order_id else "",
+        order_number=task.order.number if task.order else "",
         actor=actor,
         payload={
             "instruction": "task.cancel",
@@ -600,7 +603,7 @@ def task_handoff(
     *, task: Task | int, now: dt.datetime, actor: Actor = DISPATCHER, reason: str = "Handed to the WCS"
 ) -> HandOff | None:
     """Hand a new task to the best capable unit; None when no unit can take it (it stays for people)."""
-    task_id = task.pk if isinstance(task, Task) else task
+    task_id = task if isinstance(task, int) else task.pk
     with transaction.atomic():
         task = _lock_task(task_id)
         # Only work nobody has touched: a person's dispatch, or a fallback to manual, is never taken back.
@@ -695,7 +698,7 @@ def handoffs_detect_stalled(*, now: dt.datetime, actor: Actor = DISPATCHER, limi
             continue
         timeout = timeouts[task.equipment_code]
         minutes = int((now - task.started_at).total_seconds() // 60)
-        order_number = task.order.number if task.order_id else ""
+        order_number = task.order.number if task.order else ""
         with transaction.atomic():
             _raise_case(
                 type_code=AUTOMATION_FAULT,
@@ -828,7 +831,7 @@ def _replace_task(
     task = _lock_task(task_id)
     if task.performer != MACHINE or (from_code is not None and task.equipment_code != from_code):
         return None
-    order_number = task.order.number if task.order_id else ""
+    order_number = task.order.number if task.order else ""
     entry = {
         "task_id": task.pk,
         "order": order_number,
@@ -998,7 +1001,7 @@ def handoff_follow_task(*, event_name: str, payload: dict, now: dt.datetime) -> 
     rows = HandOff.objects.filter(task_id=payload["task_id"], status__in=HandOff.OPEN)
     if event_name != "task.fell_back_to_manual":
         rows = rows.filter(instruction_seq=payload.get("instruction_seq"))
-    changes = {"status": status}
+    changes: dict[str, object] = {"status": status}
     if status == HandOff.Status.ACKNOWLEDGED:
         changes["acknowledged_at"] = now
     elif status == HandOff.Status.IN_PROGRESS:
@@ -1149,7 +1152,7 @@ def order_score_risk(
     """Score an order's fulfilment risk, store it for release sequencing and flag it if the policy says so."""
     from automation import risk
 
-    order_id = order.pk if isinstance(order, Order) else order
+    order_id = order if isinstance(order, int) else order.pk
     now = now or timezone.now()
     with transaction.atomic():
         assessment = risk.assess_order(order_id, now=now)
@@ -1269,12 +1272,11 @@ def case_suggest_resolution(
             policy=policy,
             model_version=suggestion.model_version,
         )
-        automatic = (
+        if (
             policy is not None
             and policy.mode == RiskPolicy.Mode.AUTOMATIC
             and suggestion.confidence >= policy.confidence_threshold
-        )
-        if automatic:
+        ):
             from exceptions.services import case_resolve
 
             reason = (

@@ -14,6 +14,7 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -280,7 +281,7 @@ class QueueFilters:
     def query_string(self, **overrides) -> str:
         from django.utils.http import urlencode
 
-        values = {**self.active(), "sort": self.sort}
+        values: dict[str, Any] = {**self.active(), "sort": self.sort}
         if self.page_size != DEFAULT_PAGE_SIZE:
             values["page_size"] = self.page_size
         values.update(overrides)
@@ -683,7 +684,7 @@ def subject_context(case: Case) -> dict:
     if str(task_id or "").isdigit():
         task = (
             Task.objects.select_related("order", "item", "location", "order_line", "warehouse")
-            .filter(pk=int(task_id))
+            .filter(pk=int(str(task_id)))
             .first()
         )
         context["task"] = task
@@ -721,7 +722,7 @@ def _equipment(code: str, *, by_pk: bool = False):
         from automation.models import Equipment
     except ImportError:  # pragma: no cover - automation is installed with the portal
         return None
-    lookup = {"pk": int(code)} if by_pk else {"code": code}
+    lookup: dict[str, object] = {"pk": int(code)} if by_pk else {"code": code}
     return Equipment.objects.filter(**lookup).first()
 
 

@@ -43,9 +43,9 @@ def timeline_entries(order) -> list[TimelineEntry]:
             TimelineEntry(
                 at=request.received_at,
                 kind="message",
-                title=f"{request.method} {request.path} from {request.partner_id and request.partner.code}: "
+                title=f"{request.method} {request.path} from {request.partner.code if request.partner else 'no partner'}: "
                 f"{request.status_code}",
-                actor=f"partner:{request.partner.code}" if request.partner_id else "",
+                actor=f"partner:{request.partner.code}" if request.partner else "",
                 detail=request.refusal[:200],
                 url=reverse("integrations:request-detail", args=[request.pk]),
                 url_roles=MONITOR_ROLES,
@@ -97,9 +97,9 @@ def partner_health(*, now: dt.datetime | None = None, window_minutes: int = 60, 
     """
     now = now or timezone.now()
     since = now - dt.timedelta(minutes=window_minutes)
-    partners = Partner.objects.exclude(kind=Partner.Kind.STOREFRONT).order_by("code")
+    query = Partner.objects.exclude(kind=Partner.Kind.STOREFRONT).order_by("code")
     if totals:
-        partners = partners.annotate(
+        query = query.annotate(
             last_success=Subquery(
                 OutboundMessage.objects.filter(
                     partner=OuterRef("pk"), status=Status.DELIVERED, delivered_at__isnull=False
@@ -108,7 +108,7 @@ def partner_health(*, now: dt.datetime | None = None, window_minutes: int = 60, 
                 .values("delivered_at")[:1]
             )
         )
-    partners = list(partners)
+    partners = list(query)
     counts, oldest_to_send = status_counts(since=now - dt.timedelta(hours=RECENT_HOURS) if totals else None)
     attempts = {
         row["message__partner_id"]: row
@@ -282,7 +282,7 @@ def partner_traffic(
     active = {partner_id for counts in streams.values() for partner_id, _ in counts}
     traffic = []
     for partner in Partner.objects.filter(pk__in=active).order_by("code"):
-        row = {"partner": partner}
+        row: dict[str, object] = {"partner": partner}
         for name, counts in streams.items():
             buckets = []
             for index in indexes:

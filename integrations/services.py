@@ -245,7 +245,7 @@ def message_logs_prune(
         raise InvalidInput("The batch size must be at least 1.", fields={"batch_size": ["At least 1."]})
     counts = {}
     for kind, (model, age_field, finished) in PRUNABLE.items():
-        due = model.objects.filter(**{f"{age_field}__lt": older_than})
+        due = model._default_manager.filter(**{f"{age_field}__lt": older_than})
         if finished is not None:
             due = due.filter(status__in=finished)
         if dry_run:
@@ -258,7 +258,7 @@ def message_logs_prune(
                 if not ids:
                     break
                 # Attempts and replay records of a message go with it (CASCADE).
-                model.objects.filter(pk__in=ids).delete()
+                model._default_manager.filter(pk__in=ids).delete()
             deleted += len(ids)
             if progress is not None:
                 progress(kind, deleted)

@@ -102,7 +102,7 @@ class PickResult:
 
 def _allocation_key(row: StockLevel) -> tuple:
     """FEFO for lots (earliest expiry first), then the walk order, then the row id."""
-    expiry = row.lot.expires_on if row.lot_id and row.lot.expires_on else dt.date.max
+    expiry = row.lot.expires_on if row.lot is not None and row.lot.expires_on else dt.date.max
     return (expiry, row.location.pick_sequence, row.location.code, row.pk)
 
 
@@ -401,7 +401,7 @@ def reservation_reserve_lines(
 def reservation_release(*, reservations: list[Reservation] | list[int], actor: Actor, reason: str) -> int:
     """Give reserved stock back; returns the quantity released. Already-closed reservations are skipped."""
     require_reason(reason)
-    ids = sorted(r.pk if isinstance(r, Reservation) else int(r) for r in reservations)
+    ids = sorted(int(r) if isinstance(r, int) else r.pk for r in reservations)
     with transaction.atomic():
         locked = list(
             Reservation.objects.filter(pk__in=ids, status=Reservation.Status.RESERVED)
@@ -1008,7 +1008,7 @@ def count_record(*, count: CycleCount, counted_quantity: int, actor: Actor, reas
                 actor_label="policy:count-tolerance",
             )
             _settle_count_quarantine(count, level, actor=Actor.policy("count-tolerance"))
-        elif not policy.exceeds(expected=count.expected_quantity, actual=counted_quantity, kind="count"):
+        elif not policy.exceeds(expected=level.on_hand, actual=counted_quantity, kind="count"):
             _apply_count(count, level, approver=Actor.policy("count-tolerance"), reason="Within count tolerance")
         else:
             item = level.item

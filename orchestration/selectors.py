@@ -358,7 +358,7 @@ NO_CARRIER = "-"  # the order list's carrier filter value for orders not booked 
 class CutoffRow:
     """One carrier service at one warehouse today: its pickup and where the orders due for it stand."""
 
-    warehouse: object
+    warehouse: Warehouse
     carrier: str
     service_level: str
     cutoff: dt.datetime

@@ -281,8 +281,8 @@ def order_create(
         order.total_value = sum((line.value for line in order_lines), Decimal("0"))
         stamp_history(order, actor=actor, reason=reason)
         order.save()
-        for line in order_lines:
-            line.order = order
+        for order_line in order_lines:
+            order_line.order = order
         OrderLine.objects.bulk_create(order_lines)
         locks_before = _order_locks_taken()
         _emit(events.ORDER_RECEIVED, subject=order, actor=actor, reason=reason, payload=_order_payload(order))
@@ -541,7 +541,7 @@ def _line_status(line: OrderLine) -> str:
     return OrderLine.Status.BACKORDERED
 
 
-OUTCOME_TRANSITION = {
+OUTCOME_TRANSITION: dict[str, str] = {
     Order.Status.ALLOCATED: "mark_allocated",
     Order.Status.PARTIALLY_ALLOCATED: "mark_partially_allocated",
     Order.Status.BACKORDERED: "mark_backordered",
@@ -755,6 +755,8 @@ def _process(
     # otherwise the order and its lines are as the step left them.
     if lock:
         order, lines = _lock_order(order), None
+    elif not isinstance(order, Order):
+        raise TypeError("_process(lock=False) takes the order row the caller holds, not its id")
     policy = release_policy_for(order.warehouse)
     order, lines = _reread_if_changed(
         order, lines, lambda locked: _validate(locked, actor=actor, reason="Validation", lines=lines)
@@ -1290,7 +1292,7 @@ def task_complete(
         if task.kind == Task.Kind.PICK:
             return _complete_pick(task, done, actor=actor, reason=reason)
         _mark_completed(task, done, actor=actor, reason=reason)
-        if task.kind == Task.Kind.PACK and task.order_id:
+        if task.kind == Task.Kind.PACK and task.order is not None:
             shipment_pack(order=task.order, actor=actor, reason=f"Packed (task {task.pk})")
     return task
 
@@ -1304,6 +1306,12 @@ def _mark_completed(task: Task, done: int, *, actor: Actor, reason: str) -> None
 
 
 def _complete_pick(task: Task, done: int, *, actor: Actor, reason: str) -> Task:
+    if task.reservation is None or task.order_line_id is None:
+        raise TransitionRefused(
+            f"Pick task {task.pk} holds no reservation for an order line, so it has no stock to record as picked; "
+            "cancel it and release the order again.",
+            code="pick_without_reservation",
+        )
     order = Order.objects.select_related("customer", "warehouse").get(pk=task.order_id) if task.order_id else None
     if order is not None and order.status == Order.Status.RELEASED:
         transition(order, "start_picking", actor=actor, reason=f"Picking under way (task {task.pk})")
@@ -1344,7 +1352,7 @@ def _complete_pick(task: Task, done: int, *, actor: Actor, reason: str) -> Task:
                 order_line_id=line.pk,
                 line_no=line.line_no,
                 sku=line.item.sku,
-                location=task.location.code if task.location_id else "",
+                location=task.location.code if task.location else "",
                 requested=task.quantity,
                 picked=done,
                 shortfall=result.shortfall,
@@ -1591,7 +1599,7 @@ def shipment_ship(
                 "shipment_id": shipment.pk,
                 "carrier": carrier,
                 "tracking_number": tracking_number,
-                "shipped_at": shipment.shipped_at.isoformat(),
+                "shipped_at": shipment.shipped_at.isoformat() if shipment.shipped_at else None,
                 "lines": [
                     {
                         "line_no": sl.order_line.line_no,

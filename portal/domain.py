@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from django_fsm import can_proceed, has_transition_perm  # noqa: F401
 
 from portal.actors import Actor, stamp_history
@@ -52,7 +54,7 @@ class PermissionRefused(DomainError):
     code = "forbidden"
 
 
-def transition(instance, name: str, *, actor: Actor, reason: str, update_fields: list[str] | None = None, **kwargs):
+def transition(instance, name: str, *, actor: Actor, reason: str, update_fields: Sequence[str] | None = None, **kwargs):
     """Run FSM transition `name` on a locked `instance`, save it and stamp history.
 
     The caller holds the row lock (select_for_update) inside a transaction. A

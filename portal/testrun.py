@@ -36,6 +36,7 @@ def main(argv: list[str]) -> int:
     try:
         manage = [sys.executable, "manage.py"]
         step("ruff", [str(BIN / "ruff"), "check", "."], env)
+        step("mypy: services and selectors", [str(BIN / "mypy")], env)
         step("manage.py check", [*manage, "check", "--fail-level", "WARNING"], env)
         step("migrations are up to date", [*manage, "makemigrations", "--check", "--dry-run"], env)
         workers = os.environ.get("PYTEST_WORKERS", "auto")

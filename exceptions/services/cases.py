@@ -14,6 +14,7 @@ from exceptions.models import (
     Case,
     CaseComment,
     ExceptionType,
+    Queue,
     QueueChange,
     Severity,
 )
@@ -384,7 +385,7 @@ def case_escalate(
         case = _lock_case(case)
         _check_queue_role(actor, case.queue)
         previous = case.queue
-        changes = [(case.queue, QueueChange.Kind.UPDATED)]
+        changes: list[tuple[Queue, str]] = [(case.queue, QueueChange.Kind.UPDATED)]
         if queue_code and queue_code != case.queue.code:
             changes = _move(case, _queue_by_code(queue_code))
         case.priority = min(4, case.priority + 1)

@@ -35,11 +35,12 @@ _resolving: ContextVar[frozenset[int]] = ContextVar("exceptions_resolving", defa
 # --- helpers -------------------------------------------------------------------------
 
 
-def _case_id(case: Case | int) -> int:
+def _case_id(case: Case | int | str) -> int:
+    """The case's id, from the case, its id, or its id as a URL or a form gives it."""
     if isinstance(case, Case):
         return case.pk
     try:
-        return int(case)
+        return int(str(case))
     except (TypeError, ValueError):
         raise NotFound(f"No case {case!r}.") from None
 
@@ -82,7 +83,7 @@ def _payload(case: Case, **extra) -> dict:
         "priority": case.priority,
         "order_number": case.order_number,
         "order": case.order_number,
-        "warehouse": case.warehouse.code if case.warehouse_id else "",
+        "warehouse": case.warehouse.code if case.warehouse else "",
         "customer_tier": case.customer_tier,
         "materiality": str(case.materiality),
         "subject_type": case.subject_type,
@@ -130,7 +131,7 @@ def _publish(
     for queue, kind in sorted(changes or [], key=lambda change: change[0].pk):
         _queue_change(case, queue, kind, now)
     event = emit(name, subject=case, payload=_payload(case, **extra), actor=actor, reason=reason)
-    updates = {"last_seq": Greatest(F("last_seq"), event.pk)}
+    updates: dict[str, object] = {"last_seq": Greatest(F("last_seq"), event.pk)}
     if not case.is_active:  # closed: the SLA timer has nothing more to do
         updates.update(next_escalation_at=None, sla_timer_at=None)
     Case.objects.filter(pk=case.pk).update(**updates)

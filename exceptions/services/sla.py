@@ -97,8 +97,8 @@ def _sla_timer_at(case: Case) -> dt.datetime | None:
         moments.append(case.resolution_due_at)
         if case.first_responded_at is None:
             moments.append(case.first_response_due_at)
-    moments = [moment for moment in moments if moment is not None]
-    return min(moments) if moments else None
+    due = [moment for moment in moments if moment is not None]
+    return min(due) if due else None
 
 
 def _store_clock(case: Case, now: dt.datetime, *, steps: list[EscalationStep] | None = None) -> bool:
@@ -168,9 +168,11 @@ def _fire_step(case: Case, step: EscalationStep, *, now: dt.datetime, actor: Act
             record = CaseEscalation.objects.create(case=case, step=step, fired_at=now)
     except IntegrityError:
         return False  # fired by an earlier or concurrent run
-    reason = f"SLA escalation step {step.position} ({case.sla_policy.name}): after {step.after_minutes} min"
+    reason = (
+        f"SLA escalation step {step.position} ({(case.sla_policy or step.policy).name}): after {step.after_minutes} min"
+    )
     previous = case.queue
-    changes = [(case.queue, QueueChange.Kind.UPDATED)]
+    changes: list[tuple[Queue, str]] = [(case.queue, QueueChange.Kind.UPDATED)]
     if step.action == EscalationStep.Action.RAISE_PRIORITY:
         case.priority = min(4, case.priority + 1)
         outcome = f"priority raised to {case.priority}"

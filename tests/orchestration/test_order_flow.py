@@ -127,6 +127,21 @@ def test_a_short_pick_quarantines_what_was_missing_opens_a_count_and_tells_the_e
     assert stock_discrepancies() == []
 
 
+def test_a_pick_task_with_no_reservation_is_refused_and_nothing_changes(warehouse, location_a, tape):
+    # Given: a pick task someone set up by hand, tied to no reservation or order line
+    task = Task.objects.create(kind=Task.Kind.PICK, warehouse=warehouse, location=location_a, item=tape, quantity=2)
+    services.task_dispatch(task=task, actor=SAM)
+    before = (DomainEvent.objects.count(), task.history.count())
+
+    with pytest.raises(TransitionRefused) as refused:
+        services.task_complete(task=task, actor=SAM)
+
+    assert refused.value.code == "pick_without_reservation"
+    task.refresh_from_db()
+    assert task.status == Task.Status.DISPATCHED
+    assert (DomainEvent.objects.count(), task.history.count()) == before
+
+
 def test_an_order_goes_from_picking_to_closed(warehouse, customer, tape, gloves):
     order = factories.processed_order(customer, warehouse, [("TAPE", 4), ("GLOVES", 2)])
     for task in Task.objects.filter(order=order, kind=Task.Kind.PICK):
