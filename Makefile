@@ -46,4 +46,4 @@ stop-services: install
 	$(PY) -m portal.embedded stop
 
 clean:
-	rm -rf $(VENV) var/staticfiles .pytest_cache
+	rm -rf $(VENV) var/staticfiles .pytest_cache .mypy_cache
