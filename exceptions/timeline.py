@@ -32,7 +32,10 @@ def _title(case: Case, record) -> str:
 
 
 def cases_for_order(order) -> list[TimelineEntry]:
-    """Every case about the order, each history row and comment as an entry (three queries whatever the size)."""
+    """Every case about the order, each history row and comment as an entry (three queries whatever the size).
+
+    An entry links to its case for those who work the case's queue; others read it without the link.
+    """
     cases = {case.pk: case for case in Case.objects.filter(order_number=order.number).select_related("type", "queue")}
     if not cases:
         return []
@@ -49,6 +52,7 @@ def cases_for_order(order) -> list[TimelineEntry]:
                 detail=record.history_reason or record.history_change_reason or "",
                 url=_case_url(case.pk),
                 extra={"case_id": case.pk, "status": record.status, "type": case.type.code},
+                url_roles=(case.queue.role,),
             )
         )
     for comment in CaseComment.objects.filter(case_id__in=list(cases)).select_related("author"):
@@ -61,6 +65,7 @@ def cases_for_order(order) -> list[TimelineEntry]:
                 detail=comment.body,
                 url=_case_url(comment.case_id),
                 extra={"case_id": comment.case_id, "comment_id": comment.pk},
+                url_roles=(cases[comment.case_id].queue.role,),
             )
         )
     return entries

@@ -93,6 +93,25 @@ def test_detail_shows_lines_reservations_tasks_and_the_timeline(client, user_wit
     assert "system:test" in page
 
 
+@pytest.mark.parametrize("role, linked", [(Role.FINANCE, True), (Role.CUSTOMER_SERVICE, False)])
+def test_the_timeline_links_a_case_only_for_those_who_work_its_queue(
+    role, linked, client, user_with_role, warehouse, tape
+):
+    from decimal import Decimal
+
+    from exceptions.models import Case
+
+    tight = factories.CustomerFactory(code="tight", credit_limit=Decimal("10"))
+    order = factories.processed_order(tight, warehouse, [("TAPE", 3)])
+    case = Case.objects.get(order_number=order.number, type__code="credit_hold")  # the finance queue's
+    _signed_in(client, user_with_role, role)
+
+    page = client.get(reverse("orchestration:order-detail", args=[order.number])).content.decode()
+
+    assert f"Credit hold case #{case.pk} raised" in page
+    assert (f'href="{reverse("exceptions:case-detail", args=[case.pk])}"' in page) is linked
+
+
 def test_the_timeline_says_what_a_change_changed(client, user_with_role, released):
     services.order_set_priority(order=released, priority=4, actor=factories.ACTOR, reason="Customer escalated")
     _signed_in(client, user_with_role, Role.CUSTOMER_SERVICE)
