@@ -13,13 +13,28 @@ from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import OperationalError
 from django.http import Http404, JsonResponse
-from rest_framework import exceptions, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from portal.domain import DomainError
 
 logger = logging.getLogger(__name__)
+
+
+class ErrorDetailSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="Stable, machine-readable: invalid, not_found, idempotency_key_reused …")
+    message = serializers.CharField(help_text="What went wrong, for people")
+    fields = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        help_text='Field errors by dotted path: {"lines.0.sku": ["Unknown SKU."]}',
+    )
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The one error format of the API."""
+
+    error = ErrorDetailSerializer()
 
 
 def flatten_field_errors(detail, prefix: str = "") -> dict[str, list[str]]:

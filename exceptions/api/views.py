@@ -8,7 +8,7 @@ values are refused (422, the one error format) rather than ignored as the page d
 from __future__ import annotations
 
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -20,6 +20,7 @@ from exceptions.api.serializers import (
     QueueListSerializer,
     QueueSummarySerializer,
 )
+from portal.api import ErrorSerializer
 from portal.domain import InvalidInput
 
 FILTER_PARAMETERS = [
@@ -37,11 +38,17 @@ FILTER_PARAMETERS = [
     OpenApiParameter("before", str, description="The `previous` cursor of the following page"),
 ]
 
+REFUSALS = {
+    403: OpenApiResponse(ErrorSerializer, description="Not signed in, or the queue belongs to another role"),
+    404: OpenApiResponse(ErrorSerializer, description="No queue with this code"),
+    422: OpenApiResponse(ErrorSerializer, description="A filter or cursor value is not valid; see error.fields"),
+}
+
 
 class QueueListView(APIView):
     """The signed-in user's queues with open, breached and at-risk counts and the aging buckets."""
 
-    @extend_schema(responses=QueueListSerializer)
+    @extend_schema(responses={200: QueueListSerializer, 403: REFUSALS[403]})
     def get(self, request):
         summaries = selectors.queue_summaries(selectors.queues_for_user(request.user))
         return Response(
@@ -52,7 +59,7 @@ class QueueListView(APIView):
 class QueueCasesView(APIView):
     """One queue's active cases, filtered, sorted and paged by cursor."""
 
-    @extend_schema(parameters=FILTER_PARAMETERS, responses=QueueCasesPageSerializer)
+    @extend_schema(parameters=FILTER_PARAMETERS, responses={200: QueueCasesPageSerializer, **REFUSALS})
     def get(self, request, code: str):
         queue = selectors.queue_for_user(request.user, code)
         filters = selectors.QueueFilters.from_params(request.query_params)
@@ -82,7 +89,7 @@ class QueueChangesView(APIView):
 
     @extend_schema(
         parameters=[OpenApiParameter("since", int, required=True), OpenApiParameter("limit", int)],
-        responses=QueueChangesSerializer,
+        responses={200: QueueChangesSerializer, **REFUSALS},
     )
     def get(self, request, code: str):
         queue = selectors.queue_for_user(request.user, code)

@@ -71,21 +71,6 @@ class StrictJSONParser(JSONParser):
 # --- errors ----------------------------------------------------------------------------
 
 
-class ErrorDetailSerializer(serializers.Serializer):
-    code = serializers.CharField(help_text="Stable, machine-readable: invalid, not_found, idempotency_key_reused …")
-    message = serializers.CharField(help_text="What went wrong, for people")
-    fields = serializers.DictField(
-        child=serializers.ListField(child=serializers.CharField()),
-        help_text='Field errors by dotted path: {"lines.0.sku": ["Unknown SKU."]}',
-    )
-
-
-class ErrorSerializer(serializers.Serializer):
-    """The one error format of the API."""
-
-    error = ErrorDetailSerializer()
-
-
 # --- orders in -------------------------------------------------------------------------
 
 

@@ -31,6 +31,7 @@ from inventory import selectors as inventory_selectors
 from inventory.models import Item, Reservation, Warehouse
 from orchestration import services as orchestration
 from orchestration.models import Order, Shipment, ShipmentLine
+from portal.api import ErrorSerializer
 from portal.db import savepoint_if_nested
 from portal.domain import DomainError, InvalidInput, NotFound
 
@@ -63,7 +64,7 @@ def errors(*codes: int) -> dict:
         422: "Invalid values; see error.fields",
         429: "Over the partner's rate limit; see Retry-After",
     }
-    return {code: OpenApiResponse(api.ErrorSerializer, description=descriptions[code]) for code in codes}
+    return {code: OpenApiResponse(ErrorSerializer, description=descriptions[code]) for code in codes}
 
 
 class PartnerAPIView(APIView):

@@ -1,4 +1,6 @@
-"""OpenAPI-driven fuzzing of the partner API with schemathesis: no 5xx, and every answer matches the schema.
+"""OpenAPI-driven fuzzing with schemathesis: no 5xx, and every answer matches the schema.
+
+The partner API with a partner's bearer token; the queue API with a signed-in supervisor's session.
 
 The schema is the live one at /api/schema/; requests go through the WSGI application in
 process (same database transaction as the fixtures) with a valid partner token, so
@@ -10,9 +12,11 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 
 import pytest
 import schemathesis
+from django.conf import settings as settings_module
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
@@ -32,6 +36,7 @@ PARTNER_PATHS = r"^/api/v1/(orders|availability|events)"
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 schema = schemathesis.openapi.from_wsgi("/api/schema/", application).include(path_regex=PARTNER_PATHS)
+queue_schema = schemathesis.openapi.from_wsgi("/api/schema/", application).include(path_regex=r"^/api/v1/queues")
 
 
 @pytest.fixture
@@ -50,11 +55,33 @@ def in_process(fuzz_token):
 
     Comes after the fixtures that use the test client, which reconnects the signal after each request.
     """
+    with connection_kept():
+        yield {"Authorization": f"Bearer {fuzz_token}"}
+
+
+@contextmanager
+def connection_kept():
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
-    yield {"Authorization": f"Bearer {fuzz_token}"}
-    request_started.connect(close_old_connections)
-    request_finished.connect(close_old_connections)
+    try:
+        yield
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
+
+
+@pytest.fixture
+def supervisor_session(client):
+    """A signed-in warehouse supervisor's session cookie (name: value)."""
+    from exceptions.seed import seed_defaults
+    from portal.roles import Role
+    from tests.exceptions import factories
+
+    seed_defaults()
+    client.force_login(factories.person(Role.WAREHOUSE_SUPERVISOR, username="fuzz-sam"))
+    with connection_kept():
+        name = settings_module.SESSION_COOKIE_NAME
+        yield {name: client.cookies[name].value}
 
 
 @pytest.mark.django_db
@@ -69,3 +96,14 @@ def test_partner_api_answers_every_input_within_its_schema(case, in_process):
         stamp = str(int(time.time()))
         case.headers.update({"X-Timestamp": stamp, "X-Signature": sign(raw, stamp)})  # noqa: F405
     case.call_and_validate(checks=CHECKS, **sent)
+
+
+@pytest.mark.django_db
+@queue_schema.parametrize()
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+def test_queue_api_answers_every_input_within_its_schema(case, supervisor_session):
+    """Filters, sorts and cursors fuzzed against the supervisor's own queue; its code is fixed so they reach it."""
+    case.cookies = {**(case.cookies or {}), **supervisor_session}
+    if case.path_parameters and "code" in case.path_parameters:
+        case.path_parameters["code"] = "warehouse_supervisor"
+    case.call_and_validate(checks=CHECKS)
