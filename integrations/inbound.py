@@ -635,28 +635,28 @@ def _settle_batch(subject_key: str, *, batch: int, now: dt.datetime | None) -> t
 
 
 RUN_LENGTH = 20  # events of one subject a round may settle together in a batch
-# A worker locks the heads first and takes a subject only if it holds its head: it never locks
-# a subject's later events while another worker holds the head, and so never keeps them from
-# that worker's next round after leaving the subject to it.
-CLAIM_HEADS_SQL = """
-SELECT e.subject_key
-FROM unnest(%s::varchar[]) AS subject(key)
-CROSS JOIN LATERAL (SELECT id FROM integrations_inboundevent
-                    WHERE subject_key = subject.key AND status = 'pending' ORDER BY id LIMIT 1) head
-JOIN integrations_inboundevent e ON e.id = head.id
-WHERE e.status = 'pending'
-ORDER BY e.id
-FOR UPDATE OF e SKIP LOCKED
-"""
+# The heads are locked first (SKIP LOCKED), and then only the runs of the subjects whose head
+# this worker now holds: it never locks a subject's later events while another worker holds
+# the head, and so never keeps them from that worker's next round after leaving the subject to it.
 CLAIM_RUNS_SQL = f"""
+WITH held AS MATERIALIZED (
+    SELECT e.subject_key
+    FROM unnest(%s::varchar[]) AS subject(key)
+    CROSS JOIN LATERAL (SELECT id FROM integrations_inboundevent
+                        WHERE subject_key = subject.key AND status = 'pending' ORDER BY id LIMIT 1) head
+    JOIN integrations_inboundevent e ON e.id = head.id
+    WHERE e.status = 'pending'
+    ORDER BY e.id
+    FOR UPDATE OF e SKIP LOCKED
+)
 SELECT {", ".join(f"e.{column}" for column in _EVENT_COLUMNS)}, p.code, queued.position
 FROM integrations_inboundevent e
 JOIN integrations_partner p ON p.id = e.partner_id
 JOIN (
-    SELECT pending.id, row_number() OVER (PARTITION BY subject.key ORDER BY pending.id) AS position
-    FROM unnest(%s::varchar[]) AS subject(key)
+    SELECT pending.id, row_number() OVER (PARTITION BY held.subject_key ORDER BY pending.id) AS position
+    FROM held
     CROSS JOIN LATERAL (SELECT id FROM integrations_inboundevent
-                        WHERE subject_key = subject.key AND status = 'pending' ORDER BY id LIMIT %s) pending
+                        WHERE subject_key = held.subject_key AND status = 'pending' ORDER BY id LIMIT %s) pending
 ) queued ON queued.id = e.id
 WHERE e.status = 'pending'
 ORDER BY e.id
@@ -717,7 +717,7 @@ def _settle_runs(subjects: list[str], now: dt.datetime | None) -> tuple[int, lis
 
 def _claim_runs(subjects: list[str], now: dt.datetime) -> dict[str, list[InboundEvent]]:
     """Lock the heads of the subjects, then the first pending events of those whose head this worker holds,
-    keeping per subject only the unbroken run from its head (two queries).
+    keeping per subject only the unbroken run from its head (one query).
 
     Only a run that starts at the head counts, and only while its head is due: when another
     worker holds the head (SKIP LOCKED leaves it out) the subject is left alone entirely, its
@@ -725,11 +725,7 @@ def _claim_runs(subjects: list[str], now: dt.datetime) -> dict[str, list[Inbound
     that has the subject.
     """
     with connection.cursor() as cursor:
-        cursor.execute(CLAIM_HEADS_SQL, [subjects])
-        held = [row[0] for row in cursor.fetchall()]
-        if not held:
-            return {}
-        cursor.execute(CLAIM_RUNS_SQL, [held, RUN_LENGTH])
+        cursor.execute(CLAIM_RUNS_SQL, [subjects, RUN_LENGTH])
         rows = cursor.fetchall()
     runs: dict[str, list[InboundEvent]] = {}
     for row in rows:

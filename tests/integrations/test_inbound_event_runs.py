@@ -94,7 +94,7 @@ def test_the_queries_to_settle_arrivals_do_not_grow_with_their_number(network, w
 
     few, more, many = (_queries_to_settle(wms[0], count, f"n{count}") for count in (3, 15, 60))
 
-    assert few == more == many <= 16, (few, more, many)  # savepoints included
+    assert few == more == many <= 15, (few, more, many)  # savepoints included
 
 
 def test_a_refused_arrival_fails_alone_with_its_reason_and_a_case(network, wms):
