@@ -639,12 +639,14 @@ RUN_LENGTH = 20  # events of one subject a round may settle together in a batch
 # this worker now holds: it never locks a subject's later events while another worker holds
 # the head, and so never keeps them from that worker's next round after leaving the subject to it.
 CLAIM_RUNS_SQL = f"""
-WITH held AS MATERIALIZED (
-    SELECT e.subject_key
+WITH head AS MATERIALIZED (
+    SELECT (SELECT id FROM integrations_inboundevent
+            WHERE subject_key = subject.key AND status = 'pending' ORDER BY id LIMIT 1) AS id
     FROM unnest(%s::varchar[]) AS subject(key)
-    CROSS JOIN LATERAL (SELECT id FROM integrations_inboundevent
-                        WHERE subject_key = subject.key AND status = 'pending' ORDER BY id LIMIT 1) head
-    JOIN integrations_inboundevent e ON e.id = head.id
+),
+held AS MATERIALIZED (
+    SELECT e.subject_key
+    FROM head JOIN integrations_inboundevent e ON e.id = head.id
     WHERE e.status = 'pending'
     ORDER BY e.id
     FOR UPDATE OF e SKIP LOCKED
