@@ -21,6 +21,11 @@ def simulator_url(kind: str) -> str:
     return f"http://127.0.0.1:{settings.SIMULATOR_PORT}/{kind}"
 
 
+def _simulator_link(kind: str) -> dict[str, str]:
+    """What points a demo partner at this run's simulator: its signing secret and address."""
+    return {"webhook_secret": f"simulator-{kind}-secret", "outbound_base_url": simulator_url(kind)}
+
+
 def seed(*, stdout=None, **_options) -> list[Partner]:
     """Create (or point at the simulator again) one partner per kind, with the simulator's signing secrets."""
     partners = []
@@ -29,8 +34,8 @@ def seed(*, stdout=None, **_options) -> list[Partner]:
         partner.name = name
         partner.kind = kind
         partner.scopes = scopes
-        partner.webhook_secret = f"simulator-{kind}-secret"
-        partner.outbound_base_url = simulator_url(kind)
+        for field, value in _simulator_link(kind).items():
+            setattr(partner, field, value)
         partner.is_enabled = True
         stamp_history(partner, actor=DEMO_ACTOR, reason="Demo partner played by the simulator")
         partner.save()
@@ -53,11 +58,7 @@ def repoint(*, stdout=None) -> list[Partner]:
         partner = Partner.objects.filter(code=code).first()
         if partner is None:
             partner = Partner(code=code, name=name, kind=kind, is_enabled=True)
-        wanted = {
-            "scopes": sorted(set(partner.scopes or []) | set(scopes)),
-            "webhook_secret": f"simulator-{kind}-secret",
-            "outbound_base_url": simulator_url(kind),
-        }
+        wanted = {"scopes": sorted(set(partner.scopes or []) | set(scopes)), **_simulator_link(kind)}
         if partner.pk is None or any(getattr(partner, field) != value for field, value in wanted.items()):
             for field, value in wanted.items():
                 setattr(partner, field, value)

@@ -147,7 +147,7 @@ class Driver:
         short_rate: float,
         same_day_until: dt.time = dt.time(14, 0),
         work_seconds: float,
-        customers: list[str] | dict[str, float],
+        customers: dict[str, float],
         skus: list[str],
         seed: int | None = None,
         wcs_units: tuple[str, ...] = (),
@@ -165,9 +165,9 @@ class Driver:
         self.same_day_until = same_day_until
         self.short_rate = short_rate
         self.work_seconds = work_seconds
-        # Who orders, and how large a share of the orders each sends (even shares for a plain list).
+        # Who orders, and how large a share of the orders each sends.
         self.customers = list(customers)
-        self.order_shares = list(customers.values()) if isinstance(customers, dict) else None
+        self.order_shares = list(customers.values())
         self.skus = skus
         self.rng = random.Random(seed)
         self.client = httpx.Client(timeout=10.0)

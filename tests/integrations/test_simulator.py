@@ -171,7 +171,7 @@ def quiet_driver(**options):
     from integrations.simulator.driver import Driver
 
     defaults = {"portal": "http://127.0.0.1:9", "tokens": {}, "secrets": {}, "order_rate": 0, "short_rate": 0}
-    driver = Driver(**{**defaults, "work_seconds": 1, "customers": [], "skus": [], **options})
+    driver = Driver(**{**defaults, "work_seconds": 1, "customers": {}, "skus": [], **options})
     sent, scheduled = [], []
     driver.send_event = lambda kind, event_type, payload, attempts=1: sent.append((kind, event_type, payload))
     driver.later = lambda seconds, action: scheduled.append((seconds, action))
