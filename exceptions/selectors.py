@@ -26,7 +26,7 @@ from django.utils.dateparse import parse_datetime
 
 from exceptions.models import Case, CaseComment, CaseEscalation, ExceptionType, Queue, QueueChange, Severity
 from portal.domain import NotFound, PermissionRefused
-from portal.roles import GROUP_NAME_TO_ROLE, Role, roles_of
+from portal.roles import GROUP_NAME_TO_ROLE, Role, working_roles
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
@@ -48,7 +48,7 @@ SLA_STATES = [choice for choice, _ in Case.SlaState.choices]
 
 
 def queue_roles(user) -> set[str]:
-    return {role.value for role in roles_of(user)}
+    return {role.value for role in working_roles(user)}
 
 
 def queues_for_user(user) -> list[Queue]:

@@ -9,7 +9,7 @@ import logging
 import os
 import threading
 
-from portal.roles import roles_of
+from portal.roles import working_roles
 
 logger = logging.getLogger(__name__)
 
@@ -19,8 +19,8 @@ def role_group(role) -> str:
 
 
 def groups_for_user(user) -> set[str]:
-    """The live groups a user may join: one per role they hold."""
-    roles = roles_of(user) if user is not None else frozenset()
+    """The live groups a user may join: one per role whose work they may do."""
+    roles = working_roles(user)
     return {role_group(role) for role in roles}
 
 

@@ -112,6 +112,27 @@ def test_the_timeline_links_a_case_only_for_those_who_work_its_queue(
     assert (f'href="{reverse("exceptions:case-detail", args=[case.pk])}"' in page) is linked
 
 
+def test_a_superuser_follows_the_timeline_to_any_case_as_to_every_other_page(client, user_with_role, warehouse, tape):
+    from decimal import Decimal
+
+    from exceptions.models import Case
+    from portal.live import groups_for_user, role_group
+
+    tight = factories.CustomerFactory(code="tight", credit_limit=Decimal("10"))
+    order = factories.processed_order(tight, warehouse, [("TAPE", 3)])
+    case = Case.objects.get(order_number=order.number, type__code="credit_hold")
+    root = user_with_role(username="root", is_superuser=True, is_staff=True)  # holds no role
+    client.force_login(root)
+    case_url = reverse("exceptions:case-detail", args=[case.pk])
+
+    page = client.get(reverse("orchestration:order-detail", args=[order.number])).content.decode()
+
+    assert f'href="{case_url}"' in page
+    assert client.get(case_url).status_code == 200
+    assert client.get(reverse("exceptions:queue-detail", args=[case.queue.code])).status_code == 200
+    assert role_group(Role.FINANCE) in groups_for_user(root)  # and the queue's live hints reach them
+
+
 def test_the_timeline_says_what_a_change_changed(client, user_with_role, released):
     services.order_set_priority(order=released, priority=4, actor=factories.ACTOR, reason="Customer escalated")
     _signed_in(client, user_with_role, Role.CUSTOMER_SERVICE)
