@@ -134,7 +134,7 @@ class CancelSerializer(serializers.Serializer):
 
 class AvailabilityQuerySerializer(serializers.Serializer):
     sku = serializers.CharField(max_length=40)
-    warehouse = serializers.CharField(max_length=16, required=False)
+    warehouse = serializers.CharField(max_length=16, required=False, help_text="One warehouse code")
 
 
 class EventSerializer(serializers.Serializer):

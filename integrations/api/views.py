@@ -343,9 +343,9 @@ ORDER_EXAMPLE = OpenApiExample(
         "service_level": "standard",
         "priority": 2,
         "lines": [
-            {"line_no": 1, "sku": "SKU-1001", "quantity": 4},
-            {"line_no": 2, "sku": "SKU-1002", "quantity": 1},
-            {"line_no": 3, "sku": "SKU-1003", "quantity": 12},
+            {"line_no": 1, "sku": "SKU-0001", "quantity": 4},  # items and customer of the demo data
+            {"line_no": 2, "sku": "SKU-0002", "quantity": 1},
+            {"line_no": 3, "sku": "SKU-0003", "quantity": 12},
         ],
     },
 )
@@ -456,10 +456,7 @@ class AvailabilityView(PartnerAPIView):
         operation_id="availability_retrieve",
         summary="Available to promise",
         description="On hand, reserved, quarantined and available per warehouse (pick and reserve locations).",
-        parameters=[
-            OpenApiParameter("sku", str, OpenApiParameter.QUERY, required=True),
-            OpenApiParameter("warehouse", str, OpenApiParameter.QUERY, description="One warehouse code"),
-        ],
+        parameters=[api.AvailabilityQuerySerializer],  # the limits it checks are the schema's
         responses={200: api.AvailabilitySerializer, **errors(401, 403, 422, 429)},
         tags=["availability"],
     )

@@ -54,3 +54,22 @@ def test_a_demo_loaded_before_points_its_partners_at_this_runs_simulator_again(s
     )
     assert wms.is_enabled is False  # the admin's decision stands
     assert erp.history.latest("history_id").history_reason == "Demo partner pointed at this run's simulator"
+
+
+def test_the_api_documentation_s_order_example_is_accepted_by_the_demo(client):
+    from integrations.auth import partner_token_issue
+    from integrations.models import Partner
+    from portal.actors import Actor
+
+    call_command("seed_demo", orders=5, stdout=io.StringIO())
+    token = partner_token_issue(partner=Partner.objects.get(code="erp"), actor=Actor.system("test"), reason="Test")
+    schema = client.get("/api/schema/", {"format": "json"}).json()
+    examples = schema["paths"]["/api/v1/orders"]["post"]["requestBody"]["content"]["application/json"]["examples"]
+    (example,) = examples.values()
+
+    response = client.post(
+        "/api/v1/orders", example["value"], content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}"
+    )
+
+    assert response.status_code == 201, response.content
+    assert [line["sku"] for line in response.json()["lines"]] == ["SKU-0001", "SKU-0002", "SKU-0003"]
