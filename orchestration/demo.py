@@ -52,10 +52,13 @@ def seed(*, stdout, orders: int = 300, seed_value: int = 11) -> None:
         )
         customers.append(customer)
     skus = list(Item.objects.values_list("sku", flat=True))
+    # Bigger accounts order more (in step with the square root of their credit, as the simulator sends
+    # them), so the small accounts' credit holds are a day's few, not a fifth of the orders.
+    shares = [float(customer.credit_limit) ** 0.5 for customer in customers]
     now = timezone.now()
     created = 0
     for number in range(orders):
-        customer = rng.choice(customers)
+        (customer,) = rng.choices(customers, weights=shares)
         city, postal, country = rng.choice(CITIES)
         carrier = rng.choice(["DHL", "DPD", "UPS"])
         service_level = rng.choice(["standard", "standard", "express"])
