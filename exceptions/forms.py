@@ -70,7 +70,7 @@ RESOLUTION_PARAMS: dict[str, list[tuple[str, str, str, str]]] = {
     "cancel_line": [LINE_NO],
     "substitute": [("sku", "Substitute SKU", "text", "Empty: the item's first listed substitute"), LINE_NO],
     "reassign_carrier": [
-        ("carrier", "Carrier", "text", "The carrier to book instead"),
+        ("carrier", "Carrier", "text", "The carrier to book instead: one that collects at the warehouse"),
         ("service_level", "Service level", "text", "Empty: keep the current one"),
     ],
     "fix_address": [

@@ -401,6 +401,29 @@ def _customer_url(user, subject: dict) -> str:
         return ""
 
 
+def _param_fields(case: Case, form: ResolveForm, resolutions) -> list[tuple]:
+    """The offered resolutions' extra fields as (resolution, bound field, values to suggest)."""
+    offered = dict(resolutions)
+    suggestions: dict[str, list[str]] = {}
+    if "reassign_carrier" in offered:
+        from inventory.selectors import carrier_pickups
+
+        pickups = carrier_pickups(case.warehouse_id)
+        suggestions["param_reassign_carrier_carrier"] = sorted({pickup.carrier for pickup in pickups})
+        suggestions["param_reassign_carrier_service_level"] = sorted({pickup.service_level for pickup in pickups})
+    fields = []
+    for code, params in RESOLUTION_PARAMS.items():
+        if code not in offered:
+            continue
+        for name, *_ in params:
+            field_name = f"param_{code}_{name}"
+            options = suggestions.get(field_name, [])
+            if options:
+                form.fields[field_name].widget.attrs["list"] = f"{field_name}-options"
+            fields.append((code, form[field_name], options))
+    return fields
+
+
 def _render_case(request, case: Case, *, status: int = 200, forms: dict | None = None):
     actions = _case_actions(case, request.user)
     members = selectors.queue_members(case.queue)
@@ -424,12 +447,7 @@ def _render_case(request, case: Case, *, status: int = 200, forms: dict | None =
         "resolve_form": resolve_form,
         "comment_form": forms.get("comment") or CommentForm(),
         "failed_action": forms.get("action", ""),
-        "param_fields": [
-            (code, resolve_form[f"param_{code}_{name}"])
-            for code, params in RESOLUTION_PARAMS.items()
-            if code in dict(actions["resolutions"])
-            for name, *_ in params
-        ],
+        "param_fields": _param_fields(case, resolve_form, actions["resolutions"]),
         "transition_buttons": [
             ("start", "Start work", actions["start"]),
             ("wait", "Wait on an external party", actions["wait"]),

@@ -6,7 +6,16 @@ from django.db import connection
 from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import Coalesce, Greatest
 
-from inventory.models import Item, Receipt, ReceiptLine, Reservation, StockLevel, StockMovement, Warehouse
+from inventory.models import (
+    CarrierCutoff,
+    Item,
+    Receipt,
+    ReceiptLine,
+    Reservation,
+    StockLevel,
+    StockMovement,
+    Warehouse,
+)
 
 # The receipts list's state filter, and the statuses it groups.
 RECEIPT_STATE_GROUPS = {
@@ -15,6 +24,11 @@ RECEIPT_STATE_GROUPS = {
     "cancelled": [Receipt.Status.CANCELLED],
 }
 RECEIPT_TONE = {Receipt.Status.RECEIVING: "info", Receipt.Status.CLOSED: "ok"}  # the state badge's colour
+
+
+def carrier_pickups(warehouse_id: int | None) -> list[CarrierCutoff]:
+    """The carrier services that collect at a warehouse, by carrier and service level (one query)."""
+    return list(CarrierCutoff.objects.filter(warehouse_id=warehouse_id).order_by("carrier", "service_level"))
 
 
 def availability(*, item: Item, warehouse: Warehouse | None = None) -> list[dict]:

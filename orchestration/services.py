@@ -815,9 +815,10 @@ def order_set_carrier(
             raise TransitionRefused(
                 f"Order {order.number} is {order.get_status_display().lower()}; its carrier can no longer change."
             )
+        carrier, service_level = _pickup_service(order.warehouse, carrier, service_level or order.service_level)
         previous = {"previous_carrier": order.carrier, "previous_service_level": order.service_level}
         order.carrier = carrier
-        order.service_level = service_level or order.service_level
+        order.service_level = service_level
         order.cutoff_warned_on = None  # the new pickup has a cutoff of its own
         stamp_history(order, actor=actor, reason=reason)
         order.save(update_fields=["carrier", "service_level", "cutoff_warned_on", "updated_at"])
@@ -835,6 +836,27 @@ def order_set_carrier(
             ),
         )
     return order
+
+
+def _pickup_service(warehouse: Warehouse, carrier: str, service_level: str) -> tuple[str, str]:
+    """The carrier service as the warehouse's pickups spell it; refused if it has pickups and none is this one.
+
+    A warehouse with no pickups set up books any carrier (its default cutoff applies).
+    """
+    pickups = list(warehouse.carrier_cutoffs.all())
+    if not pickups:
+        return carrier, service_level
+    for pickup in pickups:
+        if (pickup.carrier.casefold(), pickup.service_level.casefold()) == (
+            carrier.casefold(),
+            service_level.casefold(),
+        ):
+            return pickup.carrier, pickup.service_level
+    offered = ", ".join(sorted(f"{pickup.carrier} {pickup.service_level}" for pickup in pickups))
+    raise InvalidInput(
+        f"{warehouse.code} has no pickup for {carrier} {service_level}; nothing was changed. Book one it has: {offered}.",
+        fields={"carrier": [f"Not collected at {warehouse.code} with this service level."]},
+    )
 
 
 def order_hold(*, order: Order, actor: Actor, reason: str) -> Order:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from django.urls import reverse
 
 from exceptions.models import Case
 from orchestration import events, services
@@ -184,6 +185,49 @@ def test_rebooking_needs_a_carrier_and_changes_nothing_without_one(warehouse, cu
     order.refresh_from_db()
     assert order.carrier == "DPD"
     assert not DomainEvent.objects.filter(name=events.ORDER_CARRIER_CHANGED).exists()
+
+
+def test_rebooking_takes_only_a_carrier_service_that_collects_at_the_warehouse(warehouse, customer, tape):
+    from inventory.models import CarrierCutoff
+    from portal.domain import InvalidInput
+
+    CarrierCutoff.objects.create(warehouse=warehouse, carrier="UPS", service_level="express", cutoff_time=dt.time(19))
+    CarrierCutoff.objects.create(warehouse=warehouse, carrier="DHL", service_level="standard", cutoff_time=dt.time(17))
+    order = due_on(0, customer, warehouse)
+
+    for carrier, service_level in [("FedEx", None), ("UPS", None), ("DHL", "NaN")]:  # UPS: standard is kept
+        with pytest.raises(InvalidInput) as refused:
+            services.order_set_carrier(
+                order=order, carrier=carrier, service_level=service_level, actor=SAM, reason="Rebook"
+            )
+        assert refused.value.message.endswith("Book one it has: DHL standard, UPS express.")
+    order.refresh_from_db()
+    assert (order.carrier, order.service_level) == ("DPD", "standard")
+    assert not DomainEvent.objects.filter(name=events.ORDER_CARRIER_CHANGED).exists()
+
+    services.order_set_carrier(order=order, carrier="ups ", service_level="EXPRESS", actor=SAM, reason="Rebook")
+    order.refresh_from_db()
+    assert (order.carrier, order.service_level) == ("UPS", "express")  # as the pickup spells it
+
+
+def test_the_cutoff_case_suggests_the_carrier_services_that_collect_at_the_warehouse(
+    warehouse, customer, tape, client, user_with_role
+):
+    from inventory.models import CarrierCutoff
+
+    CarrierCutoff.objects.create(warehouse=warehouse, carrier="UPS", service_level="express", cutoff_time=dt.time(19))
+    CarrierCutoff.objects.create(warehouse=warehouse, carrier="DHL", service_level="standard", cutoff_time=dt.time(17))
+    order = due_on(0, customer, warehouse)
+    services.orders_watch_cutoffs(now=cutoff_of(order) - dt.timedelta(minutes=10), warning_minutes=30)
+    client.force_login(user_with_role(Role.TRANSPORTATION, username="terry"))
+
+    page = client.get(reverse("exceptions:case-detail", args=[cutoff_cases(order).get().pk])).content.decode()
+
+    assert 'list="param_reassign_carrier_carrier-options"' in page
+    carriers = page.split('<datalist id="param_reassign_carrier_carrier-options">')[1].split("</datalist>")[0]
+    assert carriers == '<option value="DHL"><option value="UPS">'
+    levels = page.split('<datalist id="param_reassign_carrier_service_level-options">')[1].split("</datalist>")[0]
+    assert levels == '<option value="express"><option value="standard">'
 
 
 def test_a_shipped_order_cannot_be_rebooked(warehouse, customer, tape):
