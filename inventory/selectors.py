@@ -28,6 +28,8 @@ RECEIPT_TONE = {Receipt.Status.RECEIVING: "info", Receipt.Status.CLOSED: "ok"}  
 
 def carrier_pickups(warehouse_id: int | None) -> list[CarrierCutoff]:
     """The carrier services that collect at a warehouse, by carrier and service level (one query)."""
+    if warehouse_id is None:
+        return []
     return list(CarrierCutoff.objects.filter(warehouse_id=warehouse_id).order_by("carrier", "service_level"))
 
 
