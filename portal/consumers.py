@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from portal.live import groups_for_user
+
+MAX_FRAME = 1000  # characters: a ping is a dozen
 
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):
@@ -34,6 +38,17 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await self.live_change(message)
         else:
             await super().dispatch(message)
+
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        """A browser only ever sends a small JSON ping; any other frame is ignored rather than closing the socket."""
+        if text_data is None or len(text_data) > MAX_FRAME:
+            return
+        try:
+            content = json.loads(text_data)
+        except ValueError:
+            return
+        if isinstance(content, dict):
+            await self.receive_json(content)
 
     async def receive_json(self, content, **kwargs):
         if content.get("type") == "ping":

@@ -1,4 +1,4 @@
-"""The live socket: signed-in users only, same-origin only, role groups only, closed on revocation."""
+"""The live socket: signed-in users only, same-origin only, role groups only, closed on revocation, never on a bad frame."""
 
 from __future__ import annotations
 
@@ -97,6 +97,22 @@ async def test_a_signed_in_user_gets_only_their_role_groups(user_with_role, sess
     assert await communicator.receive_json_from(timeout=TIMEOUT) == {"type": "hello", "groups": ["role.finance"]}
     await communicator.send_json_to({"type": "ping"})
     assert await communicator.receive_json_from(timeout=TIMEOUT) == {"type": "pong"}
+    await communicator.disconnect()
+
+
+@run_async
+async def test_frames_that_are_not_a_known_message_are_ignored(user_with_role, session_cookie):
+    user = await sync_to_async(user_with_role)(Role.FINANCE)
+    communicator = live_socket(await sync_to_async(session_cookie)(user), ORIGIN)
+    await communicator.connect(timeout=TIMEOUT)
+    await communicator.receive_json_from(timeout=TIMEOUT)  # hello
+
+    for frame in [{"text_data": "not json"}, {"text_data": "[1, 2]"}, {"text_data": '"ping"'},
+                  {"text_data": "{}"}, {"bytes_data": b"\x00\xff"}, {"text_data": "\x00"}]:  # fmt: skip
+        await communicator.send_to(**frame)
+
+    await communicator.send_json_to({"type": "ping"})
+    assert await communicator.receive_json_from(timeout=TIMEOUT) == {"type": "pong"}  # still open, nothing else said
     await communicator.disconnect()
 
 
