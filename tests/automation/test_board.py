@@ -77,6 +77,8 @@ def test_board_shows_units_per_zone_with_work_and_faults(client, user_with_role,
     assert (board.counts["faulted"], board.counts["online"], board.in_flight_total, board.open_faults) == (1, 1, 1, 1)
     html = response.content.decode()
     assert "status-faulted" in html and "J7" in html and 'src="/static/automation/board.js"' in html
+    # Each unit's reason box says, to a screen reader too, what it is the reason for.
+    assert 'aria-label="Why ptl-a is back online"' in html and 'aria-label="Why amr-1 goes to maintenance"' in html
 
 
 def test_the_board_shows_one_warehouse_picked_from_the_list(client, user_with_role, warehouse):
