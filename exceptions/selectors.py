@@ -655,8 +655,19 @@ def case_facts(case: Case) -> list[tuple[str, str]]:
             value = json.dumps(value, default=str)
         elif key.endswith("status") and isinstance(value, str):
             value = value.replace("_", " ")  # a state code: "on_hold" reads "on hold"
+        elif isinstance(value, str) and "T" in value and (moment := parse_datetime(value)) is not None:
+            value = _fact_moment(moment)
         facts.append((FACT_LABELS.get(key, key.replace("_", " ").capitalize()), str(value)))
     return facts
+
+
+def _fact_moment(moment: dt.datetime) -> str:
+    """A recorded moment on the clock it was recorded in (a warehouse's, for a cutoff), to the minute."""
+    if moment.tzinfo is None:
+        return f"{moment:%Y-%m-%d %H:%M}"
+    offset = moment.strftime("%z")
+    zone = "UTC" if offset == "+0000" else f"UTC{offset[:3]}:{offset[3:]}"
+    return f"{moment:%Y-%m-%d %H:%M} ({zone})"
 
 
 def subject_context(case: Case) -> dict:

@@ -491,6 +491,8 @@ def _case_action(request, pk: int, run, *, form_key: str, form=None, success: st
         return _back(request, reverse("exceptions:case-detail", args=[case.pk]))
     except DomainError as error:
         messages.error(request, f"Nothing was changed: {error.message}")
+        if form is not None:  # the form again as it was filled in, to correct rather than retype
+            return _render_case(request, case, status=422, forms={form_key: form, "action": form_key})
         return _back(request, reverse("exceptions:case-detail", args=[case.pk]))
     messages.success(request, outcome if isinstance(outcome, str) and outcome else success.format(case=case))
     return _back(request, reverse("exceptions:case-detail", args=[case.pk]))

@@ -854,7 +854,7 @@ def _pickup_service(warehouse: Warehouse, carrier: str, service_level: str) -> t
             return pickup.carrier, pickup.service_level
     offered = ", ".join(sorted(f"{pickup.carrier} {pickup.service_level}" for pickup in pickups))
     raise InvalidInput(
-        f"{warehouse.code} has no pickup for {carrier} {service_level}; nothing was changed. Book one it has: {offered}.",
+        f"{warehouse.code} has no pickup for {carrier} {service_level}. Book one it has: {offered}.",
         fields={"carrier": [f"Not collected at {warehouse.code} with this service level."]},
     )
 

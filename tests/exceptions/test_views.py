@@ -515,7 +515,8 @@ def test_the_case_page_states_the_raisers_facts_in_words_without_database_ids(cl
     case = make_case(
         context={"sku": "SKU-7", "line_no": 3, "shortfall": 1, "task_id": 54, "order_line_id": 53,
                  "allows_substitution": True, "allows_split_shipment": False, "missing": ["street", "city"],
-                 "order_status": "on_hold", "lines": [{"line_no": 1}]},
+                 "order_status": "on_hold", "lines": [{"line_no": 1}], "cutoff": "2026-12-07T09:23:00+01:00",
+                 "raised": "2026-12-07T08:00:00+00:00", "note": "Tea at 10"},
     )  # fmt: skip
     client.force_login(supervisor)
 
@@ -531,6 +532,12 @@ def test_the_case_page_states_the_raisers_facts_in_words_without_database_ids(cl
     assert facts["Allows split shipment"] == "No"
     assert (facts["Missing"], facts["Order status"]) == ("street, city", "on hold")
     assert facts["Lines"] == '[{"line_no": 1}]'  # structured context stays readable as JSON
+    # A moment reads on the clock it was recorded in (the warehouse's, for a cutoff), to the minute.
+    assert (facts["Cutoff"], facts["Raised"], facts["Note"]) == (
+        "2026-12-07 09:23 (UTC+01:00)",
+        "2026-12-07 08:00 (UTC)",
+        "Tea at 10",
+    )
     assert not {"Task id", "Order line id"} & set(facts)
     assert "Task id" not in response.content.decode()
 

@@ -230,6 +230,34 @@ def test_the_cutoff_case_suggests_the_carrier_services_that_collect_at_the_wareh
     assert levels == '<option value="express"><option value="standard">'
 
 
+def test_a_refused_rebook_shows_the_case_again_as_filled_in_with_what_to_book_instead(
+    warehouse, customer, tape, client, user_with_role
+):
+    from inventory.models import CarrierCutoff
+
+    CarrierCutoff.objects.create(warehouse=warehouse, carrier="UPS", service_level="express", cutoff_time=dt.time(19))
+    order = due_on(0, customer, warehouse)
+    services.orders_watch_cutoffs(now=cutoff_of(order) - dt.timedelta(minutes=10), warning_minutes=30)
+    case = cutoff_cases(order).get()
+    client.force_login(user_with_role(Role.TRANSPORTATION, username="terry"))
+
+    response = client.post(
+        reverse("exceptions:case-resolve", args=[case.pk]),
+        {"resolution": "reassign_carrier", "param_reassign_carrier_carrier": "FedEx", "reason": "FedEx collects late"},
+    )
+
+    assert response.status_code == 422
+    page = response.content.decode()
+    assert (
+        f"Nothing was changed: {warehouse.code} has no pickup for FedEx standard. Book one it has: UPS express." in page
+    )
+    assert 'value="reassign_carrier" required checked' in page and 'value="FedEx"' in page
+    assert 'value="FedEx collects late"' in page
+    case.refresh_from_db()
+    order.refresh_from_db()
+    assert (case.status, order.carrier) == ("open", "DPD")
+
+
 def test_a_shipped_order_cannot_be_rebooked(warehouse, customer, tape):
     from portal.domain import TransitionRefused
 
