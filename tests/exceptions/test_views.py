@@ -516,7 +516,7 @@ def test_the_case_page_states_the_raisers_facts_in_words_without_database_ids(cl
         context={"sku": "SKU-7", "line_no": 3, "shortfall": 1, "task_id": 54, "order_line_id": 53,
                  "allows_substitution": True, "allows_split_shipment": False, "missing": ["street", "city"],
                  "order_status": "on_hold", "lines": [{"line_no": 1}], "cutoff": "2026-12-07T09:23:00+01:00",
-                 "raised": "2026-12-07T08:00:00+00:00", "note": "Tea at 10"},
+                 "raised": "2026-12-07T08:00:00+00:00", "note": "Tea at 10", "sent": "2026-13-45T10:00"},
     )  # fmt: skip
     client.force_login(supervisor)
 
@@ -533,10 +533,11 @@ def test_the_case_page_states_the_raisers_facts_in_words_without_database_ids(cl
     assert (facts["Missing"], facts["Order status"]) == ("street, city", "on hold")
     assert facts["Lines"] == '[{"line_no": 1}]'  # structured context stays readable as JSON
     # A moment reads on the clock it was recorded in (the warehouse's, for a cutoff), to the minute.
-    assert (facts["Cutoff"], facts["Raised"], facts["Note"]) == (
+    assert (facts["Cutoff"], facts["Raised"], facts["Note"], facts["Sent"]) == (
         "2026-12-07 09:23 (UTC+01:00)",
         "2026-12-07 08:00 (UTC)",
         "Tea at 10",
+        "2026-13-45T10:00",  # not a moment after all: as recorded
     )
     assert not {"Task id", "Order line id"} & set(facts)
     assert "Task id" not in response.content.decode()
