@@ -28,6 +28,7 @@ from orchestration.models import Customer, Order, OrderLine, ReleasePolicy, Ship
 from portal.actors import Actor, stamp_history
 from portal.domain import DomainError, InvalidInput, TransitionRefused, require_reason, transition
 from portal.events import emit, emit_many
+from portal.formatting import amount
 
 # --- helpers -------------------------------------------------------------------------
 
@@ -447,8 +448,8 @@ def _credit_hold_reason(order: Order, customer: Customer, exposure: Decimal, pol
         return f"Customer {customer.code} is credit-blocked"
     if policy.credit_hold_over_limit and exposure + order.total_value > customer.credit_limit:
         return (
-            f"Order value {order.total_value} takes {customer.code} to {exposure + order.total_value} "
-            f"against a credit limit of {customer.credit_limit}"
+            f"Order value {amount(order.total_value)} takes {customer.code} to "
+            f"{amount(exposure + order.total_value)} against a credit limit of {amount(customer.credit_limit)}"
         )
     return ""
 
@@ -492,8 +493,8 @@ def orders_recheck_credit_holds(*, customer: Customer | int, actor: Actor, reaso
             if _credit_hold_reason(order, current, exposure, policy):
                 continue
             note = (
-                f"{reason}: order value {order.total_value} takes {current.code} to "
-                f"{exposure + order.total_value} within a credit limit of {current.credit_limit}"
+                f"{reason}: order value {amount(order.total_value)} takes {current.code} to "
+                f"{amount(exposure + order.total_value)} within a credit limit of {amount(current.credit_limit)}"
             )
             _release_credit_hold(order, actor=actor, reason=reason, note=note)
             room = current.credit_limit - exposure - order.total_value

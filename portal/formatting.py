@@ -1,6 +1,8 @@
-"""How the portal words things people read at a glance: one way to say a span of time everywhere."""
+"""How the portal words things people read at a glance: one way to say a span of time, or an amount, everywhere."""
 
 from __future__ import annotations
+
+from decimal import Decimal
 
 
 def duration(seconds) -> str:
@@ -19,3 +21,8 @@ def duration(seconds) -> str:
         return f"{hours} h {minutes:02d} min"
     days, hours = divmod(hours, 24)
     return f"{days} d {hours} h"
+
+
+def amount(value: Decimal | int | float) -> str:
+    """A money amount as people read it in a sentence: thousands grouped, two decimals ("15,155.94")."""
+    return f"{Decimal(value):,.2f}"

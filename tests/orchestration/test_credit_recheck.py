@@ -64,7 +64,7 @@ def test_a_payment_lets_the_held_orders_that_fit_go_ahead_most_urgent_first(ware
     # ... each release is explained: by the policy, with the figures that allowed it
     released = urgent.history.filter(status=Order.Status.VALIDATED).latest("history_id")
     assert released.history_actor == "policy:credit-recheck"
-    assert "takes tight to 80.00 within a credit limit of 100" in released.history_reason
+    assert "takes tight to 80.00 within a credit limit of 100.00" in released.history_reason
     # ... its credit case closed with its cause; the others stay with finance
     assert credit_case(urgent).status == Case.Status.AUTO_RESOLVED
     assert credit_case(normal).status == credit_case(large).status == Case.Status.OPEN
@@ -206,3 +206,13 @@ def test_a_backorder_decision_changes_no_value_and_releases_nothing(warehouse, t
 
     waiting.refresh_from_db()
     assert (waiting.status, waiting.total_value) == (Order.Status.CREDIT_HOLD, Decimal("30.00"))
+
+
+def test_a_hold_states_its_figures_as_amounts_people_read(warehouse, tape):
+    big = factories.CustomerFactory(code="big", credit_limit=Decimal("15000"), open_balance=Decimal("14990"))
+
+    order = held(big, warehouse, 3)
+
+    why = "Order value 30.00 takes big to 15,020.00 against a credit limit of 15,000.00"
+    assert order.history.filter(status=Order.Status.CREDIT_HOLD).latest("history_id").history_reason.endswith(why)
+    assert why in credit_case(order).summary
