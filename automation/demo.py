@@ -152,4 +152,5 @@ def seed(*, stdout, orders: int = 300) -> None:
         f"  {units} equipment units, {len(POLICIES)} risk policies, {len(RULES)} rules, "
         f"risk model v{report.version} on {report.orders} orders ({quality})"
     )
-    services.handoffs_dispatch_pending(now=now)
+    # Work instructions go out once the worker and the simulated WCS run (beat's dispatch): sent now, before
+    # either has started, every one would miss its acknowledgement deadline and count against its unit.
