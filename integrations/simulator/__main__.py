@@ -93,6 +93,7 @@ def main(argv: list[str]) -> int:
     server = serve(state, host=args.host, port=args.port)
     logging.info("partner simulator on http://%s:%s (erp, wms, tms, wcs)", args.host, server.server_address[1])
     if not args.no_drive:
+        state.starting = True
         threading.Thread(target=start_driver, args=(args, state), name="driver", daemon=True).start()
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     try:
@@ -119,6 +120,14 @@ def wcs_units(args: argparse.Namespace) -> tuple[str, ...]:
 
 
 def start_driver(args: argparse.Namespace, state: SimulatorState) -> None:
+    """Run the driver; until it listens, the receiver answers messages with 503 (`state.starting`)."""
+    try:
+        _drive(args, state)
+    finally:
+        state.starting = False  # messages are taken from now on (with no driver, as a plain receiver)
+
+
+def _drive(args: argparse.Namespace, state: SimulatorState) -> None:
     """Wait for the portal, get tokens and master data, then send orders and react to messages."""
     import httpx
 

@@ -18,6 +18,9 @@ KINDS = ("erp", "wms", "tms", "wcs")
 MAX_BODY = 1024 * 1024
 
 
+STARTING_RETRY_AFTER = 2  # seconds: the driver is up within a few
+
+
 @dataclass
 class Faults:
     """What one partner endpoint does wrong: a share of errors, slowness, an outage, a permanent refusal."""
@@ -93,6 +96,9 @@ class SimulatorState:
         self.listeners: list = []  # callables(kind, message_type, body) run after a message is applied
         self.controls: dict = {}  # extra control actions: name -> callable(data) -> dict (e.g. the WCS floor)
         self.reports: dict = {}  # extra sections of /_control/stats: name -> callable() -> dict
+        # While the driver starts, nobody would act on a message (acknowledge a work instruction,
+        # pick a released order): such a message is answered 503, and the portal sends it again.
+        self.starting = False
 
     def reset(self, *, faults: bool = True) -> None:
         """Forget what was received (and, unless told otherwise, the faults set so far)."""
@@ -122,6 +128,9 @@ class SimulatorState:
             if not self.signature_ok(kind, headers, body):
                 book.bad_signatures += 1
                 return 401, {"error": "bad signature"}, {}
+            if self.starting:
+                book.failed += 1
+                return 503, {"error": "the simulator is starting"}, {"Retry-After": str(STARTING_RETRY_AFTER)}
             if faults.refuse_status:
                 book.refused += 1
                 return faults.refuse_status, {"error": "refused by the partner"}, {}

@@ -277,3 +277,21 @@ def test_the_simulated_erp_sends_most_orders_for_the_largest_accounts():
     # Then: about one in eleven is the small account's (the square root of the limits: 10 to 1)
     assert 50 <= posted.count("small") <= 140
     assert posted.count("key") + posted.count("small") == 1000
+
+
+def test_while_the_driver_starts_messages_are_answered_503_and_taken_once_it_listens():
+    from integrations.simulator.receiver import SimulatorState
+
+    state = SimulatorState(secrets={}, seed=1)
+    heard = []
+    state.starting = True
+    headers = {"Idempotency-Key": "instruction-1", "X-Message-Type": "wcs.work_instruction"}
+
+    status, _, extra = state.receive("wcs", "/wcs/instructions", headers, b'{"data": {}}')
+
+    assert (status, extra) == (503, {"Retry-After": "2"})  # the portal sends it again
+    assert state.books["wcs"].applied == {}
+    state.listeners.append(lambda kind, message_type, message: heard.append(message_type))
+    state.starting = False
+    status, body, _ = state.receive("wcs", "/wcs/instructions", headers, b'{"data": {}}')
+    assert (status, body["status"], heard) == (200, "applied", ["wcs.work_instruction"])
