@@ -356,14 +356,21 @@ def _status_spans(before, changes: list, *, since: dt.datetime, now: dt.datetime
     return spans
 
 
+NOW_LABEL_SHARE = 0.05  # of the strip's width, at its right end, kept for the "now" label
+
+
 def _hour_ticks(since: dt.datetime, now: dt.datetime, *, zone: str, every_hours: int = 3) -> list[dict]:
-    """Labels under the strip every few hours, in the warehouse's local time, placed as a share of the window."""
+    """Labels under the strip every few hours, in the warehouse's local time, placed as a share of the window.
+
+    None within the last hour or so of the window, where the strip's "now" label sits.
+    """
     window = (now - since).total_seconds() or 1
+    last = now - max(dt.timedelta(hours=1), (now - since) * NOW_LABEL_SHARE)
     local = since.astimezone(zoneinfo.ZoneInfo(zone or "UTC"))
     first = local.replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1)
     ticks = []
     tick = first
-    while tick < now:
+    while tick < last:
         if tick.hour % every_hours == 0:
             ticks.append(
                 {"label": tick.strftime("%H:%M"), "left": round(100 * (tick - since).total_seconds() / window, 3)}

@@ -239,3 +239,13 @@ def _queries_of(client, url: str) -> int:
     with CaptureQueriesContext(connection) as queries:
         assert client.get(url).status_code == 200
     return len(queries)
+
+
+def test_the_strip_s_hour_labels_leave_its_right_end_to_the_now_label():
+    now = dt.datetime(2026, 12, 7, 9, 35, tzinfo=dt.UTC)
+
+    ticks = selectors._hour_ticks(now - dt.timedelta(hours=24), now, zone="UTC")
+
+    # Every third hour of the day, placed along the 24 hours; 09:00, 35 minutes before now, would sit under "now".
+    assert [tick["label"] for tick in ticks] == ["12:00", "15:00", "18:00", "21:00", "00:00", "03:00", "06:00"]
+    assert ticks[0]["left"] == pytest.approx(100 * (2 * 60 + 25) / (24 * 60), abs=0.001)
