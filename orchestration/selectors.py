@@ -17,7 +17,7 @@ from inventory.models import CarrierCutoff, Reservation, Warehouse
 from orchestration import events
 from orchestration.models import Customer, Order, OrderLine, Shipment, ShipmentLine, Task
 from orchestration.services import carrier_cutoff, local_now, pickup_cutoff
-from portal.formatting import duration
+from portal.formatting import amount, duration
 from portal.models import DomainEvent
 from portal.roles import Role, allowed
 from portal.timeline import TimelineEntry
@@ -285,7 +285,10 @@ def _event_title(event: DomainEvent) -> str:
         outcome = str(payload.get("outcome", "")).replace("_", " ")
         return f"Allocation: {outcome}" + (f" ({', '.join(short)})" if short else "")
     if event.name == events.ORDER_CREDIT_HOLD:
-        return f"Credit hold: exposure {payload.get('exposure')} against limit {payload.get('credit_limit')}"
+        return (
+            f"Credit hold: exposure {amount(payload.get('exposure'))} "
+            f"against limit {amount(payload.get('credit_limit'))}"
+        )
     if event.name == events.ORDER_ADDRESS_INVALID:
         return f"Ship-to address incomplete: missing {', '.join(payload.get('missing', []))}"
     if event.name == events.ORDER_BACKORDER_FILLED:

@@ -23,6 +23,13 @@ def duration(seconds) -> str:
     return f"{days} d {hours} h"
 
 
-def amount(value: Decimal | int | float) -> str:
-    """A money amount as people read it in a sentence: thousands grouped, two decimals ("15,155.94")."""
-    return f"{Decimal(value):,.2f}"
+def amount(value) -> str:
+    """A money amount as people read it in a sentence: thousands grouped, two decimals ("15,155.94").
+
+    What is not a finite number (a payload missing its figure) is shown as it came.
+    """
+    try:
+        number = Decimal(str(value))
+    except ArithmeticError:  # decimal.InvalidOperation
+        return str(value)
+    return f"{number:,.2f}" if number.is_finite() else str(value)

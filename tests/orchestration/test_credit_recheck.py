@@ -216,3 +216,5 @@ def test_a_hold_states_its_figures_as_amounts_people_read(warehouse, tape):
     why = "Order value 30.00 takes big to 15,020.00 against a credit limit of 15,000.00"
     assert order.history.filter(status=Order.Status.CREDIT_HOLD).latest("history_id").history_reason.endswith(why)
     assert why in credit_case(order).summary
+    titles = [entry.title for entry in order_timeline(order)]
+    assert "Credit hold: exposure 14,990.00 against limit 15,000.00" in titles
