@@ -655,26 +655,25 @@ def case_facts(case: Case) -> list[tuple[str, str]]:
             value = json.dumps(value, default=str)
         elif key.endswith("status") and isinstance(value, str):
             value = value.replace("_", " ")  # a state code: "on_hold" reads "on hold"
-        elif isinstance(value, str) and (moment := _recorded_moment(value)) is not None:
-            value = f"{moment:%Y-%m-%d %H:%M} ({_utc_offset(moment)})" if moment.tzinfo else f"{moment:%Y-%m-%d %H:%M}"
+        elif isinstance(value, str) and (moment := _moment_label(value)):
+            value = moment
         facts.append((FACT_LABELS.get(key, key.replace("_", " ").capitalize()), str(value)))
     return facts
 
 
-def _recorded_moment(value: str) -> dt.datetime | None:
-    """The moment an ISO date and time in a case's context names (a cutoff, say), or None for other text."""
-    if "T" not in value:
-        return None
+def _moment_label(value: str) -> str:
+    """An ISO date and time from a case's context (a cutoff, say) on the clock it was recorded in, to the minute:
+    "2026-12-07 09:23 (UTC+01:00)". Empty for other text, and for text shaped like a moment that is not one."""
     try:
-        return parse_datetime(value)
-    except ValueError:  # shaped like a moment, but not one ("2026-13-45T10:00"): shown as it is
-        return None
-
-
-def _utc_offset(moment: dt.datetime) -> str:
-    """The clock a moment was recorded on (a warehouse's, for a cutoff): "UTC", "UTC+01:00"."""
+        moment = parse_datetime(value) if "T" in value else None
+    except ValueError:  # "2026-13-45T10:00"
+        moment = None
+    if moment is None:
+        return ""
+    if moment.tzinfo is None:
+        return f"{moment:%Y-%m-%d %H:%M}"
     offset = moment.strftime("%z")
-    return "UTC" if offset == "+0000" else f"UTC{offset[:3]}:{offset[3:]}"
+    return f"{moment:%Y-%m-%d %H:%M} ({'UTC' if offset == '+0000' else f'UTC{offset[:3]}:{offset[3:]}'})"
 
 
 def subject_context(case: Case) -> dict:

@@ -39,6 +39,14 @@ def cutoff_cases(order: Order):
     return Case.objects.filter(type__code="carrier_cutoff_miss", order_number=order.number)
 
 
+def two_pickups(warehouse) -> None:
+    """UPS express collects at 19:00 and DHL standard at 17:00 (DPD, the orders' carrier, has no pickup of its own)."""
+    from inventory.models import CarrierCutoff
+
+    CarrierCutoff.objects.create(warehouse=warehouse, carrier="UPS", service_level="express", cutoff_time=dt.time(19))
+    CarrierCutoff.objects.create(warehouse=warehouse, carrier="DHL", service_level="standard", cutoff_time=dt.time(17))
+
+
 def pack(order: Order) -> None:
     for task in Task.objects.filter(order=order, kind=Task.Kind.PICK):
         services.task_dispatch(task=task, actor=SAM)
@@ -188,11 +196,9 @@ def test_rebooking_needs_a_carrier_and_changes_nothing_without_one(warehouse, cu
 
 
 def test_rebooking_takes_only_a_carrier_service_that_collects_at_the_warehouse(warehouse, customer, tape):
-    from inventory.models import CarrierCutoff
     from portal.domain import InvalidInput
 
-    CarrierCutoff.objects.create(warehouse=warehouse, carrier="UPS", service_level="express", cutoff_time=dt.time(19))
-    CarrierCutoff.objects.create(warehouse=warehouse, carrier="DHL", service_level="standard", cutoff_time=dt.time(17))
+    two_pickups(warehouse)
     order = due_on(0, customer, warehouse)
 
     for carrier, service_level in [("FedEx", None), ("UPS", None), ("DHL", "NaN")]:  # UPS: standard is kept
@@ -213,10 +219,7 @@ def test_rebooking_takes_only_a_carrier_service_that_collects_at_the_warehouse(w
 def test_the_cutoff_case_suggests_the_carrier_services_that_collect_at_the_warehouse(
     warehouse, customer, tape, client, user_with_role
 ):
-    from inventory.models import CarrierCutoff
-
-    CarrierCutoff.objects.create(warehouse=warehouse, carrier="UPS", service_level="express", cutoff_time=dt.time(19))
-    CarrierCutoff.objects.create(warehouse=warehouse, carrier="DHL", service_level="standard", cutoff_time=dt.time(17))
+    two_pickups(warehouse)
     order = due_on(0, customer, warehouse)
     services.orders_watch_cutoffs(now=cutoff_of(order) - dt.timedelta(minutes=10), warning_minutes=30)
     client.force_login(user_with_role(Role.TRANSPORTATION, username="terry"))
